@@ -37,8 +37,11 @@ def shingles(text: str, kind: str = "word", n: int = 3) -> set[bytes]:
 def minhashes(texts: Sequence[str], kind: str = "word", n: int = 3, num_perm: int = 64, seed: int = 1
               ) -> list[MinHash]:
     out = []
+    # Permutations depend only on (num_perm, seed): build them once instead of once per document.
+    proto = MinHash(num_perm=num_perm, seed=seed)
+    perms, scheme = proto.permutations, proto.scheme
     for text in texts:
-        m = MinHash(num_perm=num_perm, seed=seed, hashfunc=_crc32)
+        m = MinHash(num_perm=num_perm, seed=seed, hashfunc=_crc32, permutations=perms, scheme=scheme)
         m.update_batch(list(shingles(text, kind, n)))
         out.append(m)
     return out
@@ -65,23 +68,32 @@ def near_duplicate_pairs(texts: Sequence[str], threshold: float, kind: str = "wo
                          num_perm: int = 64, exact: bool = False) -> list[tuple[int, int, float]]:
     """Pairs (i, j, Jaccard) with Jaccard ≥ threshold, found via LSH.
 
-    With ``exact`` the LSH runs at a lower threshold to collect candidates and each candidate's true Jaccard is
-    computed on the shingle sets, so the result does not depend on MinHash estimation noise (used for short
+    With ``exact`` the LSH runs a little below the threshold to collect candidates and each close candidate's
+    true Jaccard is computed on the shingle sets, so the result does not depend on MinHash estimation noise (used for short
     prompts, where sets are small; long texts use the signature estimate to keep memory flat).
     """
     sets = [shingles(t, kind, n) for t in texts] if exact else None
     sigs = minhashes(texts, kind, n, num_perm)
-    lsh = MinHashLSH(threshold=max(0.05, threshold - 0.2) if exact else threshold, num_perm=num_perm)
-    exact: dict[bytes, int] = {}
+    values = np.stack([m.hashvalues for m in sigs]) if sigs else np.zeros((0, num_perm))
+    # In exact mode LSH runs slightly below the threshold so pairs whose estimate dips under it are still seen.
+    lsh = MinHashLSH(threshold=max(0.05, threshold - 0.05) if exact else threshold, num_perm=num_perm)
+    seen_sig: dict[bytes, int] = {}
     pairs: list[tuple[int, int, float]] = []
     for i, m in enumerate(sigs):
         digest = hashlib.blake2b(np.asarray(m.hashvalues).tobytes(), digest_size=16).digest()
-        if digest in exact:  # identical signature: identical shingle set (almost surely); skip LSH work
-            pairs.append((exact[digest], i, 1.0))
+        if digest in seen_sig:  # identical signature: identical shingle set (almost surely); skip LSH work
+            pairs.append((seen_sig[digest], i, 1.0))
             continue
-        exact[digest] = i
-        for j in lsh.query(m):
-            jac = _jaccard(sets[i], sets[j]) if sets is not None else m.jaccard(sigs[j])
+        seen_sig[digest] = i
+        cands = lsh.query(m)
+        if not cands:
+            lsh.insert(i, m)
+            continue
+        # estimated Jaccard of all candidates at once: share of equal signature slots
+        est = (values[cands] == values[i]).mean(axis=1)
+        for j, jac in zip(cands, est.tolist()):
+            if sets is not None and jac >= threshold - 0.15:  # exact only when the estimate is close
+                jac = _jaccard(sets[i], sets[j])
             if jac >= threshold:
                 pairs.append((j, i, jac))
         lsh.insert(i, m)
