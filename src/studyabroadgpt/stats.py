@@ -5,7 +5,7 @@ Kept in one place so that every number we report to a user comes with the same, 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -73,3 +73,29 @@ def bowker_test(table: np.ndarray) -> dict:
                 df += 1
     p = float(sps.chi2.sf(chi2, df)) if df else 1.0
     return {"chi2": float(chi2), "df": df, "p_value": p}
+
+
+def bootstrap_statistic_ci(statistic: Callable[[np.ndarray], float], n: int, n_resamples: int = 1000,
+                           seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Percentile bootstrap CI of a statistic that is not a mean of per-item values (e.g. corpus BLEU).
+
+    ``statistic(idx)`` computes the value on the items ``idx`` (a resample with replacement of ``range(n)``).
+    """
+    if n <= 0:
+        return (float("nan"), float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(n_resamples)])
+    alpha = (1 - confidence) / 2
+    return (float(statistic(np.arange(n))), float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha)))
+
+
+def paired_bootstrap_statistic(stat_a: Callable[[np.ndarray], float], stat_b: Callable[[np.ndarray], float],
+                               n: int, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Paired bootstrap of ``stat_b - stat_a`` for corpus-level statistics: both see the same resampled items.
+
+    Same result shape and verdict rule as :func:`paired_bootstrap_diff`.
+    """
+    diff, lo, hi = bootstrap_statistic_ci(lambda idx: stat_b(idx) - stat_a(idx), n, n_resamples=n_resamples,
+                                          seed=seed, confidence=confidence)
+    verdict = "better" if lo > 0 else "worse" if hi < 0 else "not distinguishable"
+    return {"diff": diff, "ci_low": lo, "ci_high": hi, "verdict": verdict, "n": int(n)}

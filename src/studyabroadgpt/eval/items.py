@@ -1,0 +1,111 @@
+"""Prompt sets for evaluation: what each system is asked, and the reference answer when there is one.
+
+Two kinds of source are accepted:
+
+* a prompt table (``.csv`` / ``.jsonl`` / ``.json``) with columns ``id, prompt[, reference]``;
+* a conversations dataset (anything :func:`studyabroadgpt.data.io.read_conversations` reads, e.g. the held-out
+  split written by ``data split``). Either the first user turn of each conversation is asked (``mode="first"``),
+  or every user turn is asked with the conversation so far as history (``mode="every"``); the reference is the
+  assistant turn that followed it in the data.
+
+Every problem names the file, the line and the field; nothing is skipped silently.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..data.io import DataError, detect_format, iter_raw, read_conversations
+
+Mode = Literal["first", "every"]
+
+
+@dataclass
+class EvalItem:
+    id: str
+    messages: list[dict[str, str]]  # chat messages ending with the user turn to answer
+    reference: str | None = None
+    topic: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt(self) -> str:
+        return self.messages[-1]["content"]
+
+
+def load_items(source: str | Path, mode: Mode = "first", split: str | None = None,
+               limit: int | None = None) -> list[EvalItem]:
+    """Read a prompt table or a conversations dataset into evaluation items (``limit`` keeps the first N)."""
+    source_str = str(source)
+    first = next(iter(iter_raw(source, split=split)), None)
+    if first is None:
+        raise DataError(f"{source_str}: holds no records")
+    if first.data is not None and detect_format(first.data) is not None:
+        items = _from_conversations(source, mode, split)
+    else:
+        items = _from_prompt_table(source, split)
+    if not items:
+        raise DataError(f"{source_str}: no prompts found")
+    _check_unique_ids(items, source_str)
+    return items[:limit] if limit else items
+
+
+def _from_prompt_table(source: str | Path, split: str | None) -> list[EvalItem]:
+    items: list[EvalItem] = []
+    for rec in iter_raw(source, split=split):
+        where = f"{rec.file}:{rec.line}"
+        if rec.data is None:
+            raise DataError(f"{where}: {rec.problems[0].message if rec.problems else 'unreadable record'}")
+        row = rec.data
+        for col in ("id", "prompt"):
+            if col not in row:
+                raise DataError(f"{where}: missing column {col!r} (a prompt file needs id, prompt[, reference]; "
+                                f"found {sorted(row)})")
+        prompt = row["prompt"]
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise DataError(f"{where}: field 'prompt' is empty")
+        ref = row.get("reference")
+        if ref is not None and not isinstance(ref, str):
+            ref = json.dumps(ref, ensure_ascii=False)
+        messages = []
+        if isinstance(row.get("system_prompt"), str) and row["system_prompt"].strip():
+            messages.append({"role": "system", "content": row["system_prompt"]})
+        messages.append({"role": "user", "content": prompt})
+        items.append(EvalItem(id=str(row["id"]), messages=messages, reference=ref or None,
+                              topic=row.get("topic") or None))
+    return items
+
+
+def _from_conversations(source: str | Path, mode: Mode, split: str | None) -> list[EvalItem]:
+    convs, quarantined = read_conversations(source, split=split)
+    if quarantined:
+        first = quarantined[0]
+        reason = first["reasons"][0]["message"] if first["reasons"] else "invalid record"
+        raise DataError(f"{first['file']}:{first['line']}: {reason} ({len(quarantined)} invalid record(s); "
+                        "run `data validate` on this file first)")
+    items: list[EvalItem] = []
+    for conv in convs:
+        history: list[dict[str, str]] = []
+        user_turns = 0
+        for i, turn in enumerate(conv.turns):
+            if turn.role == "user":
+                user_turns += 1
+                nxt = conv.turns[i + 1] if i + 1 < len(conv.turns) else None
+                reference = nxt.text if nxt is not None and nxt.role == "assistant" else None
+                item_id = conv.id if mode == "first" else f"{conv.id}#{user_turns}"
+                items.append(EvalItem(id=item_id, messages=history + [{"role": "user", "content": turn.text}],
+                                      reference=reference, topic=conv.topic))
+                if mode == "first":
+                    break
+            history.append({"role": turn.role, "content": turn.text})
+    return items
+
+
+def _check_unique_ids(items: list[EvalItem], source: str) -> None:
+    seen: set[str] = set()
+    dupes = sorted({it.id for it in items if it.id in seen or seen.add(it.id)})
+    if dupes:
+        raise DataError(f"{source}: duplicate ids {dupes[:5]}{' …' if len(dupes) > 5 else ''}: ids must be unique "
+                        "to pair answers across systems")

@@ -1,0 +1,165 @@
+"""Per-item metric values for every system, plus what could not be computed and why.
+
+Each metric is a column of per-item values (``None`` where it does not apply to an item, e.g. the caveat rate
+outside policy-sensitive prompts) except corpus BLEU, which SacreBLEU defines over the whole corpus: for it we
+keep each item's n-gram sufficient statistics so the bootstrap can resample items and recompute corpus BLEU.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from .outputs import Answer
+from .textchecks import has_markdown, is_abstention, word_count
+
+log = logging.getLogger(__name__)
+
+Direction = Literal["higher", "lower", "neutral"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    label: str
+    direction: Direction  # which way is better; "neutral" metrics are described, not judged
+    corpus: bool = False
+
+
+METRICS: dict[str, MetricSpec] = {
+    "bleu": MetricSpec("SacreBLEU (corpus)", "higher", corpus=True),
+    "rougeL_f1": MetricSpec("ROUGE-L F1", "higher"),
+    "bertscore_f1": MetricSpec("BERTScore F1", "higher"),
+    "audit_error_rate": MetricSpec("Answers with a contradicted or unsupported claim", "lower"),
+    "audit_contradicted_rate": MetricSpec("Answers contradicting the knowledge base", "lower"),
+    "audit_unsupported_rate": MetricSpec("Answers with unsupported specific claims", "lower"),
+    "scaffolding_rate": MetricSpec("Template scaffolding left in the answer", "lower"),
+    "caveat_rate_policy": MetricSpec("Official-source caveat on policy-sensitive prompts", "higher"),
+    "abstention_rate": MetricSpec("Abstention rate", "neutral"),
+    "markdown_rate": MetricSpec("Markdown formatting rate", "neutral"),
+    "truncation_rate": MetricSpec("Truncated at max_new_tokens", "lower"),
+    "length_words": MetricSpec("Answer length (words)", "neutral"),
+    "new_tokens": MetricSpec("New tokens", "neutral"),
+}
+
+
+@dataclass
+class ItemScores:
+    """values[metric][system] = per-item list (aligned with ``ids``); bleu_stats[system] = [n_items, 10]."""
+
+    ids: list[str]
+    values: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
+    bleu_stats: dict[str, np.ndarray] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    audits: dict[str, list[dict | None]] = field(default_factory=dict)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Long format for ``scores.jsonl``: one row per (system, item)."""
+        systems = next(iter(self.values.values())).keys() if self.values else []
+        out = []
+        for system in systems:
+            for k, item_id in enumerate(self.ids):
+                row: dict[str, Any] = {"id": item_id, "system": system}
+                for metric, by_sys in self.values.items():
+                    row[metric] = by_sys[system][k]
+                if system in self.audits and self.audits[system][k] is not None:
+                    row["audit"] = self.audits[system][k]
+                out.append(row)
+        return out
+
+
+def compute_item_scores(ids: Sequence[str], answers: dict[str, list[Answer]], bertscore_model: str | None = None,
+                        bertscore_layer: int | None = None, use_audit: bool = True) -> ItemScores:
+    """Score aligned answers (``answers[system][k]`` answers item ``ids[k]``)."""
+    scores = ItemScores(ids=list(ids))
+    systems = list(answers)
+    first = answers[systems[0]]
+    references = [a.reference for a in first]
+    has_refs = all(r for r in references)
+
+    if has_refs:
+        _reference_metrics(scores, answers, references, bertscore_model, bertscore_layer)
+    else:
+        missing = sum(1 for r in references if not r)
+        reason = f"no reference answer for {missing} of {len(references)} items"
+        for m in ("bleu", "rougeL_f1", "bertscore_f1"):
+            scores.unavailable[m] = reason
+
+    _audit_metrics(scores, answers, enabled=use_audit)
+
+    for system, ans in answers.items():
+        scores.values.setdefault("abstention_rate", {})[system] = [float(is_abstention(a.response)) for a in ans]
+        scores.values.setdefault("markdown_rate", {})[system] = [float(has_markdown(a.response)) for a in ans]
+        scores.values.setdefault("length_words", {})[system] = [float(word_count(a.response)) for a in ans]
+    _optional_column(scores, answers, "truncation_rate", lambda a: None if a.truncated is None else float(a.truncated))
+    _optional_column(scores, answers, "new_tokens", lambda a: None if a.new_tokens is None else float(a.new_tokens))
+    return scores
+
+
+def _optional_column(scores: ItemScores, answers: dict[str, list[Answer]], metric: str, get) -> None:
+    cols = {s: [get(a) for a in ans] for s, ans in answers.items()}
+    if all(v is None for col in cols.values() for v in col):
+        scores.unavailable[metric] = "the outputs file has no such column"
+        return
+    scores.values[metric] = cols
+
+
+def _reference_metrics(scores: ItemScores, answers: dict[str, list[Answer]], references: list[str],
+                       bertscore_model: str | None, bertscore_layer: int | None) -> None:
+    from rouge_score import rouge_scorer
+    from sacrebleu.metrics import BLEU
+
+    from .bertscore import BERTScorer
+
+    bleu = BLEU()
+    rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    bert = BERTScorer(bertscore_model, layer=bertscore_layer)
+    for system, ans in answers.items():
+        hyps = [a.response for a in ans]
+        # Per-item sufficient statistics: summing rows of any resample gives that resample's corpus BLEU.
+        scores.bleu_stats[system] = np.asarray(bleu._extract_corpus_statistics(hyps, [references]), dtype=float)
+        scores.values.setdefault("rougeL_f1", {})[system] = [
+            rouge.score(ref, hyp)["rougeL"].fmeasure for hyp, ref in zip(hyps, references)]
+        scores.values.setdefault("bertscore_f1", {})[system] = bert.f1(hyps, references)
+    scores.values["bleu"] = {s: [None] * len(references) for s in answers}  # corpus metric: see bleu_stats
+
+
+def corpus_bleu(stats: np.ndarray, idx: np.ndarray | None = None) -> float:
+    from sacrebleu.metrics import BLEU
+
+    rows = stats if idx is None else stats[idx]
+    return float(BLEU()._compute_score_from_stats([float(x) for x in rows.sum(axis=0)]).score)
+
+
+def _audit_metrics(scores: ItemScores, answers: dict[str, list[Answer]], enabled: bool) -> None:
+    names = ("audit_error_rate", "audit_contradicted_rate", "audit_unsupported_rate", "scaffolding_rate",
+             "caveat_rate_policy")
+    if not enabled:
+        for m in names:
+            scores.unavailable[m] = "audit disabled (score.audit: false)"
+        return
+    try:
+        from ..kb.audit import Auditor, has_caveat, is_policy_sensitive
+    except ImportError as exc:
+        for m in names:
+            scores.unavailable[m] = f"claim audit not available (studyabroadgpt.kb.audit: {exc})"
+        return
+    auditor = Auditor.default()
+    for system, ans in answers.items():
+        results = [auditor.audit_answer(a.response, a.prompt) for a in ans]
+        scores.audits[system] = [r.to_dict() for r in results]
+        scores.values.setdefault("audit_error_rate", {})[system] = [float(r.has_error) for r in results]
+        scores.values.setdefault("audit_contradicted_rate", {})[system] = [float(bool(r.contradicted))
+                                                                           for r in results]
+        scores.values.setdefault("audit_unsupported_rate", {})[system] = [float(bool(r.unsupported))
+                                                                          for r in results]
+        scores.values.setdefault("scaffolding_rate", {})[system] = [float(bool(r.scaffolding)) for r in results]
+    # Sensitivity is decided on the prompt alone so both systems are compared on the same subset of items.
+    sensitive = [bool(is_policy_sensitive(a.prompt)) for a in next(iter(answers.values()))]
+    if not any(sensitive):
+        scores.unavailable["caveat_rate_policy"] = "no policy-sensitive prompts in this set"
+        return
+    for system, ans in answers.items():
+        scores.values.setdefault("caveat_rate_policy", {})[system] = [
+            float(bool(has_caveat(a.response))) if s else None for a, s in zip(ans, sensitive)]
