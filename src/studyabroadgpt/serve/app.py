@@ -1,0 +1,220 @@
+"""The FastAPI application: OpenAI-compatible chat completions with grounding and the factuality gate,
+``/v1/models``, ``/health`` and the web chat page at ``/``.
+
+``create_app(generator, answerer, settings)`` is the seam: the CLI passes the transformers engine or the
+vLLM proxy, tests pass a scripted generator with a known (wrong) answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Header, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+
+from .answer import Answerer, Turn
+from .errors import APIError, error_response, install_handlers
+from .generation import GenerationError, GenParams, Generator, Piece, PromptTooLong
+from .limits import Admission, BodyLimit, check_api_key
+from .protocol import ChatCompletionRequest, chunk_body, completion_body, new_id, now
+from .settings import ServeSettings
+
+log = logging.getLogger("studyabroadgpt.serve")
+STATIC = resources.files("studyabroadgpt") / "serve" / "static"
+
+
+def create_app(generator: Generator, answerer: Answerer | None = None,
+               settings: ServeSettings | None = None) -> FastAPI:
+    settings = settings or ServeSettings()
+    answerer = answerer or Answerer(None, None)
+    admission = Admission(settings.max_concurrency, settings.max_queue, settings.queue_timeout_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await generator.start()
+        log.info("ready", extra={"event": "ready", "model": generator.model_name, "rag": settings.rag,
+                                 "gate": settings.gate})
+        yield
+        await generator.close()
+
+    app = FastAPI(title="StudyAbroadGPT", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.admission, app.state.settings, app.state.generator = admission, settings, generator
+    install_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next: Any) -> Any:
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        start = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            # Answer here rather than in an exception handler: Starlette re-raises after its 500 handler, which
+            # makes uvicorn drop the keep-alive connection under the client's next request.
+            log.exception("unhandled error", extra={"event": "error", "request_id": request.state.request_id})
+            response = error_response(500, f"internal server error (request id {request.state.request_id})",
+                                      "server_error", "internal_error")
+        response.headers["X-Request-ID"] = request.state.request_id
+        log.info("request", extra={"event": "request", "request_id": request.state.request_id,
+                                   "method": request.method, "path": request.url.path,
+                                   "status": response.status_code,
+                                   "ms": round((time.perf_counter() - start) * 1000, 1)})
+        return response
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": generator.model_name, "rag": settings.rag, "gate": settings.gate,
+                "auth": bool(settings.api_key), "load": admission.snapshot()}
+
+    @app.get("/v1/models")
+    async def list_models(authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        check_api_key(settings.api_key, authorization)
+        return {"object": "list", "data": [{"id": generator.model_name, "object": "model", "created": now(),
+                                            "owned_by": "studyabroadgpt"}]}
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> FileResponse:
+        # Only the page's own flat files: no directories, no dotfiles.
+        files = {p.name for p in STATIC.iterdir() if p.is_file()}
+        if name not in files or name.startswith("."):
+            raise APIError(404, f"no static file {name!r}", "not_found_error")
+        types = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
+        suffix = name[name.rfind("."):]
+        return FileResponse(str(STATIC / name), media_type=types.get(suffix, "application/octet-stream"))
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest, request: Request,
+                               authorization: str | None = Header(default=None)) -> Any:
+        check_api_key(settings.api_key, authorization)
+        params = _params(body, settings)
+        use_rag = settings.rag if body.rag is None else (body.rag and settings.rag)
+        turn = answerer.prepare(body.plain_messages(), rag=use_rag, gate=settings.gate)
+        rid = new_id()
+        await admission.acquire()
+        if body.stream:
+            return StreamingResponse(_sse(generator, answerer, turn, params, rid, admission, request),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        try:
+            text, last = await _generate(generator, turn, params)
+        finally:
+            admission.release()
+        if last.finish_reason == "timeout":
+            raise APIError(504, f"generation did not finish within {settings.request_timeout_s:g}s",
+                           "server_error", "timeout")
+        final = answerer.finish(turn, text)
+        _log_answer(request, last, final.gate)
+        usage = _usage(last)
+        return JSONResponse(completion_body(rid=rid, model=generator.model_name, content=final.content,
+                                            finish_reason=last.finish_reason, usage=usage,
+                                            sources=final.sources, gate=final.gate))
+
+    return app
+
+
+def _params(body: ChatCompletionRequest, settings: ServeSettings) -> GenParams:
+    wanted = body.requested_tokens()
+    if wanted is not None and wanted > settings.max_tokens_cap:
+        raise APIError(400, f"max_tokens={wanted} is above this server's cap of {settings.max_tokens_cap}",
+                       "invalid_request_error", "max_tokens_too_large", "max_tokens")
+    return GenParams(max_tokens=wanted or min(settings.default_max_tokens, settings.max_tokens_cap),
+                     temperature=body.temperature, top_p=body.top_p, seed=body.seed,
+                     timeout_s=settings.request_timeout_s)
+
+
+async def _generate(generator: Generator, turn: Turn, params: GenParams) -> tuple[str, Piece]:
+    parts: list[str] = []
+    last = Piece(finish_reason="stop")
+    try:
+        # The generator enforces the deadline itself; the outer wait is a backstop for one that does not.
+        async with asyncio.timeout((params.timeout_s or 3600) + 10):
+            async for piece in generator.stream(turn.model_messages, params):
+                parts.append(piece.text)
+                if piece.finish_reason is not None:
+                    last = piece
+    except TimeoutError:
+        last = Piece(finish_reason="timeout")
+    except PromptTooLong as exc:
+        raise APIError(400, str(exc), "invalid_request_error", "context_length_exceeded", "messages") from None
+    except GenerationError as exc:
+        raise APIError(502, f"the model backend failed: {exc}", "server_error", "backend_error") from None
+    return "".join(parts), last
+
+
+async def _sse(generator: Generator, answerer: Answerer, turn: Turn, params: GenParams, rid: str,
+               admission: Admission, request: Request) -> AsyncIterator[str]:
+    """Stream the raw model text, then one last chunk with the gate's result.
+
+    The gate needs the whole answer, so corrections cannot be applied to text already sent. The last chunk
+    therefore carries (a) as delta content, a fact-check note, the caveat and the sources list, so a plain
+    OpenAI client that just concatenates deltas still gets them, and (b) ``gate.content``: the full corrected
+    answer, which our web page swaps in for the streamed text.
+    """
+    model = generator.model_name
+
+    def event(obj: dict[str, Any]) -> str:
+        return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+    parts: list[str] = []
+    last = Piece(finish_reason="stop")
+    try:
+        yield event(chunk_body(rid=rid, model=model, delta={"role": "assistant", "content": ""}))
+        try:
+            async with asyncio.timeout((params.timeout_s or 3600) + 10):
+                async for piece in generator.stream(turn.model_messages, params):
+                    if piece.text:
+                        parts.append(piece.text)
+                        yield event(chunk_body(rid=rid, model=model, delta={"content": piece.text}))
+                    if piece.finish_reason is not None:
+                        last = piece
+        except TimeoutError:
+            last = Piece(finish_reason="timeout")
+        if last.finish_reason == "timeout":
+            yield event({"error": {"message": f"generation did not finish within {params.timeout_s:g}s",
+                                   "type": "server_error", "param": None, "code": "timeout"}})
+            yield "data: [DONE]\n\n"
+            return
+        final = answerer.finish(turn, "".join(parts))
+        _log_answer(request, last, final.gate)
+        yield event(chunk_body(rid=rid, model=model, delta={"content": final.tail} if final.tail else {},
+                               finish_reason=last.finish_reason, usage=_usage(last), sources=final.sources,
+                               gate=final.gate))
+        yield "data: [DONE]\n\n"
+    except (PromptTooLong, GenerationError) as exc:
+        # Headers are already sent: report the error in-stream the way OpenAI does.
+        code = "context_length_exceeded" if isinstance(exc, PromptTooLong) else "backend_error"
+        yield event({"error": {"message": str(exc), "type": "invalid_request_error" if code.startswith("context")
+                               else "server_error", "param": None, "code": code}})
+        yield "data: [DONE]\n\n"
+    except Exception:
+        log.exception("stream failed", extra={"event": "error", "request_id": request.state.request_id})
+        yield event({"error": {"message": f"internal server error (request id {request.state.request_id})",
+                               "type": "server_error", "param": None, "code": "internal_error"}})
+        yield "data: [DONE]\n\n"
+    finally:
+        admission.release()
+
+
+def _usage(last: Piece) -> dict[str, int]:
+    return {"prompt_tokens": last.prompt_tokens, "completion_tokens": last.completion_tokens,
+            "total_tokens": last.prompt_tokens + last.completion_tokens}
+
+
+def _log_answer(request: Request, last: Piece, gate: dict[str, Any]) -> None:
+    log.info("answer", extra={"event": "answer", "request_id": request.state.request_id,
+                              "finish_reason": last.finish_reason, "completion_tokens": last.completion_tokens,
+                              "gate_changes": len(gate.get("changes", []))})

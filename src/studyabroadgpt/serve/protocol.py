@@ -1,0 +1,94 @@
+"""The OpenAI chat-completions wire format (the subset we serve), plus our two extra fields.
+
+Responses carry ``sources`` (the knowledge-base facts behind the numbered citations) and ``gate`` (what the
+factuality gate changed) next to the standard fields; OpenAI clients ignore unknown fields, so they work
+unchanged while our web page and our own clients read them.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _text_only(cls, v: Any) -> str:
+        # Some clients send content as a list of typed parts; we serve text, so we join the text parts.
+        if v is None:
+            return ""
+        if isinstance(v, list):
+            parts = []
+            for part in v:
+                if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                    raise ValueError("only text content parts are supported")
+                parts.append(part["text"])
+            return "".join(parts)
+        return v
+
+
+class ChatCompletionRequest(BaseModel):
+    # Unknown OpenAI parameters (logprobs, tools, ...) are ignored rather than rejected, like most servers do.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    user: str | None = None
+    # Our extension: skip grounding for this request (A/B comparisons from the web page or eval scripts).
+    rag: bool | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _ends_with_user(cls, v: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.role == "user" for m in v):
+            raise ValueError("messages must contain at least one user message")
+        return v
+
+    def requested_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def plain_messages(self) -> list[dict[str, str]]:
+        # "developer" is OpenAI's new name for "system"; chat templates only know the old one.
+        role = {"developer": "system"}
+        return [{"role": role.get(m.role, m.role), "content": m.content or ""} for m in self.messages
+                if m.role != "tool"]
+
+
+def new_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def completion_body(*, rid: str, model: str, content: str, finish_reason: str, usage: dict[str, int],
+                    sources: list[dict], gate: dict) -> dict[str, Any]:
+    return {
+        "id": rid, "object": "chat.completion", "created": now(), "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                     "finish_reason": finish_reason, "logprobs": None}],
+        "usage": usage, "sources": sources, "gate": gate,
+    }
+
+
+def chunk_body(*, rid: str, model: str, delta: dict[str, Any], finish_reason: str | None = None,
+               **extra: Any) -> dict[str, Any]:
+    body = {"id": rid, "object": "chat.completion.chunk", "created": now(), "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
+    body.update(extra)
+    return body

@@ -1,0 +1,20 @@
+"""Server limits and switches, one place (the CLI fills it from flags)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ServeSettings:
+    max_body_bytes: int = 256 * 1024     # a long conversation is a few KB; anything bigger is a mistake or abuse
+    max_tokens_cap: int = 1024           # requests asking for more get a 400, not a silent truncation
+    default_max_tokens: int = 384
+    max_concurrency: int = 4             # requests generating at once (the HF engine batches these together)
+    max_queue: int = 16                  # requests waiting for a slot; beyond that: 429
+    queue_timeout_s: float = 30.0        # waiting longer than this for a slot: 503
+    request_timeout_s: float = 120.0     # generation deadline per request: 504 (or an error event when streaming)
+    api_key: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
+    rag: bool = True                     # retrieval grounding with citations
+    gate: bool = True                    # factuality gate (only meaningful with rag)
+    top_k: int = 4

@@ -1,0 +1,189 @@
+"""The OpenAI-compatible API: the openai client works unchanged, limits give clean 4xx/429/503, errors never
+leak internals. Uses the tiny random model (its text is noise; only the plumbing is under test here)."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+from typing import AsyncIterator
+
+import httpx
+import openai
+import pytest
+
+from studyabroadgpt.serve.answer import Answerer
+from studyabroadgpt.serve.app import create_app
+from studyabroadgpt.serve.generation import GenParams, Piece, ScriptedGenerator
+from studyabroadgpt.serve.hf_engine import HFGenerator
+from studyabroadgpt.serve.settings import ServeSettings
+
+NO_RAG = ServeSettings(rag=False, gate=False)
+ASK = [{"role": "user", "content": "Which English tests do UK universities accept?"}]
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tiny_model):
+    model, tok = tiny_model
+    # A long collect window makes batching of concurrent requests deterministic in the test.
+    return HFGenerator(model, tok, model_name="tiny-random", max_batch=4, collect_ms=300)
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_generator, serve):
+    with serve(create_app(tiny_generator, Answerer(None, None), NO_RAG)) as base:
+        yield base
+
+
+def test_openai_client_non_stream_and_stream(tiny_server, client_for):
+    client = client_for(tiny_server)
+    assert [m.id for m in client.models.list().data] == ["tiny-random"]
+
+    resp = client.chat.completions.create(model="tiny-random", messages=ASK, max_tokens=8)
+    assert resp.object == "chat.completion"
+    assert resp.choices[0].message.role == "assistant"
+    assert resp.choices[0].finish_reason in ("stop", "length")
+    assert 0 < resp.usage.completion_tokens <= 8 and resp.usage.prompt_tokens > 10
+    assert resp.model_extra["gate"]["enabled"] is False and resp.model_extra["sources"] == []
+
+    chunks = list(client.chat.completions.create(model="tiny-random", messages=ASK, max_tokens=8, stream=True))
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    assert len({c.id for c in chunks}) == 1
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+    # Greedy decoding: the stream carries the same text as the non-streamed answer.
+    assert streamed.strip() == resp.choices[0].message.content
+
+
+def test_concurrent_requests_are_batched(tiny_server, tiny_generator, client_for):
+    client = client_for(tiny_server)
+    before = len(tiny_generator.batches)
+    with cf.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: client.chat.completions.create(
+            model="x", messages=[{"role": "user", "content": f"question number {i}"}], max_tokens=6), range(4)))
+    assert all(r.choices[0].finish_reason in ("stop", "length") for r in results)
+    assert max(tiny_generator.batches[before:]) > 1, tiny_generator.batches
+
+
+@pytest.mark.parametrize("body, status, code", [
+    ({"messages": []}, 400, "invalid_request"),
+    ({"messages": [{"role": "system", "content": "only a system prompt"}]}, 400, "invalid_request"),
+    ({"messages": [{"role": "wizard", "content": "hi"}]}, 400, "invalid_request"),
+    ({"messages": ASK, "max_tokens": 100000}, 400, "max_tokens_too_large"),
+    ({"messages": ASK, "max_tokens": 0}, 400, "invalid_request"),
+    ({"messages": ASK, "temperature": 5}, 400, "invalid_request"),
+    ({"messages": [{"role": "user", "content": "word " * 5000}], "max_tokens": 64}, 400, "context_length_exceeded"),
+])
+def test_bad_requests_get_clean_4xx(tiny_server, http, body, status, code):
+    r = http.post(f"{tiny_server}/v1/chat/completions", json=body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code and err["message"] and "Traceback" not in r.text
+
+
+def test_malformed_and_oversized_bodies(tiny_server, http):
+    r = http.post(f"{tiny_server}/v1/chat/completions", content=b"{not json",
+                  headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "request body is not valid JSON"
+    big = {"messages": [{"role": "user", "content": "x" * (300 * 1024)}]}
+    r = http.post(f"{tiny_server}/v1/chat/completions", json=big)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+    def chunked():  # no content-length header: the cap must count the bytes
+        for _ in range(40):
+            yield b"x" * 8192
+
+    r = http.post(f"{tiny_server}/v1/chat/completions", content=chunked(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    r = http.get(f"{tiny_server}/v1/nothing-here")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+
+
+def test_api_key(tiny_generator, client_for, http, serve):
+    settings = ServeSettings(rag=False, gate=False, api_key="s3cret")
+    with serve(create_app(tiny_generator, Answerer(None, None), settings)) as base:
+        with pytest.raises(openai.AuthenticationError) as info:
+            client_for(base, api_key="wrong").chat.completions.create(model="x", messages=ASK, max_tokens=2)
+        assert info.value.status_code == 401
+        assert http.post(f"{base}/v1/chat/completions", json={"messages": ASK}).status_code == 401
+        ok = client_for(base, api_key="s3cret").chat.completions.create(model="x", messages=ASK, max_tokens=2)
+        assert ok.choices[0].message.content is not None
+        health = http.get(f"{base}/health").json()  # health stays open for load balancers
+        assert health["auth"] is True
+
+
+def test_cors_is_configurable(tiny_generator, http, serve):
+    settings = ServeSettings(rag=False, gate=False, cors_origins=["https://advising.example.edu"])
+    with serve(create_app(tiny_generator, Answerer(None, None), settings)) as base:
+        pre = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+        ok = http.options(f"{base}/v1/chat/completions", headers={"Origin": "https://advising.example.edu", **pre})
+        assert ok.headers.get("access-control-allow-origin") == "https://advising.example.edu"
+        bad = http.options(f"{base}/v1/chat/completions", headers={"Origin": "https://evil.example", **pre})
+        assert "access-control-allow-origin" not in bad.headers
+    # Without --cors-origin no cross-origin access is granted at all.
+    with serve(create_app(tiny_generator, Answerer(None, None), NO_RAG)) as base:
+        r = http.get(f"{base}/health", headers={"Origin": "https://advising.example.edu"})
+        assert "access-control-allow-origin" not in r.headers
+
+
+def test_per_request_timeout(tiny_generator, http, serve):
+    settings = ServeSettings(rag=False, gate=False, request_timeout_s=0.05, max_tokens_cap=2000)
+    with serve(create_app(tiny_generator, Answerer(None, None), settings)) as base:
+        body = {"messages": ASK, "max_tokens": 2000}
+        r = http.post(f"{base}/v1/chat/completions", json=body)
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+        r = http.post(f"{base}/v1/chat/completions", json={**body, "stream": True})
+        assert r.status_code == 200 and '"code": "timeout"' in r.text and r.text.rstrip().endswith("data: [DONE]")
+        assert http.get(f"{base}/health").json()["load"]["active"] == 0
+
+
+def test_overload_gets_429_and_503_and_server_stays_healthy(http, serve):
+    slow = ScriptedGenerator("A slow but steady answer about visas.", piece_chars=4, delay_s=0.1)  # ~1 s each
+    settings = ServeSettings(rag=False, gate=False, max_concurrency=1, max_queue=2, queue_timeout_s=1.5)
+    with serve(create_app(slow, Answerer(None, None), settings)) as base:
+        def call(_):
+            return httpx.post(f"{base}/v1/chat/completions", json={"messages": ASK}, timeout=60)
+
+        with cf.ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(call, range(8)))
+        codes = sorted(r.status_code for r in responses)
+        assert codes.count(200) >= 1 and codes.count(429) >= 1, codes
+        assert set(codes) <= {200, 429, 503}, codes
+        assert 503 in codes, codes  # the queued ones could not all get the single slot within 1.5 s
+        for r in responses:
+            if r.status_code != 200:
+                assert r.json()["error"]["code"] in ("server_busy", "queue_timeout")
+                assert "retry-after" in r.headers
+        health = http.get(f"{base}/health").json()
+        assert health["status"] == "ok" and health["load"]["active"] == 0 and health["load"]["rejected"] >= 1
+        assert http.post(f"{base}/v1/chat/completions", json={"messages": ASK}).status_code == 200
+
+
+class _Exploding:
+    """A backend with a bug: the client must get a generic error, the log gets the traceback."""
+
+    model_name = "exploding"
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def stream(self, messages, params: GenParams) -> AsyncIterator[Piece]:
+        yield Piece("partial ")
+        raise KeyError("secret internal detail /srv/app/weights.bin")
+
+
+def test_internal_errors_do_not_leak(http, serve):
+    with serve(create_app(_Exploding(), Answerer(None, None), NO_RAG)) as base:
+        r = http.post(f"{base}/v1/chat/completions", json={"messages": ASK})
+        assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+        assert "secret" not in r.text and "Traceback" not in r.text and "KeyError" not in r.text
+        r = http.post(f"{base}/v1/chat/completions", json={"messages": ASK, "stream": True})
+        assert '"code": "internal_error"' in r.text and "secret" not in r.text
+        assert http.get(f"{base}/health").json()["load"]["active"] == 0
+
+
+def test_web_page_and_static_files(tiny_server, http):
+    page = http.get(f"{tiny_server}/")
+    assert page.status_code == 200 and "StudyAbroadGPT" in page.text and "/static/app.js" in page.text
+    js = http.get(f"{tiny_server}/static/app.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert http.get(f"{tiny_server}/static/..%2Fapp.py").status_code == 404
