@@ -46,7 +46,9 @@ class Answerer:
         if gate:
             from ..kb.audit import Auditor as KBAuditor
 
-            auditor = KBAuditor.default() if kb_path is None else KBAuditor(searcher.kb)
+            auditor = KBAuditor.default() if kb_path is None else KBAuditor(searcher.kb, searcher)
+        # One search now loads the sentence encoder, so the first student does not wait for it.
+        searcher.search("student visa", k=1)
         return cls(searcher, auditor, top_k)
 
     def prepare(self, messages: list[dict[str, str]], rag: bool = True, gate: bool = True) -> Turn:

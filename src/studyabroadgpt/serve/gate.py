@@ -72,7 +72,9 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
         cite = number.get(claim.fact_id) if claim.fact_id else None
         if claim.status == "contradicted":
             expected = describe_expected(getattr(claim, "expected", None))
-            if expected:
+            # A figure with a KB value is corrected in place; a misattributed name, or a figure the audit can
+            # only call impossible (no fact to take the right value from), cannot be: its sentence goes.
+            if expected and claim.fact_id and claim.kind != "entity":
                 replacement = f"{expected} [{cite}]" if cite else expected
                 text = text[:start] + replacement + text[end:]
                 changes.append({"action": "corrected", "claim": claim.text, "replacement": expected,
@@ -80,7 +82,7 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
             else:
                 left, right = _sentence_bounds(text, start, end)
                 changes.append({"action": "removed", "claim": claim.text, "sentence": text[left:right].strip(),
-                                "fact_id": claim.fact_id, "citation": cite})
+                                "reason": expected, "fact_id": claim.fact_id, "citation": cite})
                 text = text[:left] + text[right:].lstrip(" ")
                 end = left
             floor = start
