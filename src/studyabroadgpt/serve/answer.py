@@ -54,7 +54,7 @@ class Answerer:
     def prepare(self, messages: list[dict[str, str]], rag: bool = True, gate: bool = True) -> Turn:
         question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         if not rag or self.searcher is None:
-            return Turn(messages, messages, question)
+            return Turn(messages, list(messages), question)
         sources = retrieve(self.searcher, messages, self.top_k)
         return Turn(messages, grounded_messages(messages, sources), question, sources, rag=True,
                     gate=gate and self.auditor is not None)

@@ -91,7 +91,7 @@ class ScriptedGenerator:
     async def stream(self, messages: list[dict[str, str]], params: GenParams) -> AsyncIterator[Piece]:
         import asyncio
 
-        self.calls.append(messages)
+        self.calls.append([dict(m) for m in messages])
         text = self.replies[(len(self.calls) - 1) % len(self.replies)]
         for i in range(0, len(text), self.piece_chars):
             if self.delay_s:

@@ -11,22 +11,25 @@
   }
 
   function inline(text) {
-    // Code spans are cut out first so that nothing inside them is formatted.
-    const codes = [];
-    let s = escapeHtml(text).replace(/`([^`\n]+)`/g, function (_, c) {
-      codes.push(c);
-      return "\u0000" + (codes.length - 1) + "\u0000";
-    });
+    // Code spans and links are cut out first (into numbered placeholders) so that emphasis markers inside
+    // them (underscores in URLs, target="_blank") are never formatted.
+    const held = [];
+    const hold = (html) => { held.push(html); return "\u0000" + (held.length - 1) + "\u0000"; };
+    let s = escapeHtml(text).replace(/`([^`\n]+)`/g, function (_, c) { return hold("<code>" + c + "</code>"); });
     // [label](https://url) — the URL is already escaped; only http(s) is allowed.
     s = s.replace(/\[([^\]\n]+)\]\((https?:\/\/[^\s)]+)\)/g, function (_, label, url) {
-      return '<a href="' + url + '" target="_blank" rel="noopener noreferrer">' + label + "</a>";
+      return hold('<a href="' + url + '" target="_blank" rel="noopener noreferrer">' + label + "</a>");
     });
-    s = s.replace(/\[(\d{1,2})\](?!\()/g, '<a class="cite" href="#src-$1" data-cite="$1">[$1]</a>');
+    s = s.replace(/\[(\d{1,2})\](?!\()/g, function (_, n) {
+      return hold('<a class="cite" href="#src-' + n + '" data-cite="' + n + '">[' + n + "]</a>");
+    });
     s = s.replace(/\*\*([^*\n]+)\*\*/g, "<strong>$1</strong>");
     s = s.replace(/(^|[\s(])_([^_\n]+)_(?=[\s).,;:!?]|$)/g, "$1<em>$2</em>");
     s = s.replace(/(^|[\s(])\*([^*\n]+)\*(?=[\s).,;:!?]|$)/g, "$1<em>$2</em>");
     s = s.replace(/ {2,}$/gm, "<br>");
-    return s.replace(/\u0000(\d+)\u0000/g, function (_, i) { return "<code>" + codes[+i] + "</code>"; });
+    // Placeholders may nest (a link label holding code), so restore until none is left.
+    while (/\u0000\d+\u0000/.test(s)) s = s.replace(/\u0000(\d+)\u0000/g, function (_, i) { return held[+i]; });
+    return s;
   }
 
   function render(md) {
