@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import zlib
 from typing import Sequence
 
 import numpy as np
@@ -12,37 +11,73 @@ from datasketch import MinHash, MinHashLSH
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def _crc32(data: bytes) -> int:
-    # datasketch's default is SHA-1 per shingle; crc32 is C-fast and its 32 bits are all MinHash needs.
-    return zlib.crc32(data)
+_P = np.uint64(1_000_003)
+_MASK = np.uint64(0xFFFFFFFF)
+
+
+def _identity(x: int) -> int:
+    return x
 
 
 def normalised(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
-def shingles(text: str, kind: str = "word", n: int = 3) -> set[bytes]:
-    """Word n-grams for long texts; character n-grams for short prompts (where one changed word matters less)."""
+# Tabulation hashing table (byte position in word mod 32 × byte value), fixed seed: deterministic across runs.
+_TAB = np.random.default_rng(20250421).integers(0, 2**63, size=(32, 256), dtype=np.uint64)
+
+
+def _word_hashes(norm: str) -> np.ndarray:
+    """One hash per word of a single-space-separated string, fully vectorised (no per-word Python call)."""
+    b = np.frombuffer(norm.encode("utf-8"), dtype=np.uint8)
+    if b.size == 0:
+        return np.zeros(0, dtype=np.uint64)
+    is_space = b == 32
+    starts = np.flatnonzero(np.concatenate(([True], is_space[:-1])))
+    idx = np.arange(b.size)
+    pos = idx - starts[np.searchsorted(starts, idx, side="right") - 1]
+    contrib = np.where(is_space, np.uint64(0), _TAB[pos % 32, b])
+    return np.add.reduceat(contrib, starts) & _MASK
+
+
+def shingle_hashes(text: str, kind: str = "word", n: int = 3) -> np.ndarray:
+    """Distinct 32-bit hashes of the text's shingles, computed with numpy (no per-shingle Python call).
+
+    ``word``: word n-grams, for long texts. ``char``: character n-grams, for short prompts, where one changed word
+    (another university's name) should move the similarity only a little. Hashes are deterministic across runs.
+    """
     norm = normalised(text)
     if kind == "char":
-        if len(norm) <= n:
-            return {norm.encode()}
-        return {norm[i:i + n].encode() for i in range(len(norm) - n + 1)}
-    words = norm.split()
-    if len(words) <= n:
-        return {" ".join(words).encode()}
-    return {" ".join(words[i:i + n]).encode() for i in range(len(words) - n + 1)}
+        units = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    else:
+        units = _word_hashes(norm)
+    if units.size == 0:
+        return np.zeros(1, dtype=np.uint64)
+    if units.size <= n:
+        windows = units[None, :]
+    else:
+        windows = np.lib.stride_tricks.sliding_window_view(units, n)
+    h = np.zeros(windows.shape[0], dtype=np.uint64)
+    for k in range(windows.shape[1]):  # polynomial hash of each window, all windows at once
+        h = (h * _P + windows[:, k]) & _MASK
+    return np.unique(h)
 
 
-def minhashes(texts: Sequence[str], kind: str = "word", n: int = 3, num_perm: int = 64, seed: int = 1
-              ) -> list[MinHash]:
+def shingles(text: str, kind: str = "word", n: int = 3) -> set[int]:
+    return set(shingle_hashes(text, kind, n).tolist())
+
+
+def minhashes(texts: Sequence[str], kind: str = "word", n: int = 3, num_perm: int = 64, seed: int = 1,
+              hashed: Sequence[np.ndarray] | None = None) -> list[MinHash]:
     out = []
     # Permutations depend only on (num_perm, seed): build them once instead of once per document.
     proto = MinHash(num_perm=num_perm, seed=seed)
     perms, scheme = proto.permutations, proto.scheme
-    for text in texts:
-        m = MinHash(num_perm=num_perm, seed=seed, hashfunc=_crc32, permutations=perms, scheme=scheme)
-        m.update_batch(list(shingles(text, kind, n)))
+    for idx, text in enumerate(texts):
+        hv = hashed[idx] if hashed is not None else shingle_hashes(text, kind, n)
+        # shingles are already 32-bit hashes, so MinHash's own hash function is the identity
+        m = MinHash(num_perm=num_perm, seed=seed, hashfunc=_identity, permutations=perms, scheme=scheme)
+        m.update_batch(hv.tolist())
         out.append(m)
     return out
 
@@ -72,8 +107,9 @@ def near_duplicate_pairs(texts: Sequence[str], threshold: float, kind: str = "wo
     true Jaccard is computed on the shingle sets, so the result does not depend on MinHash estimation noise (used for short
     prompts, where sets are small; long texts use the signature estimate to keep memory flat).
     """
-    sets = [shingles(t, kind, n) for t in texts] if exact else None
-    sigs = minhashes(texts, kind, n, num_perm)
+    hashed = [shingle_hashes(t, kind, n) for t in texts]
+    sets = [set(h.tolist()) for h in hashed] if exact else None
+    sigs = minhashes(texts, kind, n, num_perm, hashed=hashed)
     values = np.stack([m.hashvalues for m in sigs]) if sigs else np.zeros((0, num_perm))
     # In exact mode LSH runs slightly below the threshold so pairs whose estimate dips under it are still seen.
     lsh = MinHashLSH(threshold=max(0.05, threshold - 0.05) if exact else threshold, num_perm=num_perm)
