@@ -1,0 +1,58 @@
+"""GGUF export: converter venv, f16 + q8_0 conversion, reload with transformers, Modelfile."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studyabroadgpt.publish import PublishError
+from studyabroadgpt.publish.gguf import convert, converter_dir, parse_types
+
+
+def test_parse_types():
+    assert parse_types("f16, q8_0,f16") == ["f16", "q8_0"]
+    with pytest.raises(PublishError, match="llama-quantize"):
+        parse_types("q4_k_m")
+    with pytest.raises(PublishError):
+        parse_types("")
+
+
+def test_convert_refuses_adapters_and_non_checkpoints(tmp_path):
+    adapter_like = tmp_path / "a"
+    adapter_like.mkdir()
+    (adapter_like / "config.json").write_text("{}")
+    (adapter_like / "adapter_config.json").write_text("{}")
+    with pytest.raises(PublishError, match="merge it first"):
+        convert(adapter_like, tmp_path / "x.gguf", "f16")
+    with pytest.raises(PublishError, match="no config.json"):
+        convert(tmp_path, tmp_path / "x.gguf", "f16")
+
+
+@pytest.mark.integration
+def test_export_gguf_end_to_end(tiny_adapter, tmp_path):
+    """Creates the converter venv on first use (pip, ~5 s), converts, reloads each GGUF and generates."""
+    from typer.testing import CliRunner
+
+    from studyabroadgpt.cli import app
+    from studyabroadgpt.publish.merge import merge_adapter
+    from studyabroadgpt.publish.ollama import CHATML_GO_TEMPLATE, parse_modelfile
+
+    merged = tmp_path / "merged"
+    merge_adapter(tiny_adapter, merged, dtype="float16")
+    out = tmp_path / "gguf"
+    result = CliRunner().invoke(app, ["export", "gguf", "--merged", str(merged), "--out", str(out),
+                                      "--types", "f16,q8_0", "--max-new-tokens", "12",
+                                      "--system", "Check official sources."])
+    assert result.exit_code == 0, result.output
+    assert (converter_dir() / ".ready").exists()
+    report = json.loads((out / "export_report.json").read_text())
+    f16, q8 = report["files"]["f16"], report["files"]["q8_0"]
+    assert (out / f16["file"]).stat().st_size == f16["bytes"] > q8["bytes"] > 0
+    # The f16 file must reproduce the merged fp16 checkpoint's greedy answer token for token.
+    assert f16["check"]["greedy_identical"] is True and f16["check"]["new_tokens"] == 12
+    assert q8["check"]["new_tokens"] > 0 and "loaded_with" in q8["check"]
+    with open(out / f16["file"], "rb") as fh:
+        assert fh.read(4) == b"GGUF"
+    mf = parse_modelfile(out / "Modelfile")
+    assert mf["from"] == f"./{q8['file']}" and mf["template"] == CHATML_GO_TEMPLATE
+    assert mf["system"] == "Check official sources."
