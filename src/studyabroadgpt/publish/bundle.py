@@ -133,7 +133,8 @@ def publish_folder(run_dir: str | Path, out: str | Path, eval_dir: str | Path | 
     gguf_files = sorted(p.name for p in Path(gguf_dir).glob("*.gguf")) if gguf_dir else []
     if gguf_dir and not gguf_files:
         raise PublishError(f"--gguf {gguf_dir}: no .gguf files inside; run `sagpt export gguf` first")
-    opts = CardOptions(repo_id=repo_id, model_name=model_name or (repo_id.split("/")[-1] if repo_id else None),
+    opts = CardOptions(repo_id=repo_id, model_name=model_name or (repo_id.split("/")[-1] if repo_id else
+                                                                f"studyabroadgpt-{run.run_dir.name}"),
                        base_model=versions["base_model"], base_source=source, merged=merged, license=license,
                        datasets=_hub_dataset_ids(run, dataset_id), gguf_files=gguf_files, kb_version=kb,
                        versions=versions)
