@@ -92,7 +92,7 @@ def test_clean_answer_is_fully_supported(fixture_auditor):
 @pytest.mark.parametrize("bad,status,expected", [
     ("£1,683 per month", "contradicted", "GBP 1,483 per month"),      # corrupted number
     ("IELTS 7.0", "contradicted", "IELTS 6.5"),                       # wrong score
-    ("TOEFL 6.5", "contradicted", "TOEFL requirements run 30–120 in steps of 1"),            # test name swapped
+    ("TOEFL 6.5", "contradicted", "TOEFL is scored 0–120 in steps of 1 or 1–6 in steps of 0.5"),            # test name swapped
     ("30 hours per week", "contradicted", "20 hours per week"),        # wrong work limit
     ("the Global Leaders Scholarship", "unsupported", None),           # invented scholarship
     ("the Graduate Talent Visa", "unsupported", None),                 # invented visa

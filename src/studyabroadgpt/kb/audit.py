@@ -264,13 +264,15 @@ def fact_checkables(fact: Fact) -> list[Checkable]:
 
 
 def _fact_names(fact: Fact) -> list[frozenset[str]]:
-    names = []
-    for e in fact.entities:
-        for n in [e.name, *e.aliases]:
-            toks = name_tokens(n)
-            if toks:
-                names.append(toks)
-    return names
+    """Names a fact vouches for: its entities and aliases, and any name its (sourced) statement spells out."""
+    names = [name_tokens(n) for e in fact.entities for n in [e.name, *e.aliases]]
+    names += [name_tokens(v) for v in _statement_names(fact.statement)]
+    return [n for n in names if n]
+
+
+@lru_cache(maxsize=4096)
+def _statement_names(statement: str) -> tuple[str, ...]:
+    return tuple(v for c in extract_claims(statement) if c.kind == "entity" for v in c.value["variants"])
 
 
 # ------------------------------------------------------------------------------------------------- the auditor

@@ -49,26 +49,29 @@ TEST_NAMES = [
     r"CELPIP(?:-General)?",
 ]
 _TEST_RE = re.compile(r"(?<![\w-])(" + "|".join(TEST_NAMES) + r")(?![\w-])")
-# Plausible *requirement* scores per test: (lowest, highest, step). A "TOEFL 6.5" or "IELTS 90" is a test
-# name swapped onto another test's number, which the audit can flag without any fact at all.
-SCORE_RANGES = {
-    "IELTS": (3.0, 9.0, 0.5), "TOEFL": (30, 120, 1), "PTE": (30, 90, 1), "DUOLINGO": (60, 160, 5),
-    "GRE": (130, 340, 1), "GMAT": (400, 805, 1), "MCAT": (472, 528, 1), "SAT": (800, 1600, 10),
-    "UCAT": (1200, 3600, 10), "LSAT": (120, 180, 1), "ACT": (12, 36, 1), "TOEIC": (300, 990, 5),
-    "OET": (200, 500, 10), "C1 ADVANCED": (160, 210, 1), "C2 PROFICIENCY": (180, 230, 1), "TESTDAF": (3, 5, 1),
-    "DSH": (1, 3, 1), "JLPT": (1, 5, 1), "TOPIK": (1, 6, 1), "GAMSAT": (40, 100, 1), "CELPIP": (4, 12, 1),
+# Score scales per test: (lowest, highest, step), several where a test reports more than one scale (sections,
+# totals, TOEFL iBT's 1-6 bands since 2026). A "TOEFL 6.5" or "IELTS 90" is a test name swapped onto another
+# test's number, which the audit can flag without any fact at all.
+SCORE_RANGES: dict[str, list[tuple[float, float, float]]] = {
+    "IELTS": [(0, 9, 0.5)], "TOEFL": [(0, 120, 1), (1, 6, 0.5)], "PTE": [(10, 90, 1)],
+    "DUOLINGO": [(10, 160, 5)], "GRE": [(130, 170, 1), (260, 340, 1), (0, 6, 0.5)], "GMAT": [(200, 805, 5)],
+    "MCAT": [(472, 528, 1), (118, 132, 1)], "SAT": [(200, 1600, 10)], "UCAT": [(300, 3600, 10)],
+    "LSAT": [(120, 180, 1)], "ACT": [(1, 36, 1)], "TOEIC": [(10, 990, 5)], "OET": [(0, 500, 10)],
+    "C1 ADVANCED": [(80, 230, 1)], "C2 PROFICIENCY": [(80, 230, 1)], "TESTDAF": [(3, 5, 1)], "DSH": [(1, 3, 1)],
+    "JLPT": [(1, 5, 1)], "TOPIK": [(1, 6, 1)], "CELPIP": [(1, 12, 1)],
 }
 
 
 def plausible_score(test: str, score: float) -> tuple[bool, str | None]:
-    """Is ``score`` a possible requirement on ``test``'s scale? (True, None) for tests we know no scale of."""
+    """Is ``score`` a possible score on ``test``'s scale? (True, None) for tests we know no scale of."""
     if test not in SCORE_RANGES:
         return True, None
-    lo, hi, step = SCORE_RANGES[test]
-    on_grid = abs(score / step - round(score / step)) < 1e-6
-    if lo <= score <= hi and on_grid:
-        return True, None
-    return False, f"{test} requirements run {lo:g}–{hi:g} in steps of {step:g}"
+    scales = SCORE_RANGES[test]
+    for lo, hi, step in scales:
+        if lo <= score <= hi and abs(score / step - round(score / step)) < 1e-6:
+            return True, None
+    return False, f"{test} is scored " + " or ".join(f"{lo:g}–{hi:g} in steps of {step:g}"
+                                                          for lo, hi, step in scales)
 
 
 def canonical_test(name: str) -> str:
@@ -235,7 +238,7 @@ _SCORE_AFTER = re.compile(r"(?<![\w.,])(" + NUM + r")(?![.,]?\d)(?!\s*(?:%|perce
                           r"months?|years?|[$£€]|(?:old|students|applicants|people|universities|points?\s+(?:higher|lower|more|less))\b))")
 _SCORE_THEN_TEST = re.compile(r"(?<![\w.,])(" + NUM + r")\s+(?:overall\s+)?(?:(?:band|score|points?)\s+)?"
                               r"(?:in|on|for)\s+(?:the\s+)?(" + "|".join(TEST_NAMES) + r")(?![\w-])")
-_SCORE_STOP = re.compile(r"[;\n]|\.\s|\.$|\b(?:and|but|while|whereas)\b(?=\s+(?:a|an|the|most|some|many)\b)")
+_SCORE_STOP = re.compile(r"[;\n]|\.\s|\.$|\)\s*,|,\s+and\b|\b(?:CLB|NCLC|CEFR|CEF)\b|\b(?:and|but|while|whereas)\b(?=\s+(?:a|an|the|most|some|many)\b)")
 
 
 def _scores(text: str) -> Iterator[tuple[int, int, dict]]:
@@ -307,6 +310,8 @@ def name_tokens(name: str) -> frozenset[str]:
         w = w.removesuffix("'s").strip("'")
         if not w or w in _HEAD_WORDS or w in _COUNTRY_WORDS or w in GENERIC_WORDS:
             continue
+        if len(w) < 2:
+            continue  # "F, M and J visas": single letters name nothing on their own
         out.add(w.rstrip("s") if len(w) > 4 and not w.endswith("ss") else w)
     return frozenset(out)
 
@@ -367,8 +372,9 @@ def _entities(text: str) -> Iterator[tuple[int, int, dict]]:
 
 # ------------------------------------------------------------------------------------------------- entry point
 
-_EXTRACTORS = (("money", _money), ("score", _scores), ("percentage", _percentages), ("duration", _durations),
-               ("date", _dates), ("entity", _entities))
+# Order matters where spans compete: a date ("23 March 2024") is not an IELTS score that happens to follow "IELTS".
+_EXTRACTORS = (("money", _money), ("date", _dates), ("score", _scores), ("percentage", _percentages),
+               ("duration", _durations), ("entity", _entities))
 
 
 def extract_claims(text: str, skip_numbers: set[float] | None = None) -> list[Claim]:
