@@ -25,14 +25,14 @@ def pair(tiny_adapter):
 
 def test_base_is_the_model_without_adapter_and_tuned_differs(pair, items, tiny_model):
     model, tok = pair
-    base = HFSystem("base", model, tok, adapter=False, max_new_tokens=12, batch_size=1).answer(items)
-    tuned = HFSystem("tuned", model, tok, adapter=True, max_new_tokens=12, batch_size=1).answer(items)
+    base = HFSystem("base", model, tok, adapter=False, max_new_tokens=12, batch_size=4).answer(items)
+    tuned = HFSystem("tuned", model, tok, adapter=True, max_new_tokens=12, batch_size=4).answer(items)
     plain_model, plain_tok = tiny_model
-    plain = HFSystem("plain", plain_model, plain_tok, max_new_tokens=12, batch_size=1).answer(items)
+    plain = HFSystem("plain", plain_model, plain_tok, max_new_tokens=12, batch_size=4).answer(items)
     assert [a.response for a in base] == [a.response for a in plain]
     assert [a.response for a in tuned] != [a.response for a in base]
     for a in base + tuned:
-        assert 1 <= a.new_tokens <= 12 and a.truncated == (a.new_tokens == 12 and a.truncated)
+        assert 1 <= a.new_tokens <= 12 and (not a.truncated or a.new_tokens == 12)
         assert a.latency_s > 0 and a.reference is not None
 
 
@@ -71,3 +71,11 @@ def test_endpoint_reports_truncation(items, judge_url):
 def test_duplicate_system_names_rejected(items):
     with pytest.raises(ValueError, match="unique"):
         generate([CallableSystem("x", str), CallableSystem("x", str)], items, show_progress=False)
+
+
+def test_new_tokens_and_truncation_are_counted_up_to_eos():
+    from studyabroadgpt.eval.systems import _count_until_eos
+
+    assert _count_until_eos([5, 6, 2, 2, 2], [2]) == (3, True)   # EOS counted, padding after it is not
+    assert _count_until_eos([5, 6, 7], [2]) == (3, False)        # never stopped: truncated
+    assert _count_until_eos([9, 5], [2, 9]) == (1, True)         # any of several EOS ids

@@ -72,7 +72,7 @@ def test_chain_report_is_self_contained_with_all_plots(chain):
     imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(imgs) == 5 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in imgs)
     md = (out / "report.md").read_text()
-    assert "## Verdicts" in md and "McNemar–Bowker" in md and "Not computed" in md and "tokens_per_s" in md
+    assert "## Verdicts" in md and "McNemar–Bowker" in md and "Not computed" in md and "samples/s" in md
 
 
 def test_chain_without_judge_removes_a_stale_judgement(chain, tmp_path, sample_path, tiny_adapter):

@@ -6,6 +6,7 @@ keep each item's n-gram sufficient statistics so the bootstrap can resample item
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
@@ -110,11 +111,9 @@ def _reference_metrics(scores: ItemScores, answers: dict[str, list[Answer]], ref
     from rouge_score import rouge_scorer
     from sacrebleu.metrics import BLEU
 
-    from .bertscore import BERTScorer
-
     bleu = BLEU()
     rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    bert = BERTScorer(bertscore_model, layer=bertscore_layer)
+    bert = _bert_scorer(bertscore_model, bertscore_layer)
     for system, ans in answers.items():
         hyps = [a.response for a in ans]
         # Per-item sufficient statistics: summing rows of any resample gives that resample's corpus BLEU.
@@ -123,6 +122,14 @@ def _reference_metrics(scores: ItemScores, answers: dict[str, list[Answer]], ref
             rouge.score(ref, hyp)["rougeL"].fmeasure for hyp, ref in zip(hyps, references)]
         scores.values.setdefault("bertscore_f1", {})[system] = bert.f1(hyps, references)
     scores.values["bleu"] = {s: [None] * len(references) for s in answers}  # corpus metric: see bleu_stats
+
+
+@functools.lru_cache(maxsize=2)
+def _bert_scorer(model: str | None, layer: int | None):
+    """Encoders are reused across calls in one process (a notebook or test session scores many times)."""
+    from .bertscore import BERTScorer
+
+    return BERTScorer(model, layer=layer)
 
 
 def corpus_bleu(stats: np.ndarray, idx: np.ndarray | None = None) -> float:

@@ -28,7 +28,9 @@ def metric_bars(summary: dict[str, Any], path: Path) -> Path | None:
         return None
     plt = _plt()
     systems = summary["systems"]
-    verdicts = {c["metric"]: c for c in summary.get("comparisons", [])}
+    verdicts: dict[str, list[dict]] = {}
+    for c in summary.get("comparisons", []):
+        verdicts.setdefault(c["metric"], []).append(c)
     cols = 3
     rows = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
@@ -39,11 +41,13 @@ def metric_bars(summary: dict[str, Any], path: Path) -> Path | None:
                [max(0.0, vals[s]["ci_high"] - vals[s]["mean"]) for s in systems]]
         ax.bar(range(len(systems)), means, yerr=err, capsize=5, color=COLORS[:len(systems)])
         ax.set_xticks(range(len(systems)), systems)
-        c = verdicts.get(metric)
-        title = METRICS[metric].label
-        if c:
-            title += f"\n{c['b']} vs {c['a']}: {c['verdict']}"
-        ax.set_title(title, fontsize=9, color=VERDICT_COLORS.get(c["verdict"], "black") if c else "black")
+        comps = verdicts.get(metric, [])
+        title = METRICS[metric].label + "".join(f"\n{c['b']} vs {c['a']}: {c['verdict']}" for c in comps)
+        # colour only a single verdict: with several, one colour would misdescribe the others
+        colour = VERDICT_COLORS.get(comps[0]["verdict"], "black") if len(comps) == 1 else "black"
+        ax.set_title(title, fontsize=9, color=colour)
+        top = max([vals[s]["ci_high"] for s in systems] + means)
+        ax.set_ylim(bottom=min(0.0, *means), top=top * 1.1 if top > 1e-9 else 1.0)
         ax.tick_params(labelsize=8)
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:

@@ -18,6 +18,8 @@ from ..utils import atomic_write_json, atomic_write_jsonl
 from .metrics import METRICS, ItemScores, compute_item_scores, corpus_bleu
 from .outputs import Answer, align, read_outputs
 
+NUMERICAL_ZERO = 1e-9
+
 
 def score_answers(answers: dict[str, list[Answer]], baseline: str | None = None, n_resamples: int = 1000,
                   seed: int = 0, bertscore_model: str | None = None, bertscore_layer: int | None = None,
@@ -87,8 +89,11 @@ def _comparisons(items: ItemScores, baseline: str, n_resamples: int, seed: int) 
                     continue
                 res = stats.paired_bootstrap_diff([p[0] for p in pairs], [p[1] for p in pairs],
                                                   n_resamples=n_resamples, seed=seed)
+            raw = res["verdict"]
+            if max(abs(res["ci_low"]), abs(res["ci_high"])) < NUMERICAL_ZERO:
+                raw = "not distinguishable"  # e.g. smoothed BLEU of 1e-13 vs 0: float noise, not a difference
             out.append({"metric": metric, "a": baseline, "b": other, "diff": res["diff"], "ci_low": res["ci_low"],
-                        "ci_high": res["ci_high"], "verdict": _verdict(res["verdict"], spec.direction),
+                        "ci_high": res["ci_high"], "verdict": _verdict(raw, spec.direction),
                         "n": res["n"]})
     return out
 
