@@ -327,11 +327,14 @@ def render_card(run: RunInputs, opts: CardOptions, ev: EvalInputs | None = None,
 
     data = card_data(run, opts, ev)
     kind = "merged model" if opts.merged else "LoRA adapter"
+    nf4 = str(run.config.get("quantization", "")).lower() == "nf4"
+    method = "QLoRA: LoRA on a 4-bit NF4 base" if nf4 else "LoRA on a 16/32-bit base"
     title = opts.model_name or (opts.repo_id or run.run_dir.name)
     body = [f"# {title}", "",
-            f"A study-abroad advising assistant: a {kind} for {_model_link(opts.base_model)} fine-tuned with the StudyAbroadGPT toolkit, which follows "
-            f"the recipe of {PAPER} (QLoRA, LoRA on all attention and MLP projections) and adds audits, honest "
-            "evaluation against the base model and retrieval grounding.", ""]
+            f"A study-abroad advising assistant: a {kind} for {_model_link(opts.base_model)} fine-tuned with the "
+            "StudyAbroadGPT toolkit, which follows "
+            f"the recipe of {PAPER} ({method}) and adds training-data audits, evaluation against the base model "
+            "with confidence intervals, and retrieval grounding at serving time.", ""]
     body += headline(ev) + [""]
     body += limitations_section(ev, audit, opts)
     body += evaluation_section(ev)

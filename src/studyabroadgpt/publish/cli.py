@@ -65,7 +65,7 @@ def gguf(
     system: Optional[str] = typer.Option(None, "--system", help="Default system prompt for the Modelfile "
                                          "(default: the run's system_prompt, else the model's own)."),
     check: bool = typer.Option(True, "--check/--no-check", help="Reload each GGUF and generate greedily."),
-    max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1, help="Length of the check answer."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1, help="Length of the check answer."),
 ) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

