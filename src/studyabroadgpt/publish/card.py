@@ -270,12 +270,9 @@ def usage_section(opts: CardOptions) -> list[str]:
         lines.append(f"hf download {opts.repo_id} --local-dir ./model")
     lines += [serve, "```", ""]
     if opts.gguf_files:
-        tag = next((f.rsplit("-", 1)[-1].removesuffix(".gguf").upper() for f in opts.gguf_files if "q8_0" in f), None)
-        lines += ["With Ollama (the GGUF files and a `Modelfile` with the exact chat template are in `gguf/`):", "",
-                  "```bash", "cd gguf && ollama create studyabroadgpt -f Modelfile && ollama run studyabroadgpt"]
-        if opts.repo_id:
-            lines.append(f"# or straight from the Hub: ollama run hf.co/{opts.repo_id}" + (f":{tag}" if tag else ""))
-        lines += ["```", ""]
+        lines += ["With Ollama or llama.cpp (GGUF files and a `Modelfile` with the exact chat template and stop tokens "
+                  "are in `gguf/`):", "", "```bash", "cd gguf && ollama create studyabroadgpt -f Modelfile && "
+                  "ollama run studyabroadgpt", f"llama-cli -m gguf/{opts.gguf_files[-1]} -cnv", "```", ""]
     else:
         lines += ["For Ollama / llama.cpp: `sagpt merge` then `sagpt export gguf` write GGUF files and a Modelfile.",
                   ""]
