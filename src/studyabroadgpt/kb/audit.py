@@ -69,8 +69,9 @@ _SCAFFOLD_LABELS = re.compile(
     r"Practical implication|Acknowledge the question|Preview(?: \d+(?:-\d+)?)? key points|Because of|"
     r"This leads to|Cause|Effect|Building on (?:our|the) previous discussion|Introduction|Main Content|"
     r"Conclusion and next steps|Key takeaway|Call to action)[ \t]*:?\**[ \t]*:?", re.IGNORECASE | re.MULTILINE)
-_PLACEHOLDER = re.compile(r"\[(?!\d)(?:[A-Z][\w' ]{2,40}|insert[^\]]{0,40}|your [^\]]{1,40}|TBD|XX+)\]|"
+_PLACEHOLDER = re.compile(r"\[(?!\d)(?:[A-Z][\w' ]{2,40}|insert[^\]]{0,40}|your [^\]]{1,40}|TBD|XX+)\](?!\()|"
                           r"\{\{?\s*[a-z_]{2,30}\s*\}?\}|<(?:insert|your|university|name)[^>]{0,30}>|\bXX+\b")
+# ("[Title](url)" is a markdown link, not a placeholder.)
 # Labels that are scaffolding only when they open a line as a bolded label, not as a normal heading.
 _LABEL_ONLY_AS_LABEL = {"introduction", "main content"}
 
@@ -264,9 +265,9 @@ def fact_checkables(fact: Fact) -> list[Checkable]:
 
 
 def _fact_names(fact: Fact) -> list[frozenset[str]]:
-    """Names a fact vouches for: its entities and aliases, and any name its (sourced) statement spells out."""
+    """Names a fact vouches for: its entities and aliases, and any name its statement or source title spells out."""
     names = [name_tokens(n) for e in fact.entities for n in [e.name, *e.aliases]]
-    names += [name_tokens(v) for v in _statement_names(fact.statement)]
+    names += [name_tokens(v) for text in (fact.statement, fact.source_title) for v in _statement_names(text)]
     return [n for n in names if n]
 
 
@@ -387,15 +388,20 @@ class Auditor:
             if any(v <= known for v in variants for known in self._names_of(fact)):
                 c.status, c.fact_id = "supported", fact.id
                 return
-        if c.destination is None:
+        elsewhere = [f for f in self.kb.facts if any(v <= known for v in variants for known in self._names_of(f))]
+        if not elsewhere:
+            return  # a name the KB has never heard of: unsupported
+        # A real scheme of another country. Fine when its own sentence places it there ("Ireland's Free Fees
+        # Initiative", "the UK's Chevening"); a contradiction when the answer attaches it to another country.
+        # (the name itself is left out: "Fulbright" or "Stamp 2" would otherwise always place itself)
+        named = {code for _, code in destination_mentions(c.sentence.replace(c.text, " "))}
+        own = {f.destination for f in elsewhere}
+        if named & own or c.destination is None:
+            c.status, c.fact_id = "supported", elsewhere[0].id
             return
-        # a real name of another country's scheme, attached to this one: "Canada's Graduate Route"
-        for fact in self.kb.facts:
-            if fact.destination != c.destination and any(v <= known for v in variants
-                                                          for known in self._names_of(fact)):
-                c.status, c.fact_id = "contradicted", fact.id
-                c.expected = f"{c.value['name']} is a {fact.country} scheme, not a {_country(c.destination)} one"
-                return
+        fact = elsewhere[0]
+        c.status, c.fact_id = "contradicted", fact.id
+        c.expected = f"{c.value['name']} is a {fact.country} scheme, not a {_country(c.destination)} one"
 
     def _checkables_of(self, fact: Fact) -> list[Checkable]:
         got = self._checkables.get(fact.id)

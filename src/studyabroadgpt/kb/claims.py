@@ -130,20 +130,25 @@ _SOURCES_HEADING = re.compile(r"^\s*(?:#{1,6}\s*)?\**\s*(?:Sources|References|So
 _URL = re.compile(r"https?://\S+|www\.\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:gov|gov\.uk|govt\.nz|gc\.ca|gov\.au|edu|org|"
                   r"ie|nl|de|ca)\b\S*")
 _CITATION = re.compile(r"\[\d+(?:\s*[,–-]\s*\d+)*\]")
+# ISO dates in answers are "as of" stamps of sources, metadata rather than advice ("as of 2025-01-01").
+_ISO_DATE = re.compile(r"\b(?:19|20)\d\d-[01]\d-[0-3]\d\b")
 
 
 def auditable_text(text: str) -> str:
-    """The text with the sources list, URLs and citation markers blanked out (same length, so spans hold)."""
+    """The text with the sources list, URLs, citation markers and ISO "as of" dates blanked out.
+
+    Blanked, not removed: the masked text has the same length, so claim spans index the original.
+    """
     masked = text
     m = _SOURCES_HEADING.search(masked)
     if m:
         masked = masked[:m.start()] + " " * (len(masked) - m.start())
-    for pat in (_URL, _CITATION):
+    for pat in (_URL, _CITATION, _ISO_DATE):
         masked = pat.sub(lambda mm: " " * len(mm.group(0)), masked)
     return masked
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z*#\-\d])|\n+")
+_SENTENCE_END = re.compile(r"(?<=[.!?\]])\s+(?=[A-Z*#\-\d\[])|\n+")
 
 
 def sentence_bounds(text: str, pos: int) -> tuple[int, int]:

@@ -16,7 +16,7 @@ CUES: dict[str, tuple[str, ...]] = {
     "GB": ("uk", "u.k.", "united kingdom", "britain", "great britain", "british", "england", "english university",
            "scotland", "scottish", "wales", "welsh", "northern ireland", "london", "manchester", "edinburgh",
            "glasgow", "birmingham", "oxford", "cambridge", "leeds", "bristol", "ukvi", "gov.uk", "graduate route",
-           "tier 4", "immigration health surcharge", "ihs", "nhs", "cas", "brp", "chevening", "ucas", "uk visa"),
+           "tier 4", "immigration health surcharge", "ihs", "nhs", "cas", "chevening", "ucas", "uk visa"),
     "US": ("us", "u.s.", "usa", "u.s.a.", "united states", "america", "american", "new york", "boston",
            "california", "los angeles", "chicago", "san francisco", "texas", "mit", "stanford", "harvard",
            "f-1", "f1", "j-1", "i-20", "sevis", "opt", "stem opt", "cpt", "uscis", "fulbright", "fafsa"),
@@ -48,7 +48,8 @@ CUES: dict[str, tuple[str, ...]] = {
 
 # Cues that are ordinary English words or too ambiguous in running text unless written in upper case
 # ("us" the pronoun, "ind", "cas"...). They only count when the text has them in capitals.
-_CASE_SENSITIVE = {"us", "opt", "cpt", "cas", "ind", "coe", "irp", "dli", "gic", "ihs", "nhs", "brp", "aps", "udi",
+# ("BRP" is left out on purpose: it is the UK's residence permit card and the Dutch population register.)
+_CASE_SENSITIVE = {"us", "opt", "cpt", "cas", "ind", "coe", "irp", "dli", "gic", "ihs", "nhs", "aps", "udi",
                    "mit", "caq", "nus", "ntu", "gks"}
 
 
