@@ -85,7 +85,8 @@ def _handler(state: HubState):
                 state.commits.append({"repo": f"{repo_type}:{repo_id}", "summary": header["summary"],
                                       "files": sorted(added)})
                 oid = f"{len(state.commits):040x}"
-                return self._send(200, {"commitUrl": f"http://{self.headers['Host']}/{repo_id}/commit/{oid}", "commitOid": oid})
+                url = f"http://{self.headers['Host']}/{repo_id}/commit/{oid}"
+                return self._send(200, {"commitUrl": url, "commitOid": oid})
             self._send(404, {"error": f"unexpected endpoint {path}"})
 
     return Handler

@@ -142,3 +142,21 @@ def test_read_audit_accepts_the_per_answer_report_path(audit_path):
     audit = read_audit(audit_path)  # the .jsonl the user passed; the summary beside it is read
     assert audit.path.name == "audit.summary.json"
     assert audit.rates["error_rate"].n == 40 and audit.rates["missing_caveat_rate"].ci_low == 0.485
+
+
+def test_null_statistics_are_shown_as_unavailable(run_dir, eval_dir, tmp_path):
+    """eval writes null for NaN (e.g. a rate with no applicable items): the card says n/a, never crashes."""
+    import shutil
+
+    ev = tmp_path / "ev"
+    shutil.copytree(eval_dir, ev)
+    summary = json.loads((ev / "summary.json").read_text())
+    summary["metrics"]["caveat_rate_policy"]["finetuned"] = {"mean": None, "ci_low": None, "ci_high": None}
+    summary["comparisons"][1].update(diff=None, ci_low=None, ci_high=None)
+    summary["judge"] = None
+    (ev / "summary.json").write_text(json.dumps(summary))
+    publish_folder(run_dir, tmp_path / "o", eval_dir=ev)
+    text = (tmp_path / "o" / "README.md").read_text()
+    card = validate_card(text)
+    assert "caveat_rate_policy" not in {r.metric_type for r in card.data.eval_results}
+    assert "| n/a | [n/a, n/a] | **worse** |" in text

@@ -92,8 +92,9 @@ def test_non_chatml_template_is_refused(tiny_model):
 
     _, tok = tiny_model
     mistral = copy.deepcopy(tok)
-    mistral.chat_template = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] {{ m['content'] }}"
-                             " [/INST]{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}")
+    mistral.chat_template = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}"
+                             "[INST] {{ m['content'] }} [/INST]{% else %}{{ m['content'] }}{{ eos_token }}"
+                             "{% endif %}{% endfor %}")
     with pytest.raises(PublishError, match="not ChatML"):
         template_family(mistral)
     with pytest.raises(PublishError):

@@ -64,6 +64,15 @@ def _fmt(iv: Interval | None, metric: str = "") -> str:
     return "n/a" if iv is None else iv.fmt(pct=_is_rate(metric))
 
 
+def _signed(x: Any, digits: int = 3) -> str:
+    """A difference with its sign; eval writes null for a statistic it could not compute."""
+    return f"{x:+.{digits}f}" if isinstance(x, (int, float)) else "n/a"
+
+
+def _diff(c: dict[str, Any]) -> str:
+    return f"{_signed(c.get('diff'))} (95% CI {_signed(c.get('ci_low'))} to {_signed(c.get('ci_high'))})"
+
+
 def eval_results(ev: EvalInputs) -> list[Any]:
     """One ``EvalResult`` per metric of the published system, plus the judge's win rate against the base."""
     from huggingface_hub import EvalResult
@@ -75,9 +84,9 @@ def eval_results(ev: EvalInputs) -> list[Any]:
         iv = ev.metric(metric, ev.ours)
         if iv is None:
             continue
-        results.append(EvalResult(task_type=TASK_TYPE, task_name="Study-abroad advising", dataset_type=EVAL_DATASET_TYPE,
-                                  dataset_name=dataset_name, dataset_split="test", metric_type=metric,
-                                  metric_name=_label(metric), metric_value=round(iv.mean, 4)))
+        results.append(EvalResult(task_type=TASK_TYPE, task_name="Study-abroad advising",
+                                  dataset_type=EVAL_DATASET_TYPE, dataset_name=dataset_name, dataset_split="test",
+                                  metric_type=metric, metric_name=_label(metric), metric_value=round(iv.mean, 4)))
     judge = judge_verdict(ev.summary.get("judge"))
     if judge and "win" in judge["rates"]:
         results.append(EvalResult(task_type=TASK_TYPE, task_name="Study-abroad advising",
@@ -119,8 +128,7 @@ def headline(ev: EvalInputs | None) -> list[str]:
     judge = judge_verdict(ev.summary.get("judge"))
     lines = []
     if worse:
-        items = "; ".join(f"{_label(c['metric'])}: {c['diff']:+.3f} (95% CI {c['ci_low']:+.3f} to {c['ci_high']:+.3f})"
-                          for c in worse)
+        items = "; ".join(f"{_label(c['metric'])}: {_diff(c)}" for c in worse)
         lines.append(f"> **Warning: this fine-tune is worse than the base model `{ev.baseline}` on "
                      f"{len(worse)} of {len(comps)} metrics** ({items}).")
     if better:
@@ -148,8 +156,9 @@ def evaluation_section(ev: EvalInputs | None) -> list[str]:
         lines += ["", "Paired differences (b − a; a verdict only when the 95% CI excludes zero):", "",
                   "| metric | comparison | difference | 95% CI | verdict |", "|---|---|---|---|---|"]
         for c in comps:
-            lines.append(f"| {_label(c.get('metric', '?'))} | {c.get('b')} − {c.get('a')} | {c.get('diff', 0):+.4f} | "
-                         f"[{c.get('ci_low', 0):+.4f}, {c.get('ci_high', 0):+.4f}] | **{c.get('verdict')}** |")
+            lines.append(f"| {_label(c.get('metric', '?'))} | {c.get('b')} − {c.get('a')} | "
+                         f"{_signed(c.get('diff'), 4)} | [{_signed(c.get('ci_low'), 4)}, "
+                         f"{_signed(c.get('ci_high'), 4)}] | **{c.get('verdict')}** |")
     judge = judge_verdict(ev.summary.get("judge"))
     if judge:
         rates = ", ".join(f"{k} {v.fmt(pct=True)}" for k, v in judge["rates"].items())
@@ -177,7 +186,7 @@ def limitations_section(ev: EvalInputs | None, audit: AuditInputs | None, opts: 
         for c in ev.comparisons_for(ev.ours):
             if c.get("verdict") == "worse":
                 facts.append(f"The fine-tune is **worse than the base model** on {_label(c['metric'])} "
-                             f"(difference {c['diff']:+.3f}, 95% CI {c['ci_low']:+.3f} to {c['ci_high']:+.3f}). "
+                             f"(difference {_diff(c)}). "
                              "Prefer the base model, or serve this one only with retrieval grounding.")
         judge = judge_verdict(ev.summary.get("judge"))
         if judge and judge.get("verdict"):
@@ -232,7 +241,8 @@ def training_section(run: RunInputs, opts: CardOptions) -> list[str]:
     if s:
         def g(key: str, fmt: str = "{}") -> str:
             return fmt.format(s[key]) if s.get(key) is not None else "n/a"
-        lines += ["", f"Loss {g('first_loss', '{:.3f}')} → {g('last_loss', '{:.3f}')} (min {g('min_loss', '{:.3f}')}, "
+        lines += ["", f"Loss {g('first_loss', '{:.3f}')} → {g('last_loss', '{:.3f}')} "
+                  f"(min {g('min_loss', '{:.3f}')}, "
                   f"{g('loss_reduction_pct', '{:.1f}')}% reduction) over {g('steps')} steps and "
                   f"{g('tokens_seen', '{:,}')} tokens; {g('tokens_per_s', '{:.1f}')} tokens/s, peak memory "
                   f"{g('peak_memory_mb', '{:.0f}')} MB, wall time {g('wall_time_s', '{:.0f}')} s."]
@@ -263,7 +273,8 @@ def usage_section(opts: CardOptions) -> list[str]:
               "out = model.generate(**inputs, max_new_tokens=256, do_sample=False)",
               "print(tokenizer.decode(out[0, inputs['input_ids'].shape[1]:], skip_special_tokens=True))", "```", ""]
     local = "./model" if opts.repo_id else "PATH/TO/THIS/FOLDER"
-    serve = f"sagpt serve --merged {local}" if opts.merged else f"sagpt serve --model {opts.base_source} --adapter {local}"
+    serve = f"sagpt serve --merged {local}" if opts.merged else \
+        f"sagpt serve --model {opts.base_source} --adapter {local}"
     lines += ["With the StudyAbroadGPT server (retrieval grounding with citations, OpenAI-compatible API):", "",
               "```bash", "pip install studyabroadgpt"]
     if opts.repo_id:

@@ -1,4 +1,4 @@
-"""`sagpt merge`, `sagpt export gguf`, `sagpt publish`: share a trained adapter as a merged model, GGUF/Ollama, Hub repo.
+"""`sagpt merge`, `sagpt export gguf`, `sagpt publish`: share an adapter as a merged model, GGUF/Ollama, Hub repo.
 
 Heavy imports (torch, transformers, peft, huggingface_hub) happen inside the commands so `sagpt --help` stays fast.
 """

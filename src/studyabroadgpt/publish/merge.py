@@ -161,7 +161,8 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "fl
     report = MergeReport(
         adapter=str(adapter_dir), base_model=public_base_name(source), base_path=loaded.path, dtype=dtype,
         out=str(out_dir), max_abs_diff=max_diff, mean_abs_diff=mean_diff, top1_agreement=top1, adapter_effect=effect,
-        tolerance=tolerance, logit_scale=logit_scale, n_prompts=len(prompts), adapter_fingerprint=fingerprint_paths([adapter_dir]),
+        tolerance=tolerance, logit_scale=logit_scale, n_prompts=len(prompts),
+        adapter_fingerprint=fingerprint_paths([adapter_dir]),
         wall_time_s=round(time.perf_counter() - started, 2), library_versions=library_versions(),
     )
     # Recorded in the checkpoint's config so a merged model still says what it was made from.
