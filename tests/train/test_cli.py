@@ -137,3 +137,25 @@ def test_show_labels_and_plan(tmp_path, recipe):
     out = invoke("--config", str(cfg), "--show-labels", "2")
     assert "trained" in out and "c0" in out and "c1" in out
     assert not (Path(recipe["output_dir"]) / "t").exists()
+
+
+def test_plan_reports_memory_time_and_largest_batch(tmp_path, recipe):
+    from studyabroadgpt.train.config import load_train_config
+    from studyabroadgpt.train.plan import estimate_memory, plan_report
+
+    root = Path(__file__).resolve().parents[2]
+    out = invoke("--config", str(root / "configs" / "mistral-7b-qlora-t4.yaml"), "--plan", "--gpu", "t4")
+    assert "NVIDIA T4" in out and "41.9M trainable" in out and "fits" in out
+    assert "largest batch that fits" in out and "tokens/s" in out
+    cfg = load_train_config(root / "configs" / "mistral-7b-qlora-t4.yaml")
+    from studyabroadgpt.train.plan import MISTRAL_7B_V03
+
+    with_ckpt = estimate_memory(cfg, MISTRAL_7B_V03, 4)
+    without = estimate_memory(cfg.model_copy(update={"gradient_checkpointing": False}), MISTRAL_7B_V03, 4)
+    assert 8 < with_ckpt.total_gb < 15.0 < without.total_gb  # the paper fit batch 4 x 2048 on a T4 only with ckpt
+    assert estimate_memory(cfg, MISTRAL_7B_V03, 8).total_gb > with_ckpt.total_gb
+    with pytest.raises(ConfigError, match="choose one of"):
+        plan_report(cfg, "v100")
+    tiny = write_recipe(tmp_path, recipe)
+    out = invoke("--config", str(tiny), "--plan", "--gpu", "a10g")
+    assert "time per epoch" in out and "8 conversations" in out

@@ -46,7 +46,8 @@ def choose_precision(cfg: TrainConfig, device: str) -> Precision:
     return Precision("float32", want, why)
 
 
-def load_for_training(cfg: TrainConfig, device: str) -> tuple[Any, Any, Precision]:
+def load_for_training(cfg: TrainConfig, device: str, sharded: bool = False) -> tuple[Any, Any, Precision]:
+    """``sharded``: FSDP / DeepSpeed place the weights themselves, so no device_map is given then."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     from .. import models
@@ -54,7 +55,7 @@ def load_for_training(cfg: TrainConfig, device: str) -> tuple[Any, Any, Precisio
     prec = choose_precision(cfg, device)
     quant = None if cfg.quantization == "none" else cfg.quantization
     loaded = models.load(cfg.model, quantization=quant, dtype=prec.weights,
-                         device_map={"": torch.cuda.current_device()} if device == "cuda" else None)
+                         device_map={"": torch.cuda.current_device()} if device == "cuda" and not sharded else None)
     model, tok = loaded.model, loaded.tokenizer
     model.config.use_cache = False
     if quant:

@@ -191,17 +191,23 @@ def plan_report(cfg: TrainConfig, gpu_name: str) -> str:
     other = cfg.model_copy(update={"gradient_checkpointing": not cfg.gradient_checkpointing})
     alt = estimate_memory(other, arch, cfg.batch_size, frac)
     lines.append(f"    (with checkpointing {'off' if cfg.gradient_checkpointing else 'on'}: {alt.total_gb:.2f} GB)")
-    lines.append(f"  largest batch that fits: {max(fits) if fits else 'none — shorten seq_len or enable checkpointing'}"
-                 + (f" (keep batch × accum = {cfg.batch_size * cfg.grad_accum} by setting grad_accum="
-                    f"{max(1, math.ceil(cfg.batch_size * cfg.grad_accum / max(fits)))})" if fits else ""))
+    effective = cfg.batch_size * cfg.grad_accum
+    if fits:
+        best = max(fits)
+        accum = max(1, round(effective / best))
+        lines.append(f"  largest batch that fits: {best} (e.g. batch_size={best} grad_accum={accum} → "
+                     f"{best * accum} sequences per step; the recipe has {effective})")
+    else:
+        lines.append("  largest batch that fits: none — shorten seq_len or enable gradient checkpointing")
     lines.append(f"  throughput: {fpt / 1e9:.1f} GFLOP/token at {util:.0%} of {gpu.tflops_16:.0f} TFLOP/s "
-                 f"→ ~{tok_s:,.0f} tokens/s")
+                 f"→ ~{tok_s:,.0f} tokens/s, ~{_hms(1e6 / tok_s)} per million tokens")
     if tokens:
         per_epoch = tokens / tok_s
         lines.append(f"  time per epoch: ~{_hms(per_epoch)} for {tokens:,} tokens ({data_note}); "
                      f"{cfg.epochs:g} epoch(s) ≈ {_hms(per_epoch * cfg.epochs)}")
     else:
-        lines.append(f"  time per epoch: {data_note}")
+        lines.append(f"  time per epoch: {data_note}; at {cfg.seq_len} tokens each, ~{_hms(1000 * cfg.seq_len / tok_s)}"
+                     " per 1,000 conversations")
     return "\n".join(lines)
 
 

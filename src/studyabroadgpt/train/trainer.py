@@ -136,7 +136,10 @@ def run(config: TrainConfig | dict | str | Path, *, resume: str | Path | None = 
     say(f"[bold]recipe[/] {cfg.name}  →  {run_dir}")
     if main:
         console.print_json(cfg.model_dump_json())
-    model, tok, prec = load_for_training(cfg, device)
+    from accelerate.utils import DistributedType
+
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    model, tok, prec = load_for_training(cfg, device, sharded)
     n_train, n_total = trainable_parameters(model)
     say(f"model {cfg.model}: {n_total / 1e6:.1f}M params, {n_train / 1e6:.2f}M trainable (LoRA r={cfg.lora.r}); "
         f"{cfg.quantization} weights {prec.weights}, compute {prec.autocast or 'fp32'} ({prec.why}); "
@@ -159,7 +162,7 @@ def run(config: TrainConfig | dict | str | Path, *, resume: str | Path | None = 
     state.sessions.append(session)
     budget = Budget(budget_s, started)
     stopped_by, info = "completed", {}
-    prepared = accelerator.prepare(loss_mod)
+    prepared = None
     for pi in range(state.phase_index, len(phases)):
         pcfg = phases[pi]
         examples, stats, fingerprint, kb_versions = _load_examples(pcfg, pcfg.dataset, tok)
@@ -187,7 +190,11 @@ def run(config: TrainConfig | dict | str | Path, *, resume: str | Path | None = 
             optimizer.load_state_dict(torch.load(Path(resume) / "optimizer.pt", weights_only=False))
         elif resuming_here:
             say("[yellow]--adapter-only[/]: optimizer moments start fresh; data cursor and schedule continue")
-        optimizer = accelerator.prepare(optimizer)
+        if prepared is None:
+            # DeepSpeed needs model and optimizer prepared in one call; later phases only swap the optimizer.
+            prepared, optimizer = accelerator.prepare(loss_mod, optimizer)
+        else:
+            optimizer = accelerator.prepare(optimizer)
         schedule = _schedule(pcfg, examples, state, world, resuming_here, say)
         if resuming_here:
             rng = ckpt.load_rng(Path(resume), rank)
@@ -205,9 +212,9 @@ def run(config: TrainConfig | dict | str | Path, *, resume: str | Path | None = 
                 ckpt.save_adapter(model, tok, tmp)
 
     wall = time.monotonic() - started
-    accelerator.wait_for_everyone()
+    sync = _rank_checksums(accelerator, model)
     if main:
-        _finish(cfg, model, tok, state, metrics, run_dir, stopped_by, wall, device, console, budget_s)
+        _finish(cfg, model, tok, state, metrics, run_dir, stopped_by, wall, device, console, budget_s, sync)
     if cfg.report_to:
         accelerator.end_training()
     return run_dir
@@ -303,7 +310,7 @@ def _train_phase(pcfg: TrainConfig, cfg: TrainConfig, accelerator: Any, prepared
             loss = loss_sum / max(step.trained_tokens, 1)
             row = {"step": state.global_step, "epoch": round(step.epoch + step.end / len(examples), 4),
                    "loss": round(loss, 6), "lr": optimizer.param_groups[0]["lr"],
-                   "grad_norm": round(grad_norm, 6), "tokens": step.tokens,
+                   "grad_norm": round(grad_norm, 6) if math.isfinite(grad_norm) else None, "tokens": step.tokens,
                    "tokens_per_s": round(step.tokens / dt, 2), "elapsed_s": round(state.train_time_s, 2)}
             if len(cfg.phases) > 1:
                 row["phase"] = cfg.phase_names()[state.phase_index]
@@ -340,14 +347,14 @@ def _optimizer_step(step: StepPlan, accelerator: Any, prepared: Any, optimizer: 
             accelerator.backward(loss_sum * weight)
         if not dummy:
             local += loss_sum.detach().double().cpu()
-    grad_norm = accelerator.clip_grad_norm_(trainable, pcfg.max_grad_norm)
+    grad_norm = accelerator.clip_grad_norm_(trainable, pcfg.max_grad_norm)  # None under DeepSpeed (it clips)
     lr = pcfg.lr * schedule.factor(phase_step)
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     total = accelerator.reduce(local.to(accelerator.device), reduction="sum") if world > 1 else local
-    return float(total), float(grad_norm)
+    return float(total), (float(grad_norm) if grad_norm is not None else float("nan"))
 
 
 class _null:
@@ -424,7 +431,18 @@ def _fmt_duration(seconds: float) -> str:
     return f"{h}h{m}m" if h else (f"{m}m{s}s" if m else f"{s}s")
 
 
-def _finish(cfg, model, tok, state, metrics, run_dir, stopped_by, wall, device, console, budget_s) -> None:
+def _rank_checksums(accelerator: Any, model: Any) -> list[float]:
+    """Sum of |LoRA weights| on every rank: DDP keeps replicas identical, and this proves it in the summary."""
+    local = sum(float(p.detach().double().abs().sum()) for p in model.parameters() if p.requires_grad)
+    if accelerator.num_processes == 1:
+        return [local]
+    from accelerate.utils import gather_object
+
+    return gather_object([local])
+
+
+def _finish(cfg, model, tok, state, metrics, run_dir, stopped_by, wall, device, console, budget_s,
+            sync: list[float]) -> None:
     with atomic_dir(run_dir / "adapter") as tmp:
         ckpt.save_adapter(model, tok, tmp)
     rows = metrics.train_rows()
@@ -436,7 +454,8 @@ def _finish(cfg, model, tok, state, metrics, run_dir, stopped_by, wall, device, 
         epochs=rows[-1]["epoch"] if rows else 0.0, stopped_by=stopped_by, fingerprint=state.dataset_fingerprint,
         seed=cfg.seed, peak_mb=peak_memory_mb(device),
         extra={"phase": cfg.phase_names()[state.phase_index], "sessions": len(state.sessions),
-               "seq_len": pcfg.seq_len, "time_budget_s": budget_s})
+               "seq_len": pcfg.seq_len, "time_budget_s": budget_s, "world_size": len(sync),
+               "rank_lora_checksums": sync, "ranks_in_sync": max(sync) - min(sync) <= 1e-9 * max(1.0, max(sync))})
     write_summary(run_dir / "train_summary.json", summary)
     plot_metrics(metrics.rows, run_dir / "loss.png", f"{cfg.name} ({cfg.model})")
     if stopped_by == "completed":
