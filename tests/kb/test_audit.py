@@ -91,6 +91,7 @@ def test_clean_answer_is_fully_supported(fixture_auditor):
 
 @pytest.mark.parametrize("bad,status,expected", [
     ("£1,683 per month", "contradicted", "GBP 1,483 per month"),      # corrupted number
+    ("£1,490 per month", "contradicted", "GBP 1,483 per month"),      # a near miss is still wrong
     ("IELTS 7.0", "contradicted", "IELTS 6.5"),                       # wrong score
     ("TOEFL 6.5", "contradicted", "TOEFL is scored 0–120 in steps of 1 or 1–6 in steps of 0.5"),            # test name swapped
     ("30 hours per week", "contradicted", "20 hours per week"),        # wrong work limit
@@ -101,6 +102,7 @@ def test_clean_answer_is_fully_supported(fixture_auditor):
 def test_planted_errors_are_caught(fixture_auditor, bad, status, expected):
     text = {
         "£1,683 per month": "In London you must show £1,683 per month for your Student visa.",
+        "£1,490 per month": "In London you must show £1,490 per month for your Student visa.",
         "IELTS 7.0": "UK universities usually ask for IELTS 7.0 overall at degree level.",
         "TOEFL 6.5": "UK universities usually ask for TOEFL 6.5 overall at degree level.",
         "30 hours per week": "On a UK Student visa you can work 30 hours per week during term.",

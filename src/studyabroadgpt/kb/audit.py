@@ -141,7 +141,8 @@ class AuditResult:
 # ------------------------------------------------------------------------------------------------- matching
 
 
-def _close(a: float, b: float, rel: float = 0.005) -> bool:
+def _close(a: float, b: float, rel: float = 1e-6) -> bool:
+    """Equal up to float noise: a grounded answer quotes the sourced figure, so £1,490 is not £1,483."""
     return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
 
 
@@ -244,8 +245,9 @@ def _matches(claim: Checkable, fact: Checkable, destination: str | None) -> bool
             _close(claim.value[1], fact.value[1], 1e-6)
     if claim.kind == "duration":
         (c_amt, c_unit, _), (f_amt, f_unit, _) = claim.value, fact.value
-        if c_unit == "hours":
+        if c_unit == "hours" or c_unit == f_unit:
             return _close(c_amt, f_amt)
+        # "2 years" is "24 months"; across days and months allow the calendar's slack ("90 days" ~ "3 months")
         return _close(_in_months(c_amt, c_unit), _in_months(f_amt, f_unit), 0.02)
     if claim.kind == "date":
         (cm, cd, cy), (fm, fd, fy) = claim.value, fact.value
