@@ -56,3 +56,18 @@ def test_export_gguf_end_to_end(tiny_adapter, tmp_path):
     mf = parse_modelfile(out / "Modelfile")
     assert mf["from"] == f"./{q8['file']}" and mf["template"] == CHATML_GO_TEMPLATE
     assert mf["system"] == "Check official sources."
+
+
+@pytest.mark.integration
+def test_real_smollm2_q8_0_answers_and_stops(tmp_path):
+    """The embedded SmolLM2-135M as q8_0: loads back, answers the check question and ends on <|im_end|>."""
+    from studyabroadgpt import models
+    from studyabroadgpt.publish.gguf import export_gguf
+
+    report = export_gguf(models.resolve(models.DEFAULT_MODEL), tmp_path / "gguf", "q8_0", max_new_tokens=96)
+    check = report.files["q8_0"]["check"]
+    assert check["stopped"] is True, check
+    assert len(check["answer"].split()) >= 5 and "visa" in check["answer"].lower()
+    # 8-bit rounding may change a late token, but the start of the greedy answer must match the HF model's.
+    assert check["greedy_prefix_match"] >= 10
+    assert 100e6 < report.files["q8_0"]["bytes"] < 200e6
