@@ -115,8 +115,10 @@ def search(
     retriever = Retriever.from_kb(load_kb(kb), index_dir=index_dir) if (kb or index_dir) else Retriever.default()
     hits = retriever.search(query, k=k, destination=dest)
     table = Table(title=f"{query!r}" + (f" in {dest}" if dest else ""), show_lines=True)
-    for col, kw in (("#", {"justify": "right"}), ("score", {"justify": "right"}), ("id", {}), ("dest", {}),
-                    ("topic", {}), ("statement", {"overflow": "fold", "ratio": 3}), ("source", {"overflow": "fold"})):
+    columns = (("#", {"justify": "right"}), ("score", {"justify": "right"}), ("id", {"overflow": "fold"}),
+               ("dest", {}), ("topic", {}), ("statement", {"overflow": "fold", "ratio": 3}),
+               ("source", {"overflow": "fold"}))
+    for col, kw in columns:
         table.add_column(col, **kw)
     for i, h in enumerate(hits, start=1):
         f = h.fact
