@@ -160,3 +160,15 @@ def test_null_statistics_are_shown_as_unavailable(run_dir, eval_dir, tmp_path):
     card = validate_card(text)
     assert "caveat_rate_policy" not in {r.metric_type for r in card.data.eval_results}
     assert "| n/a | [n/a, n/a] | **worse** |" in text
+
+
+def test_never_replaces_a_folder_it_did_not_write(run_dir, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(PublishError, match="was not written by this command"):
+        publish_folder(run_dir, precious)
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    publish_folder(run_dir, tmp_path / "pub")
+    publish_folder(run_dir, tmp_path / "pub")  # our own earlier output is replaced in one piece
+    assert (tmp_path / "pub" / "versions.json").exists()

@@ -14,3 +14,15 @@ Modules, one concern each:
 
 class PublishError(Exception):
     """Something the user can fix (missing run file, bad repo id, conversion failure); printed as one line."""
+
+
+def check_out_dir(path, marker: str) -> None:
+    """Refuse to replace a non-empty folder we did not write: outputs are swapped in whole (atomic rename),
+    so ``--out .`` or ``--out ~/models`` would otherwise delete what was there. Our own earlier output
+    (it holds ``marker``) is fine to replace."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / marker).exists())):
+        raise PublishError(f"--out {path} exists and was not written by this command (no {marker}); "
+                           "choose a new or empty folder")

@@ -26,7 +26,7 @@ from typing import Any
 from .. import models
 from ..utils import atomic_dir, atomic_write_json, atomic_write_text, fingerprint_obj, fingerprint_paths, \
     library_versions
-from . import PublishError
+from . import PublishError, check_out_dir
 from .card import CardOptions, expected_results, render_card, validate_card
 from .inputs import AuditInputs, EvalInputs, RunInputs, kb_version, read_audit, read_eval, read_run
 from .merge import base_source, merge_adapter, public_base_name
@@ -98,6 +98,7 @@ def build_dataset_folder(dataset_dir: Path, out: Path) -> Path:
     if not readme.exists():
         raise PublishError(f"{dataset_dir}: no README.md dataset card; run `sagpt data card {dataset_dir} "
                            f"--out {dataset_dir}` first")
+    check_out_dir(out, "README.md")
     files = [p for p in sorted(dataset_dir.iterdir()) if p.is_file() and p.suffix in DATASET_SUFFIXES]
     if not files:
         raise PublishError(f"{dataset_dir}: no data files ({', '.join(DATASET_SUFFIXES)}) next to the card")
@@ -118,6 +119,7 @@ def publish_folder(run_dir: str | Path, out: str | Path, eval_dir: str | Path | 
                    license: str = "apache-2.0", system: str | None = None, model_name: str | None = None
                    ) -> PublishResult:
     """Write the Hub-ready folder for a training run (see the module docstring for the layout)."""
+    check_out_dir(out, "versions.json")
     run = read_run(run_dir)
     ev = read_eval(eval_dir, system) if eval_dir else None
     aud: AuditInputs | None = read_audit(audit) if audit else None

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..utils import atomic_dir, atomic_write_json, atomic_write_text, cache_dir
-from . import PublishError
+from . import PublishError, check_out_dir
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,7 @@ def export_gguf(merged_dir: str | Path, out_dir: str | Path, types: str | list[s
 
     from .ollama import modelfile_text
 
+    check_out_dir(out_dir, "export_report.json")
     merged_dir = Path(merged_dir)
     types = parse_types(types)
     started = time.perf_counter()

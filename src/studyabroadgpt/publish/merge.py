@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import models
 from ..utils import atomic_dir, atomic_write_json, fingerprint_paths, library_versions
-from . import PublishError
+from . import PublishError, check_out_dir
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "fl
 
     if dtype not in TOLERANCE:
         raise PublishError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    check_out_dir(out_dir, "merge_info.json")
     started = time.perf_counter()
     adapter_dir = Path(adapter_dir)
     cfg = read_adapter_config(adapter_dir)
