@@ -29,6 +29,7 @@ def test_merge_matches_adapter_and_reloads(tiny_adapter, tmp_path):
     # The check is only meaningful if the adapter moves the logits far more than the merge error.
     assert report.adapter_effect > 100 * max(report.max_abs_diff, 1e-7)
     assert report.top1_agreement == 1.0 and report.n_prompts == 4
+    assert report.device == ("cuda" if torch.cuda.is_available() else "cpu")
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
     assert not (out / "adapter_config.json").exists()
     info = json.loads((out / "merge_info.json").read_text())
@@ -73,3 +74,15 @@ def test_merge_cli_reports_and_fails_cleanly(tiny_adapter, tmp_path):
     assert bad.exit_code == 2
     assert "not a PEFT adapter directory" in bad.output and "Traceback" not in bad.output
     assert len(bad.output.strip().splitlines()) == 1
+
+
+def test_device_resolution():
+    from studyabroadgpt.publish.merge import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    if torch.cuda.is_available():
+        assert resolve_device("auto") == "cuda"
+    else:
+        assert resolve_device("auto") == "cpu"
+        with pytest.raises(PublishError, match="no CUDA GPU"):
+            resolve_device("cuda")

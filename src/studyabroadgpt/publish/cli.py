@@ -43,13 +43,14 @@ def merge(
     dtype: str = typer.Option("float16", "--dtype", help="float16, bfloat16 or float32 (never 4-bit)."),
     base: Optional[str] = typer.Option(None, "--base", help="Override the adapter's base model source."),
     tolerance: Optional[float] = typer.Option(None, "--tolerance", help="Max |Δlogit| allowed (default per dtype)."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if present), cpu, cuda, cuda:1 ..."),
 ) -> None:
     from .merge import merge_adapter
 
     _threads()
     try:
         with console.status(f"merging {adapter} into its base ({dtype}) and comparing logits"):
-            report = merge_adapter(adapter, out, dtype=dtype, base=base, tolerance=tolerance)
+            report = merge_adapter(adapter, out, dtype=dtype, base=base, tolerance=tolerance, device=device)
     except PublishError as exc:
         _fail(exc)
     console.print(f"merged [bold]{report.base_model}[/] + {adapter} → {out} ({dtype}); "

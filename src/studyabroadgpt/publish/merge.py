@@ -59,6 +59,7 @@ class MergeReport:
     n_prompts: int
     adapter_fingerprint: str
     wall_time_s: float
+    device: str = "cpu"
     library_versions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,12 +115,25 @@ def _logits(model: Any, batches: list[Any]) -> list[Any]:
     out = []
     with torch.inference_mode():
         for enc in batches:
-            out.append(model(**enc).logits.float())
+            out.append(model(**enc.to(model.device)).logits.float().cpu())
     return out
 
 
+def resolve_device(device: str) -> str:
+    """``auto``: the GPU when there is one. A free Colab/Kaggle T4 has more GPU memory (16 GB) than CPU RAM
+    (12-13 GB), so a 7B fp16 merge only fits there."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PublishError(f"--device {device}: no CUDA GPU is available")
+    return device
+
+
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "float16", base: str | None = None,
-                  prompts: list[str] | None = None, tolerance: float | None = None) -> MergeReport:
+                  prompts: list[str] | None = None, tolerance: float | None = None,
+                  device: str = "auto") -> MergeReport:
     """Merge ``adapter_dir`` into its base and write a safetensors checkpoint + tokenizer to ``out_dir``."""
     import torch
     from peft import PeftModel
@@ -133,7 +147,9 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "fl
     source = base_source(cfg, base)
     prompts = prompts or SAMPLE_PROMPTS
 
-    loaded = models.load(source, quantization=None, dtype=dtype)
+    device = resolve_device(device)
+    loaded = models.load(source, quantization=None, dtype=dtype,
+                         device_map=None if device == "cpu" else {"": device})
     tokenizer = loaded.tokenizer
     batches = _prompt_batches(tokenizer, prompts)
     # How far the adapter moves the base: puts the merge error in scale (and exposes an all-zero adapter).
@@ -164,7 +180,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "fl
         out=str(out_dir), max_abs_diff=max_diff, mean_abs_diff=mean_diff, top1_agreement=top1, adapter_effect=effect,
         tolerance=tolerance, logit_scale=logit_scale, n_prompts=len(prompts),
         adapter_fingerprint=fingerprint_paths([adapter_dir]),
-        wall_time_s=round(time.perf_counter() - started, 2), library_versions=library_versions(),
+        wall_time_s=round(time.perf_counter() - started, 2), device=device, library_versions=library_versions(),
     )
     # Recorded in the checkpoint's config so a merged model still says what it was made from.
     merged.config.dtype = getattr(torch, dtype)
