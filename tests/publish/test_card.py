@@ -95,6 +95,10 @@ def test_card_without_eval_says_not_evaluated(run_dir, tmp_path):
     assert "**Not evaluated.**" in text and "model-index" not in text
     assert "was not audited" in text
     assert any("--eval" in w for w in result.warnings) and any("--audit" in w for w in result.warnings)
+    assert any("not a Hub id" in w for w in result.warnings)  # tiny-random
+    other = publish_folder(run_dir, tmp_path / "named", base_model="HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert not any("not a Hub id" in w for w in other.warnings)
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in (tmp_path / "named" / "README.md").read_text()
 
 
 def test_merged_publish_is_a_transformers_model(run_dir, eval_dir, tmp_path):

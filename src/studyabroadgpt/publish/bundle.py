@@ -116,8 +116,8 @@ def publish_folder(run_dir: str | Path, out: str | Path, eval_dir: str | Path | 
                    audit: str | Path | None = None, dataset_dir: str | Path | None = None,
                    dataset_out: str | Path | None = None, merged: bool = False, merge_dtype: str = "float16",
                    gguf_dir: str | Path | None = None, repo_id: str | None = None, dataset_id: str | None = None,
-                   license: str = "apache-2.0", system: str | None = None, model_name: str | None = None
-                   ) -> PublishResult:
+                   license: str = "apache-2.0", system: str | None = None, model_name: str | None = None,
+                   base_model: str | None = None) -> PublishResult:
     """Write the Hub-ready folder for a training run (see the module docstring for the layout)."""
     check_out_dir(out, "versions.json")
     run = read_run(run_dir)
@@ -131,6 +131,11 @@ def publish_folder(run_dir: str | Path, out: str | Path, eval_dir: str | Path | 
     if aud is None:
         warnings.append("no --audit: the card will say the training data was not audited")
     versions = build_versions(run, ev, kb)
+    if base_model:
+        versions["base_model"] = base_model
+    if versions["base_model"].count("/") != 1 or Path(versions["base_model"]).exists():
+        # The Hub links an adapter to its base through this id; a local path would be a dead reference.
+        warnings.append(f"base model {versions['base_model']!r} is not a Hub id; pass --base-model owner/name")
     source = base_source(run.adapter_config)
     gguf_files = sorted(p.name for p in Path(gguf_dir).glob("*.gguf")) if gguf_dir else []
     if gguf_dir and not gguf_files:

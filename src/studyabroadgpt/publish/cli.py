@@ -112,6 +112,8 @@ def publish(
     system: Optional[str] = typer.Option(None, "--system", help="Which eval system the weights are "
                                          "(default: the fine-tune without retrieval grounding)."),
     license: str = typer.Option("apache-2.0", "--license", help="License id (match the base model's)."),
+    base_model: Optional[str] = typer.Option(None, "--base-model", help="Hub id of the base for the card, when "
+                                             "the adapter names a local path."),
     push: bool = typer.Option(False, "--push", help="Upload to the Hub (otherwise a dry run)."),
     repo_id: Optional[str] = typer.Option(None, "--repo-id", help="user/name on the Hub."),
     private: bool = typer.Option(False, "--private", help="Create the repo as private."),
@@ -132,7 +134,8 @@ def publish(
         with console.status(f"building {out}"):
             result = publish_folder(run, out, eval_dir=eval_dir, audit=audit, dataset_dir=dataset,
                                     dataset_out=dataset_out, merged=merged, merge_dtype=merge_dtype, gguf_dir=gguf_dir,
-                                    repo_id=repo_id, dataset_id=dataset_id, license=license, system=system)
+                                    repo_id=repo_id, dataset_id=dataset_id, license=license, system=system,
+                                    base_model=base_model)
         for w in result.warnings:
             console.print(f"[yellow]warning:[/] {w}", highlight=False)
         folders = [(result.out, repo_id, "model")]
