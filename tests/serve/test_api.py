@@ -3,6 +3,7 @@ leak internals. Uses the tiny random model (its text is noise; only the plumbing
 from __future__ import annotations
 
 import concurrent.futures as cf
+import time
 from typing import AsyncIterator
 
 import httpx
@@ -128,7 +129,9 @@ def test_per_request_timeout(tiny_generator, http, serve):
     settings = ServeSettings(rag=False, gate=False, request_timeout_s=0.05, max_tokens_cap=2000)
     with serve(create_app(tiny_generator, Answerer(None, None), settings)) as base:
         body = {"messages": ASK, "max_tokens": 2000}
+        start = time.monotonic()
         r = http.post(f"{base}/v1/chat/completions", json=body)
+        assert time.monotonic() - start < 5  # the worker stopped the row at its deadline (not the backstop)
         assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
         r = http.post(f"{base}/v1/chat/completions", json={**body, "stream": True})
         assert r.status_code == 200 and '"code": "timeout"' in r.text and r.text.rstrip().endswith("data: [DONE]")

@@ -108,3 +108,19 @@ def test_model_invented_citation_numbers_are_dropped(grounded, client_for):
     resp = client_for(base).chat.completions.create(model="m", messages=FUNDS_Q)
     assert "[7]" not in resp.choices[0].message.content
     assert {"action": "dropped_citation", "citation": 7} in resp.model_extra["gate"]["changes"]
+
+
+@pytest.mark.integration
+def test_real_model_grounded_answer(smollm2, serve, answerer, client_for):
+    """The real SmolLM2-135M behind the server: whatever it writes, the answer arrives cited and sourced."""
+    from studyabroadgpt.serve.hf_engine import HFGenerator
+
+    model, tok = smollm2
+    gen = HFGenerator(model, tok, model_name="smollm2")
+    with serve(create_app(gen, answerer, ServeSettings())) as base:
+        resp = client_for(base).chat.completions.create(model="smollm2", messages=FUNDS_Q, max_tokens=48)
+    content = resp.choices[0].message.content
+    sources = resp.model_extra["sources"]
+    assert resp.usage.completion_tokens > 0 and sources[0]["id"].startswith("gb.funds")
+    cited = [s for s in sources if s["cited"]]
+    assert cited and all(f"[{s['index']}]" in content for s in cited) and "**Sources**" in content

@@ -104,6 +104,7 @@ class HFGenerator:
         self._pending: deque[_Job] = deque()
         self._cv = threading.Condition()
         self._stop = False
+        self._users = 0
         self._thread: threading.Thread | None = None
         self.batches: list[int] = []  # batch sizes run so far (for the benchmark and tests)
         eos = model.generation_config.eos_token_id
@@ -114,11 +115,17 @@ class HFGenerator:
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
-        if self._thread is None:
+        # Reference-counted: several apps (tests, the benchmark's configurations) may share one loaded model.
+        self._users += 1
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = False
             self._thread = threading.Thread(target=self._worker, name="sagpt-generate", daemon=True)
             self._thread.start()
 
     async def close(self) -> None:
+        self._users = max(0, self._users - 1)
+        if self._users:
+            return
         with self._cv:
             self._stop = True
             self._cv.notify_all()
