@@ -54,7 +54,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from .models import ModelLoadError
 
     errors: list[type[BaseException]] = [ConfigError, DataError, ModelLoadError]
-    for mod, name in [("studyabroadgpt.kb.schema", "KBError")]:
+    for mod, name in [("studyabroadgpt.kb.schema", "KBError"), ("studyabroadgpt.publish", "PublishError")]:
         if importlib.util.find_spec(mod) is not None:
             errors.append(getattr(importlib.import_module(mod), name))
     return tuple(errors)
