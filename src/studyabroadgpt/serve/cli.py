@@ -32,6 +32,25 @@ def _build_generator(engine: str, model: str, adapter: Optional[str], merged: Op
     raise ConfigError(f"unknown engine {engine!r}; use 'hf' or 'vllm'")
 
 
+def _check_options(engine: str, adapter: Optional[str], merged: Optional[str], kb: Optional[str]) -> None:
+    """Cheap checks before anything heavy loads, so a typo fails in a second, not after the model loads."""
+    from pathlib import Path
+
+    from ..config import ConfigError
+    from ..models import ModelLoadError
+
+    if engine not in ("hf", "vllm"):
+        raise ConfigError(f"unknown engine {engine!r}; use 'hf' or 'vllm'")
+    if adapter and not (Path(adapter) / "adapter_config.json").exists():
+        raise ModelLoadError(f"{adapter}: not a PEFT adapter directory (no adapter_config.json)")
+    if merged and not (Path(merged) / "config.json").exists():
+        raise ModelLoadError(f"{merged}: not a merged model directory (no config.json)")
+    if kb is not None:
+        from ..kb.store import kb_files
+
+        kb_files(kb)
+
+
 def _answerer(rag: bool, gate: bool, kb: Optional[str], top_k: int):
     from .answer import Answerer
 
@@ -74,6 +93,7 @@ def register(app: typer.Typer) -> None:
         from .logs import setup_json_logging
         from .settings import ServeSettings
 
+        _check_options(engine, adapter, merged, kb)
         setup_json_logging()
         settings = ServeSettings(
             max_body_bytes=max_body_kb * 1024, max_tokens_cap=max_tokens_cap,
@@ -107,6 +127,7 @@ def register(app: typer.Typer) -> None:
         from .hf_engine import load_hf_generator
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        _check_options("hf", adapter, merged, kb)
         answerer = _answerer(rag, gate, kb, top_k)
         generator = load_hf_generator(model, adapter=adapter, merged=merged, dtype=dtype, max_batch=1)
         run_chat(generator, answerer, GenParams(max_tokens=max_tokens, temperature=temperature), rag=rag,
