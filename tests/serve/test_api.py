@@ -190,3 +190,18 @@ def test_web_page_and_static_files(tiny_server, http):
     js = http.get(f"{tiny_server}/static/app.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
     assert http.get(f"{tiny_server}/static/..%2Fapp.py").status_code == 404
+
+
+def test_client_leaving_mid_stream_frees_its_slot(serve, http):
+    slow = ScriptedGenerator("word " * 200, piece_chars=5, delay_s=0.05)  # ~10 s if read to the end
+    settings = ServeSettings(rag=False, gate=False, max_concurrency=1, max_queue=0)
+    with serve(create_app(slow, Answerer(None, None), settings)) as base:
+        with httpx.stream("POST", f"{base}/v1/chat/completions", json={"messages": ASK, "stream": True}) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            assert next(lines).startswith("data: ")  # the stream has started, the single slot is taken
+            assert http.post(f"{base}/v1/chat/completions", json={"messages": ASK}).status_code == 429
+        deadline = time.monotonic() + 5
+        while http.get(f"{base}/health").json()["load"]["active"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert http.get(f"{base}/health").json()["load"]["active"] == 0

@@ -102,17 +102,22 @@ def create_app(generator: Generator, answerer: Answerer | None = None,
         check_api_key(settings.api_key, authorization)
         params = _params(body, settings)
         use_rag = settings.rag if body.rag is None else (body.rag and settings.rag)
-        turn = answerer.prepare(body.plain_messages(), rag=use_rag, gate=settings.gate)
         rid = new_id()
-        await admission.acquire()
-        if body.stream:
-            return StreamingResponse(_sse(generator, answerer, turn, params, rid, admission, request),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        await admission.acquire()  # before retrieval: a full server answers 429 without doing any work
+        release = admission.releaser()
+        handed_off = False
         try:
+            # Retrieval embeds the query (tens of ms of CPU): keep it off the event loop.
+            turn = await asyncio.to_thread(answerer.prepare, body.plain_messages(), use_rag, settings.gate)
+            if body.stream:
+                handed_off = True  # the response releases the slot when the stream ends, however it ends
+                return _SlotStreamingResponse(_sse(generator, answerer, turn, params, rid, request), release,
+                                              media_type="text/event-stream",
+                                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
             text, last = await _generate(generator, turn, params)
         finally:
-            admission.release()
+            if not handed_off:
+                release()
         if last.finish_reason == "timeout":
             raise APIError(504, f"generation did not finish within {settings.request_timeout_s:g}s",
                            "server_error", "timeout")
@@ -155,8 +160,23 @@ async def _generate(generator: Generator, turn: Turn, params: GenParams) -> tupl
     return "".join(parts), last
 
 
+class _SlotStreamingResponse(StreamingResponse):
+    """A streaming response that frees its generation slot when it finishes — also when the client left
+    before the body started, in which case the body generator never runs its own cleanup."""
+
+    def __init__(self, content: Any, release: Any, **kwargs: Any):
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
 async def _sse(generator: Generator, answerer: Answerer, turn: Turn, params: GenParams, rid: str,
-               admission: Admission, request: Request) -> AsyncIterator[str]:
+               request: Request) -> AsyncIterator[str]:
     """Stream the raw model text, then one last chunk with the gate's result.
 
     The gate needs the whole answer, so corrections cannot be applied to text already sent. The last chunk
@@ -205,8 +225,6 @@ async def _sse(generator: Generator, answerer: Answerer, turn: Turn, params: Gen
         yield event({"error": {"message": f"internal server error (request id {request.state.request_id})",
                                "type": "server_error", "param": None, "code": "internal_error"}})
         yield "data: [DONE]\n\n"
-    finally:
-        admission.release()
 
 
 def _usage(last: Piece) -> dict[str, int]:

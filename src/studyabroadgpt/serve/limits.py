@@ -47,6 +47,18 @@ class Admission:
         self.active -= 1
         self._semaphore().release()
 
+    def releaser(self):
+        """An idempotent release for one acquired slot (safe to call from several cleanup paths)."""
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self.release()
+
+        return release
+
     def snapshot(self) -> dict[str, Any]:
         return {"active": self.active, "queued": self.waiting, "max_concurrency": self.max_concurrency,
                 "max_queue": self.max_queue, "rejected": self.rejected}
