@@ -124,3 +124,10 @@ def test_real_model_grounded_answer(smollm2, serve, answerer, client_for):
     assert resp.usage.completion_tokens > 0 and sources[0]["id"].startswith("gb.funds")
     cited = [s for s in sources if s["cited"]]
     assert cited and all(f"[{s['index']}]" in content for s in cited) and "**Sources**" in content
+
+
+def test_small_talk_gets_no_invented_grounding(grounded, client_for):
+    base, _ = grounded("Hello! How can I help you today?")
+    resp = client_for(base).chat.completions.create(model="m", messages=[{"role": "user", "content": "hi there"}])
+    assert resp.choices[0].message.content == "Hello! How can I help you today?"
+    assert not any(s["cited"] for s in resp.model_extra["sources"]) and resp.model_extra["gate"]["changed"] is False

@@ -72,13 +72,13 @@ class Answerer:
             answer, dropped = drop_unknown_citations(answer, {s.n for s in turn.sources})
         cited = cited_numbers(answer)
         extra: list[str] = []
-        if not cited and turn.sources:
-            # The model used none of the facts by number: state the top fact ourselves, cited, so every
-            # grounded answer carries at least the most relevant official fact.
-            top = turn.sources[0]
+        top = turn.sources[0] if turn.sources else None
+        if top is not None and top.n not in cited and _on_topic(turn.question, top.fact):
+            # The answer does not use the most relevant fact (small models often drift to a side issue):
+            # state it ourselves, cited, so a grounded answer always carries the official fact it needs.
             extra.append(f"**From the official source:** {top.fact.statement} [{top.n}]")
             changes.append({"action": "added_key_fact", "fact_id": top.fact.id, "citation": top.n})
-            cited = {top.n}
+            cited.add(top.n)
         caveat = ""
         if turn.gate:
             caveat, caveat_change = _caveat(turn.sources, cited, policy)
@@ -95,13 +95,20 @@ class Answerer:
         return Final(content, tail, [s.to_dict(s.n in cited) for s in turn.sources], gate)
 
 
+def _on_topic(question: str, fact: Any) -> bool:
+    """Whether the question shares a content word with the fact (retrieval always returns *something*)."""
+    from ..kb.search import tokenize
+
+    return bool(set(tokenize(question)) & set(tokenize(fact.search_text())))
+
+
 def _caveat(sources: list[Source], cited: set[int], policy: bool) -> tuple[str, dict[str, Any] | None]:
     """Policy-sensitive answers (visa, funds, health cover, work rights...) end by naming the official source
     and the date our information dates from: these rules change without notice."""
     sensitive = [s for s in sources if s.fact.policy_sensitive]
-    chosen = next((s for s in sensitive if s.n in cited), None) or (sensitive[0] if sensitive else None)
-    if chosen is None and policy and sources:
-        chosen = sources[0]
+    chosen = next((s for s in sensitive if s.n in cited), None)
+    if chosen is None and policy and sources:  # the audit saw visa/funds/work talk in the question or answer
+        chosen = sensitive[0] if sensitive else sources[0]
     if chosen is None:
         return "", None
     f = chosen.fact

@@ -99,14 +99,15 @@ def register(app: typer.Typer) -> None:
             max_body_bytes=max_body_kb * 1024, max_tokens_cap=max_tokens_cap,
             default_max_tokens=min(384, max_tokens_cap), max_concurrency=max_concurrency, max_queue=queue,
             queue_timeout_s=queue_timeout, request_timeout_s=timeout, api_key=api_key or None,
-            cors_origins=list(cor for cor in cors_origin), rag=rag, gate=gate and rag, top_k=top_k)
+            cors_origins=list(cor for cor in cors_origin), rag=rag, gate=gate and rag)
         answerer = _answerer(rag, gate, kb, top_k)
         generator = _build_generator(engine, model, adapter, merged, dtype, quantization, max_concurrency,
                                      vllm_port, vllm_arg)
         typer.echo(f"StudyAbroadGPT on http://{host}:{port}/  (model {generator.model_name}, engine {engine}, "
                    f"grounding {'on' if rag else 'off'}, gate {'on' if settings.gate else 'off'})", err=True)
-        uvicorn.run(create_app(generator, answerer, settings), host=host, port=port, log_level="warning",
-                    timeout_graceful_shutdown=10)
+        # log_config=None keeps uvicorn from replacing our JSON handlers; our middleware writes the access log.
+        uvicorn.run(create_app(generator, answerer, settings), host=host, port=port, log_config=None,
+                    access_log=False, timeout_graceful_shutdown=10)
 
     @app.command("chat")
     def chat(

@@ -20,12 +20,13 @@ class JSONFormatter(logging.Formatter):
 
 
 def setup_json_logging(level: int = logging.INFO) -> None:
-    """Send the serve logger's records as JSON lines to stderr (idempotent)."""
-    logger = logging.getLogger("studyabroadgpt.serve")
-    if any(isinstance(h.formatter, JSONFormatter) for h in logger.handlers):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter())
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
+    """Send our records and uvicorn's own (start-up, errors) as JSON lines to stderr (idempotent)."""
+    for name, lvl in (("studyabroadgpt.serve", level), ("uvicorn.error", logging.WARNING)):
+        logger = logging.getLogger(name)
+        if any(isinstance(h.formatter, JSONFormatter) for h in logger.handlers):
+            continue
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JSONFormatter())
+        logger.addHandler(handler)
+        logger.setLevel(lvl)
+        logger.propagate = False

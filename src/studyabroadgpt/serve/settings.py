@@ -17,4 +17,3 @@ class ServeSettings:
     cors_origins: list[str] = field(default_factory=list)
     rag: bool = True                     # retrieval grounding with citations
     gate: bool = True                    # factuality gate (only meaningful with rag)
-    top_k: int = 4
