@@ -1,0 +1,377 @@
+"""`sagpt quickstart`: the whole pipeline in one command, offline, on the embedded default.
+
+    synth (or ingest --dataset) → data (validate, clean, dedup, leak-free split, stats, card)
+    → train (LoRA with a time budget) → eval (base vs tuned vs tuned + grounding) → publish (dry run)
+
+Each stage writes into ``<out>/<stage>/`` and ends by writing ``stage.json`` with the fingerprint of its inputs
+(config + upstream results). A re-run skips every stage whose fingerprint is unchanged; ``--fresh`` starts over.
+Every file is written atomically and ``stage.json`` comes last, so Ctrl-C or a kill never leaves a stage that
+looks finished but is not; an interrupted training stage resumes from its last checkpoint or handoff bundle.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.table import Table
+
+from .utils import atomic_write_json, fingerprint_obj, fingerprint_paths
+
+console = Console()
+
+STAGES = ["synth", "data", "train", "eval", "publish"]
+
+
+class QuickstartConfig(BaseModel):
+    out: str = "runs/quickstart"
+    model: str = "default"
+    dataset: Optional[str] = None          # a file, directory or Hub id; None → synthesize from the KB
+    dataset_split: Optional[str] = None
+    train_config: Optional[str] = None     # a training recipe YAML; None → the built-in CPU defaults
+    train_overrides: list[str] = Field(default_factory=list)
+    n_synth: int = Field(600, ge=10)
+    seed: int = 0
+    time_budget: str = "10m"
+    eval_prompts: int = Field(12, ge=2)
+    max_new_tokens: int = Field(192, ge=1)
+    eval_batch_size: int = Field(4, ge=1)
+    judge_endpoint: Optional[str] = None   # OpenAI-compatible judge, e.g. http://127.0.0.1:8080/v1
+    judge_model: str = "default"
+
+
+# --------------------------------------------------------------------------------------------- stage runner
+
+
+def run_stage(root: Path, name: str, inputs: dict[str, Any], fn: Callable[[Path], dict[str, Any]],
+              index: int, keep_partial: bool = False) -> dict[str, Any]:
+    """Run ``fn(stage_dir)`` unless a finished run with the same input fingerprint exists; return its result."""
+    stage_dir = root / name
+    marker = stage_dir / "stage.json"
+    fp = fingerprint_obj(inputs)
+    console.rule(f"[bold][{index}/{len(STAGES)}] {name}")
+    if marker.exists():
+        done = json.loads(marker.read_text())
+        if done.get("fingerprint") == fp:
+            console.print(f"[green]✓ up to date[/] (inputs unchanged since {done.get('finished')}); skipping")
+            return done["result"]
+        console.print("[yellow]inputs changed[/]: re-running this stage")
+        marker.unlink()
+        if not keep_partial:
+            shutil.rmtree(stage_dir, ignore_errors=True)
+    elif stage_dir.exists() and not keep_partial:
+        shutil.rmtree(stage_dir, ignore_errors=True)  # leftovers of an interrupted run of a stage that can't resume
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    result = fn(stage_dir)
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    atomic_write_json(marker, {"stage": name, "fingerprint": fp, "inputs": inputs, "result": result,
+                               "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return result
+
+
+# --------------------------------------------------------------------------------------------- stages
+
+
+def stage_synth(cfg: QuickstartConfig, d: Path) -> dict[str, Any]:
+    """Grounded conversations from the knowledge base, or the user's dataset validated as it stands."""
+    from .data.io import read_conversations, write_conversations
+    from .utils import atomic_write_jsonl
+
+    if cfg.dataset:
+        convs, bad = read_conversations(cfg.dataset, split=cfg.dataset_split)
+        if bad:
+            atomic_write_jsonl(d / "quarantine.jsonl", bad)
+            console.print(f"[yellow]{len(bad)} records quarantined[/] → {d / 'quarantine.jsonl'}")
+        source = cfg.dataset
+    else:
+        from .kb.store import load_kb
+        from .synth.generate import generate
+
+        kb = load_kb()
+        convs = generate(kb, n=cfg.n_synth, seed=cfg.seed)
+        bad = []
+        source = f"synth-template (KB {kb.version}, n={cfg.n_synth}, seed={cfg.seed})"
+    path = write_conversations(convs, d / "conversations.jsonl")
+    console.print(f"{len(convs)} conversations from {source} → {path}")
+    return {"conversations": str(path), "n": len(convs), "quarantined": len(bad), "source": source,
+            "fingerprint": fingerprint_paths([path])}
+
+
+def stage_data(cfg: QuickstartConfig, d: Path, synth: dict[str, Any]) -> dict[str, Any]:
+    from collections import Counter
+
+    from .data.card import build_card, write_card
+    from .data.clean import clean_record
+    from .data.dedup import dedup
+    from .data.io import iter_raw, quarantine_row, write_conversations
+    from .data.split import split
+    from .data.stats import compute_stats, plot_stats, public
+    from .models import resolve
+    from .utils import atomic_write_jsonl
+
+    changes: Counter = Counter()
+    kept, bad = [], []
+    for rec in iter_raw(synth["conversations"]):
+        conv, problems = clean_record(rec, changes)
+        if conv is None:
+            bad.append(quarantine_row(rec, problems))
+        else:
+            kept.append(conv)
+    if bad:
+        atomic_write_jsonl(d / "quarantine.jsonl", bad)
+    deduped = dedup(kept, threshold=0.8)
+    atomic_write_json(d / "dedup.json", {"exact_removed": deduped.exact_removed, "near_removed": deduped.near_removed,
+                                         "clusters": deduped.clusters})
+    parts = split(deduped.kept, test_size=0.15, seed=42)
+    write_conversations(parts.train, d / "train.jsonl")
+    write_conversations(parts.test, d / "test.jsonl")
+    atomic_write_json(d / "split_report.json", parts.report())
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve(cfg.model))
+    stats = compute_stats(deduped.kept, tok, max_seq_len=1024)
+    atomic_write_json(d / "stats.json", public(stats))
+    plot_stats(stats, d)
+    card_dir = d / "dataset"
+    card_dir.mkdir(exist_ok=True)
+    for name in ("train", "test"):
+        shutil.copyfile(d / f"{name}.jsonl", card_dir / f"{name}.jsonl")
+    write_card(build_card(public(stats), {"train": len(parts.train), "test": len(parts.test)},
+                          fingerprint=fingerprint_paths([d / "train.jsonl", d / "test.jsonl"]),
+                          source_note=f"Source: {synth['source']}."), card_dir)
+    console.print(f"clean: {len(kept)} kept, {len(bad)} quarantined; dedup removed "
+                  f"{deduped.exact_removed + deduped.near_removed}; split {len(parts.train)} train / "
+                  f"{len(parts.test)} test (near-duplicate pairs across splits: {parts.cross_pairs})")
+    return {"train": str(d / "train.jsonl"), "test": str(d / "test.jsonl"), "n_train": len(parts.train),
+            "n_test": len(parts.test), "quarantined": len(bad), "dedup_removed": len(deduped.removed),
+            "over_max_seq_len_share": stats.get("over_max_seq_len_share"), "dataset_dir": str(card_dir),
+            "fingerprint": fingerprint_paths([d / "train.jsonl", d / "test.jsonl"])}
+
+
+def stage_train(cfg: QuickstartConfig, d: Path, data: dict[str, Any]) -> dict[str, Any]:
+    from .train import run as train_run
+    from .train.config import load_train_config
+
+    overrides = [f"model={cfg.model}", f"dataset={data['train']}", f"output_dir={d.parent}", f"name={d.name}",
+                 *cfg.train_overrides]
+    tcfg = load_train_config(cfg.train_config, overrides)
+    # Resume an interrupted quickstart from its last checkpoint / handoff bundle instead of starting over.
+    has_state = (d / "checkpoints").exists() or (d / "handoff").exists()
+    run_dir = train_run(tcfg, time_budget=cfg.time_budget, resume=d if has_state else None,
+                        overwrite=not has_state, console=console,
+                        command=["sagpt", "quickstart"])
+    summary = json.loads((run_dir / "train_summary.json").read_text())
+    return {"run_dir": str(run_dir), "adapter": str(run_dir / "adapter"), "summary": summary}
+
+
+class GroundedSystem:
+    """The served assistant as an eval system: retrieval + the tuned model + the factuality gate.
+
+    It reuses the already loaded tuned model (no second load) and the server's own ``Answerer``, so what is
+    evaluated is exactly what `sagpt serve` answers.
+    """
+
+    def __init__(self, name: str, generator: Any):
+        from .serve.answer import Answerer
+
+        self.name, self.generator = name, generator
+        self.answerer = Answerer.from_kb()
+
+    def answer(self, items, progress=None):
+        from dataclasses import replace
+
+        turns = [self.answerer.prepare(it.messages) for it in items]
+        grounded = [replace(it, messages=t.model_messages) for it, t in zip(items, turns)]
+        answers = self.generator.answer(grounded, progress)
+        out = []
+        for ans, it, turn in zip(answers, items, turns):
+            final = self.answerer.finish(turn, ans.response)
+            out.append(replace(ans, system=self.name, prompt=it.prompt, response=final.content))
+        return out
+
+
+def stage_eval(cfg: QuickstartConfig, d: Path, data: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+    from .eval.generate import generate
+    from .eval.items import load_items
+    from .eval.report import write_report
+    from .eval.score import score_files
+    from .eval.systems import HFSystem, load_pair
+
+    items = load_items(data["test"], mode="first", limit=cfg.eval_prompts)
+    model, tok = load_pair(cfg.model, train["adapter"])
+    kw = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.eval_batch_size}
+    tuned = HFSystem("tuned", model, tok, adapter=True, **kw)
+    systems = [HFSystem("base", model, tok, adapter=False, **kw), tuned, GroundedSystem("tuned+rag", tuned)]
+    outputs = d / "outputs.jsonl"
+    generate(systems, items, outputs, show_progress=True)
+    scores = score_files([outputs], d, allow_empty=True, baseline="base", n_resamples=1000, seed=0)
+    if cfg.judge_endpoint:
+        from .eval.config import JudgeConfig
+        from .eval.judge import run_judge
+        from .eval.outputs import align, read_outputs
+        from .eval.run import build_judge
+
+        _, answers = align(read_outputs([outputs], allow_empty=True))
+        judge_cfg = JudgeConfig(endpoint=cfg.judge_endpoint, model=cfg.judge_model)
+        run_judge(answers, "base", "tuned", build_judge(judge_cfg), d, both_orders=True, seed=0,
+                  show_progress=True)
+    paths = write_report(d, run_dir=train["run_dir"], outputs=outputs)
+    summary = json.loads((d / "summary.json").read_text())
+    return {"eval_dir": str(d), "report": {k: str(v) for k, v in paths.items()}, "n_items": len(items),
+            "summary": summary, "scores_baseline": scores.get("baseline")}
+
+
+def stage_publish(cfg: QuickstartConfig, d: Path, data: dict[str, Any], train: dict[str, Any],
+                  ev: dict[str, Any]) -> dict[str, Any]:
+    from .publish.bundle import publish_folder
+    from .publish.hub import upload_plan
+
+    res = publish_folder(train["run_dir"], d / "model", eval_dir=ev["eval_dir"], dataset_dir=data["dataset_dir"],
+                         dataset_out=d / "dataset")
+    plan = upload_plan(d / "model")
+    console.print(f"publishable folder: {d / 'model'} ({len(plan)} files; dry run — push with "
+                  f"`sagpt publish --run {train['run_dir']} --eval {ev['eval_dir']} --out {d / 'model'} --push "
+                  "--repo-id USER/NAME`)")
+    return {"model_dir": str(d / "model"), "dataset_dir": str(d / "dataset"), "files": len(plan),
+            "warnings": list(getattr(res, "warnings", []) or [])}
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def run_quickstart(cfg: QuickstartConfig, fresh: bool = False) -> dict[str, Any]:
+    root = Path(cfg.out)
+    if fresh and root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    synth_inputs = {"dataset": cfg.dataset, "split": cfg.dataset_split, "n": cfg.n_synth, "seed": cfg.seed,
+                    "kb": None if cfg.dataset else _kb_version()}
+    synth = run_stage(root, "synth", synth_inputs, lambda d: stage_synth(cfg, d), 1)
+    data = run_stage(root, "data", {"synth": synth["fingerprint"], "model": cfg.model},
+                     lambda d: stage_data(cfg, d, synth), 2)
+    train_inputs = {"data": data["fingerprint"], "model": cfg.model, "config": _file_fp(cfg.train_config),
+                    "overrides": cfg.train_overrides, "budget": cfg.time_budget}
+    train = run_stage(root, "train", train_inputs, lambda d: stage_train(cfg, d, data), 3, keep_partial=True)
+    eval_inputs = {"adapter": fingerprint_paths([train["adapter"]]), "test": data["fingerprint"],
+                   "n": cfg.eval_prompts, "max_new_tokens": cfg.max_new_tokens, "judge": cfg.judge_endpoint}
+    ev = run_stage(root, "eval", eval_inputs, lambda d: stage_eval(cfg, d, data, train), 4)
+    pub = run_stage(root, "publish", {"eval": eval_inputs, "train": train_inputs},
+                    lambda d: stage_publish(cfg, d, data, train, ev), 5)
+    result = {"synth": synth, "data": data, "train": train, "eval": ev, "publish": pub,
+              "wall_s": round(time.monotonic() - started, 1)}
+    atomic_write_json(root / "quickstart_summary.json", result)
+    print_summary(result, cfg)
+    return result
+
+
+def _kb_version() -> str:
+    from .kb.store import load_kb
+
+    return load_kb().version
+
+
+def _file_fp(path: Optional[str]) -> Optional[str]:
+    return fingerprint_paths([path]) if path and Path(path).exists() else path
+
+
+KEY_METRICS = ("rougeL_f1", "bertscore_f1", "audit_error_rate", "caveat_rate_policy", "markdown_rate")
+
+
+def _fmt_ci(m: dict[str, Any] | None) -> str:
+    if not m or m.get("mean") is None:
+        return "–"
+    return f"{m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+
+
+def print_summary(result: dict[str, Any], cfg: QuickstartConfig) -> None:
+    tr = result["train"]["summary"]
+    summ = result["eval"]["summary"]
+    systems = summ.get("systems", [])
+    base = summ.get("baseline") or (systems[0] if systems else "base")
+    metrics = summ.get("metrics", {})
+    verdicts = {(c["metric"], c["b"]): c for c in summ.get("comparisons", []) if c.get("a") == base}
+
+    table = Table(title=f"Evaluation on {summ.get('n_items')} held-out prompts (mean [95% CI]; verdict vs {base})")
+    table.add_column("metric", style="bold")
+    for s in systems:
+        table.add_column(s, justify="right")
+    for name in KEY_METRICS:
+        if name not in metrics:
+            continue
+        cells = []
+        for s in systems:
+            cell = _fmt_ci(metrics[name].get(s))
+            comp = verdicts.get((name, s))
+            if comp is not None:
+                cell += f"\n{comp['verdict']}"
+            cells.append(cell)
+        table.add_row(name, *cells)
+    console.print(table)
+
+    facts = Table(title="StudyAbroadGPT quickstart", show_header=False)
+    facts.add_column(style="bold")
+    facts.add_column()
+    d = result["data"]
+    facts.add_row("data", f"{d['n_train']} train / {d['n_test']} test conversations ({d['quarantined']} quarantined, "
+                          f"{d['dedup_removed']} duplicates removed)")
+    facts.add_row("training", f"loss {_num(tr.get('first_loss'))} → {_num(tr.get('last_loss'))} "
+                              f"({_num(tr.get('loss_reduction_pct'), 1)}% lower), {tr.get('steps')} steps, "
+                              f"{_num(tr.get('tokens_per_s'), 0)} tokens/s, stopped by {tr.get('stopped_by')}")
+    judge = summ.get("judge")
+    facts.add_row("judge", _judge_line(judge) if judge else "not run (add --judge-endpoint URL for a blind "
+                                                            "pairwise judge)")
+    facts.add_row("report", result["eval"]["report"].get("html", result["eval"]["eval_dir"]))
+    facts.add_row("publishable folder", result["publish"]["model_dir"])
+    facts.add_row("dataset folder", result["publish"]["dataset_dir"])
+    facts.add_row("wall time", f"{result['wall_s']:.0f} s")
+    console.print(facts)
+    adapter = result["train"]["adapter"]
+    console.print(f"\nChat with it:  sagpt chat --model {cfg.model} --adapter {adapter}", soft_wrap=True)
+    console.print(f"Serve it:      sagpt serve --model {cfg.model} --adapter {adapter}   "
+                  "# then open http://127.0.0.1:8000/", soft_wrap=True)
+
+
+def _num(x: Any, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _judge_line(judge: dict[str, Any]) -> str:
+    counts = judge.get("counts") or judge.get("preference") or {}
+    return json.dumps(counts)[:200] if counts else json.dumps(judge)[:200]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def quickstart(
+        out: str = typer.Option("runs/quickstart", help="Where every stage writes its outputs."),
+        model: str = typer.Option("default", help="Base model: default (embedded SmolLM2), a Hub id or a path."),
+        dataset: Optional[str] = typer.Option(None, help="Train on this dataset (file, dir or Hub id, e.g. "
+                                              "millat/StudyAbroadGPT-Dataset) instead of synthesizing one."),
+        dataset_split: Optional[str] = typer.Option(None, help="Split to read for a Hub dataset."),
+        config: Optional[str] = typer.Option(None, "--config", help="Training recipe YAML (configs/*.yaml)."),
+        override: list[str] = typer.Option([], "--set", help="Training override key=value (repeatable)."),
+        n_synth: int = typer.Option(600, help="Conversations to synthesize from the knowledge base."),
+        time_budget: str = typer.Option("10m", help="Training wall-clock budget (e.g. 10m, 8h30m)."),
+        eval_prompts: int = typer.Option(12, help="Held-out prompts to evaluate on."),
+        max_new_tokens: int = typer.Option(192),
+        judge_endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible judge endpoint (optional)."),
+        judge_model: str = typer.Option("default"),
+        seed: int = typer.Option(0),
+        fresh: bool = typer.Option(False, "--fresh", help="Delete earlier outputs and start over."),
+    ) -> None:
+        """Synthesize → clean/dedup/split → fine-tune → evaluate → publishable folder, in one command."""
+        from .config import build
+
+        cfg = build(QuickstartConfig, {
+            "out": out, "model": model, "dataset": dataset, "dataset_split": dataset_split, "train_config": config,
+            "train_overrides": override, "n_synth": n_synth, "time_budget": time_budget,
+            "eval_prompts": eval_prompts, "max_new_tokens": max_new_tokens, "judge_endpoint": judge_endpoint,
+            "judge_model": judge_model, "seed": seed}, "quickstart options")
+        run_quickstart(cfg, fresh=fresh)
