@@ -41,6 +41,10 @@ def _check_options(engine: str, adapter: Optional[str], merged: Optional[str], k
 
     if engine not in ("hf", "vllm"):
         raise ConfigError(f"unknown engine {engine!r}; use 'hf' or 'vllm'")
+    if engine == "vllm":
+        from .vllm_engine import vllm_executable
+
+        vllm_executable()
     if adapter and not (Path(adapter) / "adapter_config.json").exists():
         raise ModelLoadError(f"{adapter}: not a PEFT adapter directory (no adapter_config.json)")
     if merged and not (Path(merged) / "config.json").exists():
