@@ -135,7 +135,7 @@ def test_unknown_destination_figures_are_unsupported_not_contradicted(fixture_au
 
 
 def test_with_retriever(fixture_kb, fixture_retriever):
-    auditor = Auditor(fixture_kb, fixture_retriever)
+    auditor = Auditor(fixture_kb, fixture_retriever, dense=True)
     r = auditor.audit_answer("The Post-Graduation Work Permit in Canada lasts up to 5 years.")
     durations = [c for c in r.claims if c.kind == "duration"]
     assert [(c.status, c.fact_id, c.expected) for c in durations] == [("contradicted", "ca.psw.pgwp", "3 years")]

@@ -55,7 +55,7 @@ def test_search(fixture_kb_path, tmp_path):
 
 def test_audit_sharegpt_sample(sample_path, fixture_kb_path, tmp_path):
     out = tmp_path / "report.jsonl"
-    res = run("audit", str(sample_path), "--kb", str(fixture_kb_path), "--no-retrieval", "--out", str(out))
+    res = run("audit", str(sample_path), "--kb", str(fixture_kb_path), "--out", str(out))
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     summary = json.loads(out.with_suffix(".summary.json").read_text())
@@ -75,7 +75,7 @@ def test_audit_model_outputs_csv(fixture_kb_path, tmp_path):
                     'Check the official GOV.UK page."\n'
                     'b,How many hours can I work in the UK?,"You can work 35 hours per week in the UK."\n')
     out = tmp_path / "r.jsonl"
-    res = run("audit", str(path), "--kb", str(fixture_kb_path), "--no-retrieval", "--out", str(out))
+    res = run("audit", str(path), "--kb", str(fixture_kb_path), "--out", str(out))
     assert res.exit_code == 0, res.output
     rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert not rows["a"]["has_error"] and not rows["a"]["missing_caveat"]

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable
 
+import numpy as np
+
 from .claims import Claim, extract_claims, plausible_score, name_tokens, numbers_in, sentence_bounds
 from .geo import destination_mentions, detect_destinations
 from .search import tokenize
@@ -266,11 +268,20 @@ def fact_checkables(fact: Fact) -> list[Checkable]:
     return out + list(_statement_checkables(fact.statement))
 
 
-def _fact_names(fact: Fact) -> list[frozenset[str]]:
+def _fact_names(fact: Fact, level: int = 0) -> list[frozenset[str]]:
     """Names a fact vouches for: its entities and aliases, and any name its statement or source title spells out."""
-    names = [name_tokens(n) for e in fact.entities for n in [e.name, *e.aliases]]
-    names += [name_tokens(v) for text in (fact.statement, fact.source_title) for v in _statement_names(text)]
+    names = [name_tokens(n, level) for e in fact.entities for n in [e.name, *e.aliases]]
+    names += [name_tokens(v, level) for text in (fact.statement, fact.source_title) for v in _statement_names(text)]
     return [n for n in names if n]
+
+
+def _same_name(mention: frozenset[str], known: frozenset[str]) -> bool:
+    """The mention's words all belong to the known name and make up at least half of it.
+
+    "Fulbright Program" is the "Fulbright Foreign Student Program"; "Education Scholarship" is not "World
+    Education Services".
+    """
+    return mention <= known and 2 * len(mention) >= len(known)
 
 
 @lru_cache(maxsize=4096)
@@ -282,25 +293,36 @@ def _statement_names(statement: str) -> tuple[str, ...]:
 
 
 class Auditor:
-    """Audit answers against a knowledge base; :meth:`default` uses the shipped KB and retriever."""
+    """Audit answers against a knowledge base.
+
+    Claims are ranked against facts lexically (BM25 over the claim's sentence) by default: a claim sentence shares
+    its key words with the fact it restates, and the audit then runs at hundreds of answers a second with no
+    encoder. ``dense=True`` (with a :class:`~.search.Retriever`) ranks with the full hybrid retrieval instead, one
+    batched embedding call per answer: better "expected" values for loosely paraphrased claims, ~100x slower.
+    Support itself never depends on the ranking — every fact of the claim's destination is checked.
+    """
 
     _default: "Auditor | None" = None
     _lock = threading.Lock()
 
-    def __init__(self, kb: KnowledgeBase, retriever=None):
+    def __init__(self, kb: KnowledgeBase, retriever=None, dense: bool = False, support_top: int = 3):
+        from rank_bm25 import BM25Okapi
+
+        self.support_top = support_top  # KB-wide audits: a figure must match one of the top-ranked facts
         self.kb = kb
         self.retriever = retriever
+        self.dense = dense and retriever is not None
         self._checkables = {f.id: fact_checkables(f) for f in kb.facts}
-        self._names: dict[str, list[frozenset[str]]] = {f.id: _fact_names(f) for f in kb.facts}
+        self._names: dict[tuple[str, int], list[frozenset[str]]] = {}
+        self._bm25 = retriever._bm25 if retriever is not None else BM25Okapi(
+            [tokenize(f.search_text()) for f in kb.facts])
 
     @classmethod
     def default(cls) -> "Auditor":
+        """The shipped KB's auditor (lexical ranking: no encoder is loaded), built once per process."""
         with cls._lock:
             if cls._default is None:
-                from .search import Retriever
-
-                retriever = Retriever.default()
-                cls._default = cls(retriever.kb, retriever)
+                cls._default = cls(load_kb())
             return cls._default
 
     # ----------------------------------------------------------------------------------------- public
@@ -315,7 +337,7 @@ class Auditor:
         if claims:
             pools = self._pools(claims, facts)
             for c, pool in zip(claims, pools):
-                self._check(c, pool)
+                self._check(c, pool, None if facts is not None else self.support_top)
         return AuditResult(answer=answer, question=question, claims=claims, scaffolding=find_scaffolding(answer),
                            policy_sensitive=is_policy_sensitive(answer) or is_policy_sensitive(question),
                            caveat=has_caveat(answer), destination=context_dest, id=id)
@@ -347,20 +369,19 @@ class Auditor:
         return pools
 
     def _rank(self, claims: list[Claim]) -> list[list[Fact]]:
-        if self.retriever is None:
-            return [_rank_by_overlap(c.sentence or c.text, self.kb.facts) for c in claims]
         sentences = [c.sentence or c.text for c in claims]
         unique = list(dict.fromkeys(sentences))
-        ranking = {}
-        from .search import embed
+        if self.dense:
+            from .search import embed
 
-        vecs = embed(unique)
-        for s, vec in zip(unique, vecs):
-            fused = self.retriever.fused_scores(s, query_vec=vec)
-            ranking[s] = [self.kb.facts[i] for i in sorted(range(len(fused)), key=lambda i: -fused[i])]
+            scores = [self.retriever.fused_scores(s, query_vec=v) for s, v in zip(unique, embed(unique))]
+        else:
+            scores = [self._bm25.get_scores(tokenize(s)) for s in unique]
+        ranking = {s: [self.kb.facts[i] for i in np.argsort(-np.asarray(sc), kind="stable")]
+                   for s, sc in zip(unique, scores)}
         return [ranking[s] for s in sentences]
 
-    def _check(self, c: Claim, pool: list[Fact]) -> None:
+    def _check(self, c: Claim, pool: list[Fact], support_top: int | None = None) -> None:
         if c.kind == "entity":
             self._check_entity(c, pool)
             return
@@ -370,7 +391,10 @@ class Auditor:
             if not ok:  # "TOEFL 6.5": a band from another test's scale
                 c.status, c.fact_id, c.expected = "contradicted", None, scale
                 return
-        for fact in pool:
+        # Across the whole KB a figure must come from a fact about the same thing, not merely from some fact
+        # of the country: "3 years" is not supported by an unrelated rule that also says "3 years".
+        candidates = pool if support_top is None else pool[:support_top]
+        for fact in candidates:
             if any(_matches(cc, fc, c.destination) for fc in self._checkables_of(fact)):
                 c.status, c.fact_id, c.expected = "supported", fact.id, None
                 return
@@ -384,19 +408,27 @@ class Auditor:
                 return
 
     def _check_entity(self, c: Claim, pool: list[Fact]) -> None:
-        variants = [name_tokens(v) for v in c.value.get("variants", [c.value["name"]])]
+        level = c.value.get("level", 0)
+        variants = [name_tokens(v, level) for v in c.value.get("variants", [c.value["name"]])]
         variants = [v for v in variants if v]
+
+        def known(fact: Fact) -> bool:
+            return any(_same_name(v, k) for v in variants for k in self._names_of(fact, level))
+
         for fact in pool:
-            if any(v <= known for v in variants for known in self._names_of(fact)):
+            if known(fact):
                 c.status, c.fact_id = "supported", fact.id
                 return
-        elsewhere = [f for f in self.kb.facts if any(v <= known for v in variants for known in self._names_of(f))]
+        elsewhere = [f for f in self.kb.facts if known(f)]
         if not elsewhere:
             return  # a name the KB has never heard of: unsupported
         # A real scheme of another country. Fine when its own sentence places it there ("Ireland's Free Fees
         # Initiative", "the UK's Chevening"); a contradiction when the answer attaches it to another country.
         # (the name itself is left out: "Fulbright" or "Stamp 2" would otherwise always place itself)
         named = {code for _, code in destination_mentions(c.sentence.replace(c.text, " "))}
+        possessive = re.match(r"^(?:the\s+)?([A-Z][\w .]*?)['’]s\s", c.text)  # "Ireland's Free Fees Initiative"
+        if possessive:
+            named |= set(detect_destinations(possessive.group(1)))
         own = {f.destination for f in elsewhere}
         if named & own or c.destination is None:
             c.status, c.fact_id = "supported", elsewhere[0].id
@@ -411,11 +443,13 @@ class Auditor:
             got = fact_checkables(fact)  # a fact from outside this KB (the caller's own list)
         return got
 
-    def _names_of(self, fact: Fact) -> list[frozenset[str]]:
-        got = self._names.get(fact.id)
-        if got is None or fact is not self.kb.by_id.get(fact.id):
-            got = _fact_names(fact)
-        return got
+    def _names_of(self, fact: Fact, level: int = 0) -> list[frozenset[str]]:
+        if fact is not self.kb.by_id.get(fact.id):
+            return _fact_names(fact, level)  # a fact from outside this KB (the caller's own list)
+        key = (fact.id, level)
+        if key not in self._names:
+            self._names[key] = _fact_names(fact, level)
+        return self._names[key]
 
 
 def _rank_by_overlap(sentence: str, facts: list[Fact]) -> list[Fact]:

@@ -283,6 +283,7 @@ _HEAD_RE = re.compile(r"\b(Scholarships?|Fellowships?|Awards?|Grants?|Bursary|Bu
 # A name is a run of capitalised words (codes and numbers allowed) with "of", "and", "&" or "de" between them.
 _CAP_WORD = re.compile(r"^(?:[A-Z][\w’'&+.-]*|\d{3})$")
 _INNER_CONNECTORS = {"of", "and", "&", "de"}
+_CONNECTORS = {"of", "for", "the", "and", "de", "in", "&", "a", "an"}
 _CODE_RE = re.compile(r"(?<![\w-])(Stamp\s+\d[A-Z]?|[Ss]ubclass\s+\d{3}|Tier\s+\d|[FJMH]-\d[AB]?|D-\d{1,2})"
                       r"(?![\w-])")
 _PRONOUNS = re.compile(r"\b(?:Your|Our|My|Their|You|We|I|How|Why|What|When|Where|Which)\b")
@@ -307,18 +308,52 @@ _DEGREE_WORDS = re.compile(r"\b(MBA|MSc|MS|MA|MEng|PhD|BSc|BA|Master'?s?|Bachelo
                            r"Engineering|Business|Medicine|Law|Computer|Management|Finance|Economics)\b")
 
 
-def name_tokens(name: str) -> frozenset[str]:
-    """The distinctive words of a name: no head word, no country, no generic adjective ("Chevening")."""
-    words = re.findall(r"[a-z0-9][a-z0-9'+-]*", name.lower().replace("’", "'"))
+_ABBREVIATED_COUNTRIES = {"uk", "us", "usa", "u.s.", "u.k.", "eu", "eea"}
+
+
+def name_tokens(name: str, level: int = 0) -> frozenset[str]:
+    """The words that identify a name, singularised.
+
+    ``level`` 0: distinctive words only — no head word, country or generic adjective ("Chevening").
+    ``level`` 1: also full country names, for schemes named after one ("Holland Scholarship", "Australia Awards").
+    ``level`` 2: also generic words, for long names made only of them ("International Graduate Work Visa").
+    """
+    words = re.findall(r"[a-z0-9][a-z0-9'+.-]*", name.lower().replace("’", "'"))
     out = set()
     for w in words:
-        w = w.removesuffix("'s").strip("'")
-        if not w or w in _HEAD_WORDS or w in _COUNTRY_WORDS or w in GENERIC_WORDS:
+        w = w.removesuffix("'s").strip("'.")
+        if not w or w in _HEAD_WORDS or w in _CONNECTORS:
+            continue
+        if w in _COUNTRY_WORDS and (level == 0 or w in _ABBREVIATED_COUNTRIES):
+            continue
+        if w in GENERIC_WORDS and level < 2:
             continue
         if len(w) < 2:
-            continue  # "F, M and J visas": single letters name nothing on their own
+            continue  # "F, M and J visas", "Lester B. Pearson": single letters name nothing on their own
         out.add(w.rstrip("s") if len(w) > 4 and not w.endswith("ss") else w)
     return frozenset(out)
+
+
+def claim_tokens(name: str, kind: str) -> tuple[frozenset[str], int]:
+    """Tokens and level a name is matched at, or (empty, 0) when it is a category rather than a name."""
+    tokens = name_tokens(name)
+    if tokens:
+        return tokens, 0
+    if kind == "scholarship":
+        tokens = name_tokens(name, 1)
+        if tokens:
+            return tokens, 1
+    full = name_tokens(name, 2)
+    if kind in ("visa", "programme") and len(full) >= 3:
+        return full, 2
+    return frozenset(), 0
+
+
+def _starts_sentence(text: str, pos: int) -> bool:
+    before = text[max(0, pos - 8):pos]
+    if re.search(r"(?:^|\s)[A-Z]\.\s+$", before):
+        return False  # "Lester B. Pearson": an initial, not the end of a sentence
+    return pos == 0 or bool(_LINE_START.search(before))
 
 
 def _name_run(text: str, head_start: int) -> list[tuple[int, int]]:
@@ -337,7 +372,7 @@ def _name_run(text: str, head_start: int) -> list[tuple[int, int]]:
         if not _CAP_WORD.match(core) or len(run) >= 7:
             break
         run.insert(0, (s + word.index(core[0]), e))
-        if _LINE_START.search(text[max(0, s - 8):s]) or s == 0:
+        if _starts_sentence(text, s):
             break  # a sentence or bullet starts here: nothing before belongs to the name
     return run
 
@@ -347,7 +382,7 @@ def _entities(text: str) -> Iterator[tuple[int, int, dict]]:
     for m in _CODE_RE.finditer(text):
         code = re.sub(r"\s+", " ", m.group(1))
         seen.append((m.start(), m.end()))
-        yield m.start(), m.end(), {"name": code, "type": "visa", "variants": [code]}
+        yield m.start(), m.end(), {"name": code, "type": "visa", "variants": [code], "level": 0}
     for hm in _HEAD_RE.finditer(text):
         head = hm.group(1)
         run = _name_run(text, hm.start())
@@ -361,18 +396,19 @@ def _entities(text: str) -> Iterator[tuple[int, int, dict]]:
         if kind == "programme" and _DEGREE_WORDS.search(name):
             continue  # "the Cambridge MBA Program" is a degree programme, not a named funding or visa scheme
         variants = [name]
-        sentence_initial = _LINE_START.search(text[max(0, start - 8):start]) or start == 0
+        sentence_initial = _starts_sentence(text, start)
         if sentence_initial and len(run) >= 2:
             # "Consider Chevening Scholarships": the capital of a sentence's first word says nothing
             variants.append(re.sub(r"[*_]+", "", text[run[1][0]:end]).strip())
-        if not name_tokens(variants[-1]) or all(t.isdigit() for t in name_tokens(variants[-1])):
+        tokens, level = claim_tokens(variants[-1], kind)
+        if not tokens or all(t.isdigit() for t in tokens):
             continue  # a category ("Merit Scholarships", "Student Visa"), not a name
         if _PRONOUNS.search(name):
             continue  # "Demonstrating Your Understanding of the Program" is a title-case heading, not a name
         if len(variants) > 1:
             start = run[1][0]
         seen.append((start, end))
-        yield start, end, {"name": variants[-1], "type": kind, "variants": variants}
+        yield start, end, {"name": variants[-1], "type": kind, "variants": variants, "level": level}
 
 
 # ------------------------------------------------------------------------------------------------- entry point
