@@ -86,3 +86,8 @@ def test_sign_test_exact_binomial():
     res = stats.sign_test([0] * 10, [1] * 9 + [-1])
     assert res["b_higher"] == 9 and res["a_higher"] == 1
     assert res["p_value"] == pytest.approx(22 / 1024)
+
+
+def test_wilson_bounds_are_exact_at_zero_and_n():
+    assert stats.wilson_interval(0, 3)[0] == 0.0
+    assert stats.wilson_interval(3, 3)[1] == 1.0

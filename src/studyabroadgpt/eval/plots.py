@@ -66,8 +66,8 @@ def judge_bar(judge: dict[str, Any] | None, path: Path) -> Path | None:
     labels = {"win": f"{judge['b']} preferred", "tie": "tie", "loss": f"{judge['a']} preferred"}
     keys = ["win", "tie", "loss"]
     rates = [judge["rates"][k]["rate"] for k in keys]
-    err = [[r - judge["rates"][k]["ci_low"] for r, k in zip(rates, keys)],
-           [judge["rates"][k]["ci_high"] - r for r, k in zip(rates, keys)]]
+    err = [[max(0.0, r - judge["rates"][k]["ci_low"]) for r, k in zip(rates, keys)],
+           [max(0.0, judge["rates"][k]["ci_high"] - r) for r, k in zip(rates, keys)]]
     fig, ax = plt.subplots(figsize=(6.5, 2.8))
     ax.barh(range(3), rates, xerr=err, capsize=5, color=["#55A868", "#BBBBBB", "#C44E52"])
     ax.set_yticks(range(3), [f"{labels[k]} ({judge['counts'][k]})" for k in keys])
