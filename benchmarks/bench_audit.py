@@ -13,8 +13,8 @@ in the ways the published StudyAbroadGPT data went wrong:
 An error counts as caught only when a flagged (contradicted or unsupported) claim overlaps the planted span, so a
 lucky flag elsewhere in the answer does not count. The audit runs in two modes: against the facts the answer was
 written from (what the server does), and against the whole KB (what ``sagpt audit`` does on someone else's data),
-ranking facts per claim with BM25 and, on a subset, with the hybrid BM25+embedding retrieval. Finally the shared real sample is audited. Results: ``runs/bench_audit/results.json`` and a
-PNG plot beside it.
+ranking facts per claim with BM25 and, on a subset, with the hybrid BM25+embedding retrieval. Finally the shared
+real sample is audited. Results: ``runs/bench_audit/results.json`` and a PNG plot beside it.
 """
 from __future__ import annotations
 
@@ -65,8 +65,8 @@ def clean_items(kb, conversations: int, seed: int) -> list[dict]:
                 question = t.text
             else:
                 items.append({"id": f"{conv.id}:{len(items)}", "question": question, "answer": t.text,
-                              "facts": [kb.by_id[i] for i in t.provenance], "destination": conv.metadata["destination"],
-                              "persona": conv.metadata["persona"]})
+                              "facts": [kb.by_id[i] for i in t.provenance],
+                              "destination": conv.metadata["destination"], "persona": conv.metadata["persona"]})
     return items
 
 

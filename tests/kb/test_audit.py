@@ -93,7 +93,8 @@ def test_clean_answer_is_fully_supported(fixture_auditor):
     ("£1,683 per month", "contradicted", "GBP 1,483 per month"),      # corrupted number
     ("£1,490 per month", "contradicted", "GBP 1,483 per month"),      # a near miss is still wrong
     ("IELTS 7.0", "contradicted", "IELTS 6.5"),                       # wrong score
-    ("TOEFL 6.5", "contradicted", "TOEFL is scored 0–120 in steps of 1 or 1–6 in steps of 0.5"),            # test name swapped
+    # test name swapped onto an IELTS band
+    ("TOEFL 6.5", "contradicted", "TOEFL is scored 0–120 in steps of 1 or 1–6 in steps of 0.5"),
     ("30 hours per week", "contradicted", "20 hours per week"),        # wrong work limit
     ("the Global Leaders Scholarship", "unsupported", None),           # invented scholarship
     ("the Graduate Talent Visa", "unsupported", None),                 # invented visa

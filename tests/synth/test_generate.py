@@ -55,6 +55,10 @@ def test_structure_provenance_and_markdown(kb, synth_result):
             assert "[1]" in t.text and "### Sources" in t.text
             sources = t.text.split("### Sources", 1)[1]
             assert "https://" in sources and "(as of " in sources
+            urls = re.findall(r"https://\S+", sources)
+            assert len(urls) == len(set(urls))  # facts from one page share one numbered source
+            cited = {int(n) for n in re.findall(r"\[(\d+)\]", t.text.split("### Sources")[0])}
+            assert cited == set(range(1, len(urls) + 1))
     follow_ups = Counter(len(c.turns) // 2 - 1 for c in synth_result.conversations)
     assert set(follow_ups) >= {2, 3, 4}
 
@@ -70,7 +74,8 @@ def test_follow_ups_refer_to_the_previous_answer(synth_result):
     linked = 0
     for conv in synth_result.conversations:
         for i in range(2, len(conv.turns), 2):
-            m = re.match(r"(?:You mentioned|OK, so|Got it about) (.+?)(?:\.| is sorted\.)", conv.turns[i].text)
+            m = re.match(r"(?:You mentioned|OK, so|Got it, thanks for explaining) (.+?)(?:\.| is sorted\.)",
+                         conv.turns[i].text)
             if m and m.group(1) not in TOPIC_LABEL.values():  # a named visa/test/scheme, not a topic
                 anchor = m.group(1).removeprefix("the ")
                 assert anchor.lower() in conv.turns[i - 1].text.lower(), (anchor, conv.turns[i - 1].text[:200])
@@ -120,7 +125,8 @@ def test_failed_answers_are_quarantined_not_kept(kb, monkeypatch):
     monkeypatch.setattr(gen_mod, "_template_writer", sloppy)
     result = synthesize(kb, 6, seed=0)
     assert [q["id"] for q in result.quarantine] == ["synth-0-00002"]
-    assert "unsupported entity claim 'Global Future Leaders Scholarship'" in result.quarantine[0]["reasons"][0]["reasons"]
+    reasons = result.quarantine[0]["reasons"][0]["reasons"]
+    assert "unsupported entity claim 'Global Future Leaders Scholarship'" in reasons
     assert len(result.conversations) == 5
 
 

@@ -67,7 +67,8 @@ def is_policy_sensitive(text: str) -> bool:
 # ------------------------------------------------------------------------------------------------- scaffolding
 
 _SCAFFOLD_LABELS = re.compile(
-    r"^[ \t]*(?:[-*][ \t]*|#{1,6}[ \t]*)?\**[ \t]*(Clear statement|Reasoning explanation|Supporting evidence|Specific example|"
+    r"^[ \t]*(?:[-*][ \t]*|#{1,6}[ \t]*)?\**[ \t]*(Clear statement|Reasoning explanation|Supporting evidence|"
+    r"Specific example|"
     r"Practical implication|Acknowledge the question|Preview(?: \d+(?:-\d+)?)? key points|Because of|"
     r"This leads to|Cause|Effect|Building on (?:our|the) previous discussion|Introduction|Main Content|"
     r"Conclusion and next steps|Key takeaway|Call to action)[ \t]*:?\**[ \t]*:?", re.IGNORECASE | re.MULTILINE)

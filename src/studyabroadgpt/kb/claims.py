@@ -37,7 +37,8 @@ PERIODS = {"year": "year", "years": "year", "annum": "year", "annually": "year",
            "month": "month", "months": "month", "monthly": "month", "mo": "month", "week": "week", "weekly": "week",
            "weeks": "week", "fortnight": "fortnight", "day": "day", "daily": "day", "semester": "semester",
            "term": "term", "once": "once"}
-_PERIOD_AFTER = re.compile(r"\s*(?:(?:per|a|an|each|every|/)\s*(year|annum|month|week|fortnight|day|semester|term|yr|mo)\b"
+_PERIOD_AFTER = re.compile(r"\s*(?:(?:per|a|an|each|every|/)\s*"
+                           r"(year|annum|month|week|fortnight|day|semester|term|yr|mo)\b"
                            r"|(annually|monthly|weekly|yearly|daily)\b)", re.IGNORECASE)
 
 # Tests, most specific spelling first; ``canonical_test`` maps every spelling onto one name.
@@ -166,7 +167,8 @@ _MONEY_PREFIX = re.compile(
     r"(?<![\w$£€])(?P<cur>US\$|USD\s?\$?|CA\$|C\$|CAD\s?\$?|A\$|AU\$|AUD\s?\$?|NZ\$|NZD\s?\$?|S\$|SGD\s?|£|€|\$|"
     r"GBP\s?|EUR\s?)\s?(?P<num>" + NUM + r")(?:\s?(?P<mult>k\b|K\b|million\b|m\b|bn\b))?")
 _MONEY_SUFFIX = re.compile(r"(?<![\w.,])(?P<num>" + NUM + r")\s?(?P<mult>k\b|million\b)?\s?(?P<cur>GBP|USD|CAD|AUD|NZD|"
-                           r"EUR|SGD|euros?|pounds?(?: sterling)?|(?:Canadian |Australian |New Zealand |US |Singapore )?"
+                           r"EUR|SGD|euros?|pounds?(?: sterling)?|"
+                           r"(?:Canadian |Australian |New Zealand |US |Singapore )?"
                            r"dollars?)\b", re.IGNORECASE)
 _CURRENCY_CODES = {"£": "GBP", "€": "EUR", "$": "$", "US$": "USD", "CA$": "CAD", "C$": "CAD", "A$": "AUD",
                    "AU$": "AUD", "NZ$": "NZD", "S$": "SGD"}
@@ -240,10 +242,12 @@ def _dates(text: str) -> Iterator[tuple[int, int, dict]]:
 
 
 _SCORE_AFTER = re.compile(r"(?<![\w.,])(" + NUM + r")(?![.,]?\d)(?!\s*(?:%|percent|per\s+cent|hours?|days?|weeks?|"
-                          r"months?|years?|[$£€]|(?:old|students|applicants|people|universities|points?\s+(?:higher|lower|more|less))\b))")
+                          r"months?|years?|[$£€]|(?:old|students|applicants|people|universities|"
+                          r"points?\s+(?:higher|lower|more|less))\b))")
 _SCORE_THEN_TEST = re.compile(r"(?<![\w.,])(" + NUM + r")\s+(?:overall\s+)?(?:(?:band|score|points?)\s+)?"
                               r"(?:in|on|for)\s+(?:the\s+)?(" + "|".join(TEST_NAMES) + r")(?![\w-])")
-_SCORE_STOP = re.compile(r"[;\n]|\.\s|\.$|\)\s*,|,\s+and\b|\b(?:CLB|NCLC|CEFR|CEF)\b|\b(?:and|but|while|whereas)\b(?=\s+(?:a|an|the|most|some|many)\b)")
+_SCORE_STOP = re.compile(r"[;\n]|\.\s|\.$|\)\s*,|,\s+and\b|\b(?:CLB|NCLC|CEFR|CEF)\b|"
+                         r"\b(?:and|but|while|whereas)\b(?=\s+(?:a|an|the|most|some|many)\b)")
 
 
 def _scores(text: str) -> Iterator[tuple[int, int, dict]]:

@@ -18,7 +18,7 @@ ORIGINS = ["India", "Nigeria", "China", "Vietnam", "Brazil", "Pakistan", "Bangla
 DEGREES = {
     "bachelor's": ["a bachelor's in {field}", "an undergraduate degree in {field}", "a BSc in {field}"],
     "master's": ["a master's in {field}", "an MSc in {field}", "a one-year taught master's in {field}"],
-    "MBA": ["an MBA", "a full-time MBA", "an MBA with a {field} focus"],
+    "MBA": ["an MBA", "a full-time MBA", "an MBA focused on {field}"],
     "PhD": ["a PhD in {field}", "a doctorate in {field}", "a funded PhD in {field}"],
     "medicine": ["medicine", "a medical degree", "an MBBS-equivalent medicine programme"],
 }

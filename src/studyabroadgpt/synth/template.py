@@ -170,7 +170,6 @@ STEPS_HEADINGS = ["### Next steps", "### What to do", "### How to go about it", 
 INTROS = [
     "Here is what the official sources say for {country}.",
     "Good question: for {degree} in {country}, these are the rules that matter.",
-    "Short answer first, then the detail.",
     "This depends on the official rules for {country}, so here they are with their sources.",
     "Let me break this down for your situation.",
     "",
@@ -186,7 +185,7 @@ FOLLOW_LEADS = [
     "You mentioned {anchor}. {question}",
     "Thanks, that helps. {question}",
     "OK, so {anchor} is sorted. {question}",
-    "Got it about {anchor}. {question}",
+    "Got it, thanks for explaining {anchor}. {question}",
     "{question}",
     "That's useful. Related question: {question_lower}",
 ]
@@ -282,7 +281,8 @@ def answer(rng: random.Random, topic: str, facts: list[Fact], persona: Persona, 
                       label=TOPIC_LABEL[topic])
     if intro:
         parts.append(_cap(intro))
-    parts.append(_fact_block(rng, facts))
+    cite, sources = source_numbers(facts)
+    parts.append(_fact_block(rng, facts, cite))
     steps = _steps(rng, topic, facts)
     if steps:
         parts.append(steps)
@@ -293,13 +293,14 @@ def answer(rng: random.Random, topic: str, facts: list[Fact], persona: Persona, 
     if topic in POLICY_SENSITIVE or is_policy_sensitive("\n".join([question, *parts])) or rng.random() < 0.3:
         src = facts[0]
         parts.append(rng.choice(CAVEATS).format(title=src.source_title, url=src.source_url, as_of=src.as_of))
-    parts.append(_sources(facts))
+    parts.append("### Sources\n" + "\n".join(f"{i}. {title}: {url} (as of {as_of})"
+                                             for i, (title, url, as_of) in enumerate(sources, start=1)))
     return "\n\n".join(parts)
 
 
-def _fact_block(rng: random.Random, facts: list[Fact]) -> str:
+def _fact_block(rng: random.Random, facts: list[Fact], cite: list[int]) -> str:
     shape = rng.random()
-    cited = [(f.statement.rstrip(".") + f". [{i}]") for i, f in enumerate(facts, start=1)]
+    cited = [(f.statement.rstrip(".") + f". [{n}]") for f, n in zip(facts, cite)]
     if shape < 0.45:
         return "\n".join(f"- {c}" for c in cited)
     if shape < 0.75:
@@ -309,6 +310,18 @@ def _fact_block(rng: random.Random, facts: list[Fact]) -> str:
             lines.append(f"- **{label}:** {c}" if label else f"- {c}")
         return "\n".join(lines)
     return " ".join(cited)
+
+
+def source_numbers(facts: list[Fact]) -> tuple[list[int], list[tuple[str, str, str]]]:
+    """Citation number per fact and the numbered sources: facts from one page (URL) share one source line."""
+    pages: dict[str, list[str]] = {}  # url -> [title, latest as_of]
+    for f in facts:
+        url = str(f.source_url)
+        title, as_of = pages.get(url, [f.source_title, ""])
+        pages[url] = [title, max(as_of, str(f.as_of))]  # the most recent reading of that page
+    order = list(pages)
+    cite = [order.index(str(f.source_url)) + 1 for f in facts]
+    return cite, [(pages[url][0], url, pages[url][1]) for url in order]
 
 
 def _lead(fact: Fact) -> str:
@@ -331,11 +344,6 @@ def _steps(rng: random.Random, topic: str, facts: list[Fact]) -> str:
 def _persona_tip(rng: random.Random, topic: str, persona: Persona) -> str:
     if topic == "english_tests":
         return ENGLISH_TIPS[persona.english]
-    if topic in ("proof_of_funds", "living_costs", "tuition_costs", "scholarships") or rng.random() < 0.2:
+    if topic in ("proof_of_funds", "living_costs", "tuition_costs", "scholarships", "dependants", "accommodation"):
         return rng.choice(BUDGET_TIPS[persona.budget]).format(budget=persona.budget_phrase)
     return ""
-
-
-def _sources(facts: list[Fact]) -> str:
-    lines = [f"{i}. {f.source_title}: {f.source_url} (as of {f.as_of})" for i, f in enumerate(facts, start=1)]
-    return "### Sources\n" + "\n".join(lines)
