@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port  # noqa: E402  (tests/serve is on sys.path)
+from .conftest import free_port  # noqa: E402
 
 SAGPT = [sys.executable, "-m", "studyabroadgpt.cli"]
 

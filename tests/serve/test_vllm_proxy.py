@@ -13,8 +13,8 @@ from studyabroadgpt.serve.settings import ServeSettings
 from studyabroadgpt.serve.vllm_engine import (ADAPTER_NAME, OpenAICompatGenerator, VLLMProcess, adapter_rank,
                                               vllm_command)
 
-from serve_fake_upstream import make_upstream  # noqa: E402  (tests/serve is on sys.path)
-from conftest import free_port  # noqa: E402
+from .serve_fake_upstream import make_upstream  # noqa: E402
+from .conftest import free_port  # noqa: E402
 
 FUNDS_Q = [{"role": "user", "content": "How much money do I need for a UK student visa in London?"}]
 WRONG = "In London you need £1,900 per month for up to 9 months."
