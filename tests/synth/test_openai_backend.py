@@ -97,6 +97,13 @@ def test_openai_backend_keeps_grounded_answers_and_quarantines_the_wrong_one(kb,
     assert "Cite the facts you use as [1]" in system and FACT_LINE.search(system)
     assert any(len(r["messages"]) > 2 for r in fake.requests)
 
+    # each prompt holds the planned facts plus the ones retrieval found for the question
+    from studyabroadgpt.synth.plan import plan_conversations
+
+    planned = sum(len(fs) for p in plan_conversations(kb, 8, seed=5) for fs in p.facts)
+    prompted = sum(len(FACT_LINE.findall(r["messages"][0]["content"])) for r in fake.requests)
+    assert prompted > planned
+
 
 def test_openai_backend_unreachable_endpoint_is_quarantined(kb):
     with socket.socket() as s:

@@ -24,6 +24,7 @@ def synth_cmd(
     base_url: Optional[str] = typer.Option(None, "--base-url", help="e.g. http://localhost:8000/v1 (openai)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name the endpoint serves (openai)."),
     temperature: float = typer.Option(0.7, help="Sampling temperature (openai)."),
+    retrieve: int = typer.Option(2, help="Facts retrieved for each question and added to the prompt (openai)."),
     quarantine: Optional[Path] = typer.Option(None, help="Where failed conversations go "
                                                          "(default: <out>.quarantine.jsonl)."),
     kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge base (default: the shipped one)."),
@@ -47,7 +48,8 @@ def synth_cmd(
     if backend == "openai" and not (base_url and model):
         raise ConfigError("--backend openai needs --base-url and --model")
     knowledge = load_kb(kb)
-    opts = {"base_url": base_url, "model": model, "temperature": temperature} if backend == "openai" else {}
+    opts = ({"base_url": base_url, "model": model, "temperature": temperature, "retrieve": retrieve}
+            if backend == "openai" else {})
     with Progress(TextColumn("[bold]synthesising"), BarColumn(bar_width=None), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task("synth", total=n)

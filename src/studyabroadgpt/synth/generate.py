@@ -45,8 +45,9 @@ def audit_problems(result: AuditResult, topic: str) -> list[str]:
     return problems
 
 
-# Writer signature: (plan, turn index, question, facts, history of (question, answer)) -> answer text
-Writer = Callable[[Plan, int, str, list[Fact], list[tuple[str, str]]], str]
+# Writer signature: (plan, turn index, question, facts, history of (question, answer)) -> answer text, or
+# (answer text, the facts it was given) when the writer added facts of its own
+Writer = Callable[[Plan, int, str, list[Fact], list[tuple[str, str]]], "str | tuple[str, list[Fact]]"]
 
 
 def synthesize(kb: KnowledgeBase, n: int, seed: int = 0, backend: str = "template",
@@ -63,7 +64,7 @@ def synthesize(kb: KnowledgeBase, n: int, seed: int = 0, backend: str = "templat
     else:
         from .llm import OpenAIWriter
 
-        writer = OpenAIWriter(**backend_opts)
+        writer = OpenAIWriter(kb=kb, **backend_opts)
         source = f"synth-openai:{writer.model}"
     out = SynthResult(conversations=[])
     for plan in plans:
@@ -79,10 +80,12 @@ def synthesize(kb: KnowledgeBase, n: int, seed: int = 0, backend: str = "templat
                 question = template.follow_up_question(rng, topic, plan.facts[t - 1], plan.topics[t - 1],
                                                        history[-1][1] if history else "")
             try:
-                text = writer(plan, t, question, facts, history)
+                written = writer(plan, t, question, facts, history)
             except WriterError as exc:
                 problems.append({"turn": 2 * t + 1, "reasons": [str(exc)]})
                 break
+            # a writer may add facts of its own (the openai writer adds retrieved ones): audit against those too
+            text, facts = written if isinstance(written, tuple) else (written, facts)
             # a follow-up may refer back to what the conversation already established ("the Graduate Route
             # you mentioned"), so the earlier turns' facts count as support too; provenance records what was used
             seen_facts += [f for f in facts if f not in seen_facts]

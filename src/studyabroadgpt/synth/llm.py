@@ -38,7 +38,8 @@ class OpenAIWriter:
     """Callable writer for ``synthesize(backend="openai", base_url=..., model=...)``."""
 
     def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
-                 temperature: float = 0.7, max_tokens: int = 900, timeout: float = 120.0, **_: Any):
+                 temperature: float = 0.7, max_tokens: int = 900, timeout: float = 120.0, retrieve: int = 2,
+                 kb: Any = None, **_: Any):
         from openai import OpenAI
 
         if not model:
@@ -49,10 +50,27 @@ class OpenAIWriter:
         self.model = model
         self.temperature = temperature
         self.max_tokens = max_tokens
+        # Besides the planned facts, the prompt gets the top facts that retrieval finds for the question itself
+        # (same destination), so the model can answer what the student actually asked.
+        self.retrieve = retrieve
+        self._retriever = None
+        self._kb = kb
+
+    def _retrieved(self, question: str, destination: str) -> list[Fact]:
+        if self.retrieve <= 0 or self._kb is None:
+            return []
+        if self._retriever is None:
+            from ..kb.search import Retriever
+
+            self._retriever = Retriever.from_kb(self._kb)
+        return [h.fact for h in self._retriever.search(question, k=self.retrieve, destination=destination)]
 
     def __call__(self, plan: Plan, t: int, question: str, facts: list[Fact],
-                 history: list[tuple[str, str]]) -> str:
+                 history: list[tuple[str, str]]) -> tuple[str, list[Fact]]:
+        """The answer and the facts its prompt held (the audit checks it against exactly those)."""
         from openai import OpenAIError
+
+        facts = list(facts) + [f for f in self._retrieved(question, plan.destination) if f not in facts]
 
         p = plan.persona
         persona = (f"from {p.origin}, planning {p.degree_phrase} in {p.city or plan.destination}, "
@@ -72,4 +90,4 @@ class OpenAIWriter:
         text = (resp.choices[0].message.content or "").strip() if resp.choices else ""
         if not text:
             raise WriterError("the endpoint returned an empty answer")
-        return text
+        return text, facts
