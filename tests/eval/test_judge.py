@@ -122,3 +122,16 @@ def test_unreachable_judge_is_a_clean_config_error():
     tasks, _ = make_tasks(answers, "base", "tuned", both_orders=False)
     with pytest.raises(ConfigError, match="unreachable"):
         judge_tasks(tasks, judge)
+
+
+def test_local_hf_judge_that_cannot_follow_the_format_is_recorded_not_fatal():
+    """A random tiny model as judge: real local generation, never valid JSON → unparseable after one retry."""
+    from studyabroadgpt.eval.judge import HFJudge
+
+    judge = HFJudge("tiny-random", max_tokens=6)
+    tasks, keys = make_tasks(_pair(["Is a visa needed?"], CAVEAT, NO_CAVEAT), "base", "tuned", both_orders=False)
+    judgements = judge_tasks(tasks, judge)
+    assert judgements[0]["parsed"] is None and judgements[0]["attempts"] == 2
+    res = deblind(judgements, keys, "base", "tuned")
+    assert res["unparseable_items"] == 1 and res["n_judged_items"] == 0
+    assert res["counts"] == {"win": 0, "tie": 0, "loss": 0}

@@ -113,9 +113,26 @@ def test_cli_score_and_report_on_foreign_outputs_and_clean_errors(tmp_path):
     assert re.search(r"length_words\s+theirs - mine: \+10\.0000 .* higher", res.stdout)
     assert "rougeL_f1" in res.stdout and "unavailable: no reference" in res.stdout
     res = _cli("report", "--eval-dir", str(tmp_path / "ev"))
-    assert res.returncode == 0, res.stderr and (tmp_path / "ev" / "report.html").exists()
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "ev" / "report.html").exists() and (tmp_path / "ev" / "summary.json").exists()
     b.write_text(json.dumps({"id": "0", "prompt": "q"}) + "\n")
     res = _cli("score", str(a), str(b), "--out", str(tmp_path / "ev"))
     assert res.returncode == 2
     err = "".join(res.stderr.split())  # rich wraps long lines
     assert "theirs.jsonl:1:missingcolumn(s)response" in err and "Traceback" not in res.stderr
+
+
+def test_cli_generate_from_endpoints_then_judge(tmp_path, judge_url):
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("id,prompt\n1,Do I need a visa for Germany?\n2,Can I work in Canada?\n")
+    res = _cli("generate", "-p", str(prompts), "-o", str(tmp_path / "ev"), "--base", "none",
+               "--endpoint", f"grounded={judge_url}", "--endpoint", f"short={judge_url}", "--max-new-tokens", "6")
+    assert res.returncode == 0, res.stderr
+    assert "grounded:" in res.stdout and "short:" in res.stdout and "truncated 100%" in res.stdout
+    rows = [json.loads(x) for x in (tmp_path / "ev" / "outputs.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["truncated"] and r["new_tokens"] == 6 for r in rows)
+    res = _cli("judge", str(tmp_path / "ev" / "outputs.jsonl"), "-o", str(tmp_path / "ev"), "--endpoint", judge_url)
+    assert res.returncode == 0, res.stderr
+    assert "short vs grounded: win 0 / tie 2 / loss 0" in res.stdout
+    res = _cli("generate", "-p", str(prompts), "-o", str(tmp_path / "x"), "--base", "none", "--endpoint", "nourl")
+    assert res.returncode == 2 and "NAME=URL" in res.stderr
