@@ -436,7 +436,7 @@ class Auditor:
             return
         fact = elsewhere[0]
         c.status, c.fact_id = "contradicted", fact.id
-        c.expected = f"{c.value['name']} is a {fact.country} scheme, not a {_country(c.destination)} one"
+        c.expected = f"{c.value['name']} belongs to {fact.country}, not {_country(c.destination)}"
 
     def _checkables_of(self, fact: Fact) -> list[Checkable]:
         got = self._checkables.get(fact.id)

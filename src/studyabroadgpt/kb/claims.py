@@ -96,7 +96,7 @@ _DOMAIN_CUES = re.compile(
     r"\w*|processing|arriv\w*|enrol\w*|entry|graduat\w*|post-study|insurance|cover|surcharge|funds?|maintenance|"
     r"blocked|deposit|tuition|fees?|cost\w*|scholarship\w*|stipend|tax|acceptance|admission\w*|deadline|apply|"
     r"application|intake|course|programme|program|degree|study|studies|studying|term|semester|holiday|vacation|"
-    r"break|dependant\w*|spouse|partner|biometric\w*|passport|register\w*|registration|residence)\b",
+    r"break|dependant\w*|spouse|partner|biometric\w*|passport|register\w*|registration|residence)(?:s|es)?\b",
     re.IGNORECASE)
 
 
