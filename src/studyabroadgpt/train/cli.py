@@ -31,6 +31,12 @@ def train(
     show_labels: Optional[int] = typer.Option(None, "--show-labels", help="Print N encoded samples with trained "
                                               "tokens highlighted and masked ones dimmed; do not train."),
 ) -> None:
+    import os
+
+    # Must precede the first torch import: with the default (active) OpenMP waiting, 2 spinning threads on a
+    # shared 2-core machine ran 5-10x slower than with passive waiting (measured, docs/training.md).
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from rich.console import Console
 
     from ..config import ConfigError, apply_overrides, build, load_yaml

@@ -49,7 +49,7 @@ class TrainConfig(BaseModel):
     # (e.g. Mistral-7B's config.json fields); None reads the model's own config.
     architecture: dict[str, Any] | None = None
     quantization: Literal["none", "nf4"] = "none"
-    # auto: bf16 on CPU (autocast over fp32 weights, measured fastest) and on GPUs with compute capability
+    # auto: bf16 on CPU (bf16 frozen base, fp32 LoRA, autocast) and on GPUs with compute capability
     # >= 8.0; fp16 below that (T4, P100).
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
 
