@@ -1,7 +1,11 @@
 """Fixtures for the training tests: small conversation files and a fast tiny-model recipe."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Passive OpenMP waiting, as `sagpt train` sets it (effective only if torch is not loaded yet).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 
@@ -36,10 +40,10 @@ def small_data(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def recipe(tmp_path: Path, small_data: Path) -> dict:
-    """A tiny-model recipe as a dict of overrides (fast: ~1 s per step on a busy 2-core machine)."""
+    """A tiny-model recipe (one thread: spinning OpenMP threads collapse on a busy 2-core machine)."""
     return {"name": "t", "output_dir": str(tmp_path / "runs"), "model": "tiny-random", "dataset": str(small_data),
             "seq_len": 128, "batch_size": 2, "grad_accum": 1, "epochs": 2, "lr": 2e-2, "warmup_ratio": 0.0,
-            "save_steps": 2, "keep_checkpoints": 2}
+            "save_steps": 2, "keep_checkpoints": 2, "threads": 1}
 
 
 def overrides(d: dict) -> list[str]:

@@ -159,3 +159,13 @@ def test_plan_reports_memory_time_and_largest_batch(tmp_path, recipe):
     tiny = write_recipe(tmp_path, recipe)
     out = invoke("--config", str(tiny), "--plan", "--gpu", "a10g")
     assert "time per epoch" in out and "8 conversations" in out
+
+
+def test_missing_tracker_is_a_clean_error(tmp_path, recipe):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    cfg = write_recipe(tmp_path, recipe, report_to=["wandb"])
+    with pytest.raises(ConfigError, match="pip install wandb"):
+        invoke("--config", str(cfg))

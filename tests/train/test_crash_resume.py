@@ -23,7 +23,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, recipe, conv_factor
     from studyabroadgpt.data.io import write_conversations
 
     data = tmp_path / "many.jsonl"
-    write_conversations(conv_factory(32), data)
+    write_conversations(conv_factory(16), data)
     base = {**recipe, "dataset": str(data), "epochs": 2, "save_steps": 2, "keep_checkpoints": 3, "lr": 1e-2}
 
     ref_cfg = tmp_path / "ref.yaml"

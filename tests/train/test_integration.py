@@ -23,7 +23,7 @@ def test_default_recipe_on_real_smollm2_loss_falls(tmp_path, sample_path):
     result = CliRunner().invoke(app, [
         "train", "--config", str(ROOT / "configs" / "smollm2-135m-cpu.yaml"), f"output_dir={tmp_path}",
         "name=real", f"dataset={data}", "seq_len=256", "batch_size=2", "grad_accum=1", "max_steps=5",
-        "epochs=10", "lr=1e-3", "warmup_ratio=0"])
+        "epochs=10", "lr=1e-3", "warmup_ratio=0", "threads=1"])
     assert result.exit_code == 0, result.output
     run = tmp_path / "real"
     summary = json.loads((run / "train_summary.json").read_text())

@@ -21,7 +21,6 @@ recomputation with checkpointing, plus attention; divided by the GPU's dense 16-
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

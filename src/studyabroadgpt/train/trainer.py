@@ -114,7 +114,8 @@ def run(config: TrainConfig | dict | str | Path, *, resume: str | Path | None = 
     console = console or Console(stderr=True)
     device = _device()
     if device == "cpu" and cfg.threads:
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(_cpu_threads(cfg.threads, console))
+    _check_trackers(cfg.report_to)
 
     if resume:
         resume = ckpt.find_bundle(Path(resume))
@@ -218,6 +219,29 @@ def run(config: TrainConfig | dict | str | Path, *, resume: str | Path | None = 
     if cfg.report_to:
         accelerator.end_training()
     return run_dir
+
+
+def _cpu_threads(wanted: int, console: Console) -> int:
+    """Spinning (active) OpenMP threads collapse 5-10x when other processes compete for the cores; with passive
+    waiting they do not. `sagpt train` sets OMP_WAIT_POLICY=PASSIVE before torch loads, but an in-process caller
+    may have loaded torch first — then, on a busy machine, one thread is the faster choice."""
+    passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+    busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+    if wanted > 1 and busy and not passive:
+        console.print(f"[yellow]note[/]: the CPU is busy (load {os.getloadavg()[0]:.1f}) and OMP_WAIT_POLICY is not "
+                      f"PASSIVE: training with 1 thread instead of {wanted} (set OMP_WAIT_POLICY=PASSIVE before "
+                      "starting Python to use them all)")
+        return 1
+    return wanted
+
+
+def _check_trackers(report_to: list[str]) -> None:
+    import importlib.util
+
+    needs = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+    missing = [f"{t} (pip install {needs[t]})" for t in report_to if importlib.util.find_spec(needs[t]) is None]
+    if missing:
+        raise ConfigError(f"report_to: tracker package not installed: {', '.join(missing)}")
 
 
 def _prepare_run_dir(run_dir: Path, fresh: bool, overwrite: bool) -> None:
