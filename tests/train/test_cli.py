@@ -169,3 +169,19 @@ def test_missing_tracker_is_a_clean_error(tmp_path, recipe):
     cfg = write_recipe(tmp_path, recipe, report_to=["wandb"])
     with pytest.raises(ConfigError, match="pip install wandb"):
         invoke("--config", str(cfg))
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path, recipe):
+    from safetensors.torch import load_file
+
+    cfg = write_recipe(tmp_path, recipe)
+    invoke("--config", str(cfg))
+    run = Path(recipe["output_dir"]) / "t"
+    before = json.loads((run / "train_summary.json").read_text())
+    weights = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    invoke("--resume", str(run))
+    after = json.loads((run / "train_summary.json").read_text())
+    assert after["steps"] == before["steps"] and after["last_loss"] == before["last_loss"]
+    assert after["sessions"] == 2 and after["stopped_by"] == "completed"
+    again = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    assert all((weights[k] == again[k]).all() for k in weights)

@@ -347,7 +347,9 @@ def _train_phase(pcfg: TrainConfig, cfg: TrainConfig, accelerator: Any, prepared
                 ev = evaluate(accelerator, prepared, eval_examples, pad_id, pcfg)
                 if main:
                     metrics.append({"step": state.global_step, "eval_loss": round(ev, 6)})
-            if state.phase_step % pcfg.save_steps == 0 and state.phase_step < total_steps:
+            # Also checkpoint the last step of a phase: resuming a finished run (or phase) is then a no-op that
+            # moves straight on instead of re-training from the previous periodic checkpoint.
+            if state.phase_step % pcfg.save_steps == 0 or state.phase_step >= total_steps:
                 _checkpoint(cfg, accelerator, model, tok, optimizer, state, budget, run_dir)
     return "completed"
 
