@@ -39,3 +39,32 @@ def test_two_phase_curriculum_carries_the_adapter(tmp_path, recipe, conv_factory
     assert any((phase1[k] - final[k]).abs().max() > 0 for k in final), "phase 2 kept training the adapter"
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["phase"] == "curated" and summary["steps"] == len(train)
+
+
+def test_phases_survive_one_step_sessions(tmp_path, recipe, conv_factory):
+    """A 1-second budget per session: every session does one step, hands off, and the next one (re-launched
+    from the run dir) crosses the phase boundary on its own; the result matches one uninterrupted run."""
+    from studyabroadgpt.data.io import write_conversations
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_conversations(conv_factory(4, tag="-a"), a)
+    write_conversations(conv_factory(4, tag="-b"), b)
+    phases = [{"name": "one", "dataset": str(a), "epochs": 1}, {"name": "two", "dataset": str(b), "epochs": 1}]
+    for name in ("whole", "sliced"):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**recipe, "name": name, "phases": phases}))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "--config", str(tmp_path / "whole.yaml")]).exit_code == 0
+    sliced = Path(recipe["output_dir"]) / "sliced"
+    result = runner.invoke(app, ["train", "--config", str(tmp_path / "sliced.yaml"), "--time-budget", "1s"])
+    for _ in range(10):
+        assert result.exit_code == 0, result.output
+        if json.loads((sliced / "train_summary.json").read_text())["stopped_by"] == "completed":
+            break
+        result = runner.invoke(app, ["train", "--resume", str(sliced), "--time-budget", "1s"])
+    whole = json.loads((Path(recipe["output_dir"]) / "whole" / "train_summary.json").read_text())
+    done = json.loads((sliced / "train_summary.json").read_text())
+    assert done["stopped_by"] == "completed" and done["sessions"] >= 3
+    assert done["steps"] == whole["steps"] and abs(done["last_loss"] - whole["last_loss"]) < 1e-4
+    ref = load_file(str(Path(recipe["output_dir"]) / "whole" / "adapter" / "adapter_model.safetensors"))
+    got = load_file(str(sliced / "adapter" / "adapter_model.safetensors"))
+    assert all((ref[k] - got[k]).abs().max() < 1e-5 for k in ref)

@@ -196,16 +196,16 @@ def run(config: TrainConfig | dict | str | Path, *, resume: str | Path | None = 
             prepared, optimizer = accelerator.prepare(loss_mod, optimizer)
         else:
             optimizer = accelerator.prepare(optimizer)
-        schedule = _schedule(pcfg, examples, state, world, resuming_here, say)
+        schedule, total_steps = _schedule(pcfg, examples, state, world, resuming_here, say)
         if resuming_here:
             rng = ckpt.load_rng(Path(resume), rank)
             if rng is not None:
                 ckpt.set_rng_state(rng)
         say(f"phase {pi + 1}/{len(phases)} [bold]{cfg.phase_names()[pi]}[/]: {len(examples)} conversations "
             f"({stats['truncated']} truncated to {pcfg.seq_len}, {stats['dropped_no_trained_tokens']} dropped), "
-            f"optimizer {opt_kind}, {schedule.total} steps planned, starting at step {state.phase_step}")
-        stopped_by = _train_phase(pcfg, cfg, accelerator, prepared, model, tok, optimizer, schedule, examples,
-                                  state, budget, metrics, run_dir, console)
+            f"optimizer {opt_kind}, {total_steps} steps planned, starting at step {state.phase_step}")
+        stopped_by = _train_phase(pcfg, cfg, accelerator, prepared, model, tok, optimizer, schedule, total_steps,
+                                  examples, state, budget, metrics, run_dir, console)
         if stopped_by == "time_budget":
             break
         if pi + 1 < len(phases) and main:
@@ -269,7 +269,8 @@ def _as_config(config: TrainConfig | dict | str | Path) -> TrainConfig:
 
 
 def _schedule(pcfg: TrainConfig, examples: list[Example], state: RunState, world: int, resuming: bool,
-              say: Any) -> WarpedSchedule:
+              say: Any) -> tuple[WarpedSchedule, int]:
+    """The phase's lr schedule and its total step count (steps done + steps the plan still holds)."""
     rows = pcfg.batch_size * pcfg.grad_accum * world
     kw = _plan_kwargs(pcfg, world)
     remaining = count_steps(examples, cursor=(state.epoch, state.offset), **kw)
@@ -287,21 +288,20 @@ def _schedule(pcfg: TrainConfig, examples: list[Example], state: RunState, world
     else:
         total = remaining
         schedule = WarpedSchedule(pcfg.scheduler, math.ceil(pcfg.warmup_ratio * total), total)
-    schedule.total_actual = state.phase_step + remaining  # type: ignore[attr-defined]
     state.rows_per_step = rows
     state.schedule = schedule.state()
-    return schedule
+    return schedule, state.phase_step + remaining
 
 
 def _train_phase(pcfg: TrainConfig, cfg: TrainConfig, accelerator: Any, prepared: Any, model: Any, tok: Any,
-                 optimizer: Any, schedule: WarpedSchedule, examples: list[Example], state: RunState,
-                 budget: Budget, metrics: MetricsLog | None, run_dir: Path, console: Console) -> str:
+                 optimizer: Any, schedule: WarpedSchedule, total_steps: int, examples: list[Example],
+                 state: RunState, budget: Budget, metrics: MetricsLog | None, run_dir: Path,
+                 console: Console) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    total_steps = schedule.total_actual  # type: ignore[attr-defined]
     eval_examples = _eval_examples(pcfg, tok) if pcfg.eval_steps and pcfg.eval_dataset else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     plan = plan_steps(examples, cursor=(state.epoch, state.offset), **_plan_kwargs(pcfg, world))
