@@ -121,6 +121,10 @@ def test_bad_recipe_is_a_clean_config_error(tmp_path, recipe):
         invoke("--config", str(cfg), "lora.r=0")
     with pytest.raises(ConfigError, match="time budget"):
         invoke("--config", str(cfg), "time_budget=soon")
+    with pytest.raises(ConfigError, match="eval_dataset is not"):
+        invoke("--config", str(cfg), "eval_steps=5")
+    with pytest.raises(ConfigError, match="learning_rate"):
+        invoke("--config", str(cfg), "learning_rate=1e-4")  # unknown keys are refused, not ignored
 
 
 def test_nf4_path_trains_on_cpu(tmp_path, recipe):

@@ -90,10 +90,12 @@ class TrainConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _phases_unique(self) -> "TrainConfig":
+    def _consistent(self) -> "TrainConfig":
         names = [p.name for p in self.phases]
         if len(names) != len(set(names)):
             raise ValueError(f"phase names must be unique, got {names}")
+        if self.eval_steps and not self.eval_dataset:
+            raise ValueError("eval_steps is set but eval_dataset is not: nothing to evaluate on")
         return self
 
     def run_dir(self) -> Path:

@@ -59,6 +59,10 @@ def load_for_training(cfg: TrainConfig, device: str, sharded: bool = False) -> t
 
     prec = choose_precision(cfg, device)
     quant = None if cfg.quantization == "none" else cfg.quantization
+    if not log.isEnabledFor(logging.DEBUG):
+        # peft imports bitsandbytes, whose CPU backend warns that it cannot download an optional kernel from the
+        # Hub; 4-bit training works without it (environment notes), so keep it out of the user's output.
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     loaded = models.load(cfg.model, quantization=quant, dtype=prec.weights,
                          device_map={"": torch.cuda.current_device()} if device == "cuda" and not sharded else None)
     model, tok = loaded.model, loaded.tokenizer
