@@ -33,6 +33,9 @@ def test_prompt_file_errors_name_line_and_field(tmp_path):
     empty = _jsonl(tmp_path / "e.jsonl", [{"id": "a", "prompt": "  "}])
     with pytest.raises(DataError, match=r"e\.jsonl:1: field 'prompt' is empty"):
         load_items(empty)
+    listy = _jsonl(tmp_path / "l.jsonl", [{"id": "a", "prompt": ["not", "text"]}])
+    with pytest.raises(DataError, match=r"l\.jsonl:1: field 'prompt' must be text, got list"):
+        load_items(listy)
     dup = _jsonl(tmp_path / "d.jsonl", [{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}])
     with pytest.raises(DataError, match="duplicate ids"):
         load_items(dup)

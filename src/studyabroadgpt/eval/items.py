@@ -64,7 +64,9 @@ def _from_prompt_table(source: str | Path, split: str | None) -> list[EvalItem]:
                 raise DataError(f"{where}: missing column {col!r} (a prompt file needs id, prompt[, reference]; "
                                 f"found {sorted(row)})")
         prompt = row["prompt"]
-        if not isinstance(prompt, str) or not prompt.strip():
+        if not isinstance(prompt, str):
+            raise DataError(f"{where}: field 'prompt' must be text, got {type(prompt).__name__}")
+        if not prompt.strip():
             raise DataError(f"{where}: field 'prompt' is empty")
         ref = row.get("reference")
         if ref is not None and not isinstance(ref, str):
