@@ -136,3 +136,9 @@ def test_cli_generate_from_endpoints_then_judge(tmp_path, judge_url):
     assert "short vs grounded: win 0 / tie 2 / loss 0" in res.stdout
     res = _cli("generate", "-p", str(prompts), "-o", str(tmp_path / "x"), "--base", "none", "--endpoint", "nourl")
     assert res.returncode == 2 and "NAME=URL" in res.stderr
+
+
+def test_cli_run_with_a_missing_adapter_fails_fast_and_clean(tmp_path):
+    res = _cli("run", "--config", "configs/eval-smollm2.yaml", f"output_dir={tmp_path}", "model.adapter=/nonexistent")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "not a PEFT adapter directory" in " ".join(res.stderr.split())

@@ -122,15 +122,15 @@ def load_pair(base: str, adapter: str | None, dtype: str = "float32", quantizati
     """One model load serving both systems: the base weights with the adapter attached (if any)."""
     from .. import models
 
+    # Check the adapter before the (slow) base load so a wrong path fails in a second, not after the load.
+    if adapter and not os.path.exists(os.path.join(adapter, "adapter_config.json")):
+        raise models.ModelLoadError(f"{adapter}: not a PEFT adapter directory (no adapter_config.json); train one "
+                                    "with `sagpt train` or set model.adapter")
     loaded = models.load(base, quantization=quantization, dtype=dtype)
     model = loaded.model
     if adapter:
         from peft import PeftModel
 
-        from ..models import ModelLoadError
-
-        if not os.path.exists(os.path.join(adapter, "adapter_config.json")):
-            raise ModelLoadError(f"{adapter}: not a PEFT adapter directory (no adapter_config.json)")
         model = PeftModel.from_pretrained(model, adapter, is_trainable=False)
     return model, loaded.tokenizer
 
