@@ -49,10 +49,14 @@ class QuickstartConfig(BaseModel):
 
 
 def run_stage(root: Path, name: str, inputs: dict[str, Any], fn: Callable[[Path], dict[str, Any]],
-              index: int, keep_partial: bool = False) -> dict[str, Any]:
-    """Run ``fn(stage_dir)`` unless a finished run with the same input fingerprint exists; return its result."""
+              index: int, resumable: bool = False) -> dict[str, Any]:
+    """Run ``fn(stage_dir)`` unless a finished run with the same input fingerprint exists; return its result.
+
+    ``resumable`` stages (training) keep the files of an interrupted attempt *with the same inputs* so they can
+    continue from their last checkpoint; any other leftover, or a stage whose inputs changed, starts clean.
+    """
     stage_dir = root / name
-    marker = stage_dir / "stage.json"
+    marker, started = stage_dir / "stage.json", stage_dir / "started.json"
     fp = fingerprint_obj(inputs)
     console.rule(f"[bold][{index}/{len(STAGES)}] {name}")
     if marker.exists():
@@ -61,12 +65,14 @@ def run_stage(root: Path, name: str, inputs: dict[str, Any], fn: Callable[[Path]
             console.print(f"[green]✓ up to date[/] (inputs unchanged since {done.get('finished')}); skipping")
             return done["result"]
         console.print("[yellow]inputs changed[/]: re-running this stage")
-        marker.unlink()
-        if not keep_partial:
-            shutil.rmtree(stage_dir, ignore_errors=True)
-    elif stage_dir.exists() and not keep_partial:
-        shutil.rmtree(stage_dir, ignore_errors=True)  # leftovers of an interrupted run of a stage that can't resume
+    if stage_dir.exists():
+        same_inputs = started.exists() and json.loads(started.read_text()).get("fingerprint") == fp
+        if resumable and same_inputs and not marker.exists():
+            console.print("[yellow]resuming[/] an interrupted run of this stage")
+        else:
+            shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(started, {"fingerprint": fp, "inputs": inputs})
     t0 = time.monotonic()
     result = fn(stage_dir)
     result["seconds"] = round(time.monotonic() - t0, 1)
@@ -258,7 +264,7 @@ def run_quickstart(cfg: QuickstartConfig, fresh: bool = False) -> dict[str, Any]
                      lambda d: stage_data(cfg, d, synth), 2)
     train_inputs = {"data": data["fingerprint"], "model": cfg.model, "config": _file_fp(cfg.train_config),
                     "overrides": cfg.train_overrides, "budget": cfg.time_budget}
-    train = run_stage(root, "train", train_inputs, lambda d: stage_train(cfg, d, data), 3, keep_partial=True)
+    train = run_stage(root, "train", train_inputs, lambda d: stage_train(cfg, d, data), 3, resumable=True)
     eval_inputs = {"adapter": fingerprint_paths([train["adapter"]]), "test": data["fingerprint"],
                    "n": cfg.eval_prompts, "max_new_tokens": cfg.max_new_tokens, "judge": cfg.judge_endpoint}
     ev = run_stage(root, "eval", eval_inputs, lambda d: stage_eval(cfg, d, data, train), 4)

@@ -36,7 +36,15 @@ def test_quickstart_runs_every_stage_then_skips_them(tmp_path):
     assert r2.exit_code == 0 and r2.output.count("up to date") == 5
     assert before == {s: (out / s / "stage.json").stat().st_mtime for s in before}
 
-    # a changed input re-runs that stage and everything downstream of it
-    r3 = runner.invoke(app, [*ARGS[:-4], "--set", "seq_len=256", "--set", "save_steps=6", "--out", str(out)],
-                       catch_exceptions=False)
-    assert r3.exit_code == 0 and r3.output.count("up to date") == 2  # synth and data only
+    # an interrupted stage (no stage.json) is redone; finished stages around it are not
+    (out / "eval" / "stage.json").unlink()
+    (out / "eval" / "report.html").unlink()
+    r3 = runner.invoke(app, [*ARGS, "--out", str(out)], catch_exceptions=False)
+    assert r3.exit_code == 0 and r3.output.count("up to date") == 4
+    assert (out / "eval" / "report.html").exists()
+
+    # a changed training input re-trains from scratch and re-runs everything downstream of it
+    r4 = runner.invoke(app, [*ARGS, "--set", "lr=1e-3", "--out", str(out)], catch_exceptions=False)
+    assert r4.exit_code == 0 and r4.output.count("up to date") == 2  # synth and data only
+    assert "resuming" not in r4.output
+    assert json.loads((out / "train" / "stage.json").read_text())["inputs"]["overrides"][-1] == "lr=1e-3"
