@@ -10,12 +10,21 @@ import numpy as np
 
 from .schema import Conversation
 
-_MD = re.compile(r"^\s*(#{1,6}\s|[-*+]\s|\d+[.)]\s|>\s|\|.*\|)|\*\*[^*]+\*\*", re.MULTILINE)
+# One definition of "formatted answer" for the whole project (dataset stats and eval's markdown rate).
+_MD = re.compile(
+    r"(^\s{0,3}#{1,6}\s+\S)"          # headings
+    r"|(^\s*[-*+]\s+\S)"              # bullet lists
+    r"|(^\s*\d+[.)]\s+\S)"            # numbered lists
+    r"|(\*\*[^*\n]+\*\*)|(__[^_\n]+__)"  # bold
+    r"|(^\s*```)"                      # code fences
+    r"|(^\s*\|.+\|\s*$)",             # table rows
+    re.MULTILINE,
+)
 _WORDS = re.compile(r"\w+", re.UNICODE)
 
 
 def has_markdown(text: str) -> bool:
-    """Headings, bullets, numbered steps, quotes, tables or bold: the structure advising answers use."""
+    """Headings, bullets, numbered steps, bold, code or tables: the structure advising answers use."""
     return bool(_MD.search(text))
 
 

@@ -7,15 +7,7 @@ from __future__ import annotations
 
 import re
 
-_MARKDOWN = re.compile(
-    r"(^\s{0,3}#{1,6}\s+\S)"          # headings
-    r"|(^\s*[-*+]\s+\S)"              # bullet lists
-    r"|(^\s*\d+[.)]\s+\S)"            # numbered lists
-    r"|(\*\*[^*\n]+\*\*)|(__[^_\n]+__)"  # bold
-    r"|(^\s*```)"                      # code fences
-    r"|(^\s*\|.+\|\s*$)",             # table rows
-    re.MULTILINE,
-)
+from ..data.stats import has_markdown  # noqa: F401  (one definition, shared with dataset statistics)
 
 # Declining to answer or deferring entirely (not the same as adding a caveat to a real answer).
 _ABSTAIN = re.compile(
@@ -27,10 +19,6 @@ _ABSTAIN = re.compile(
     r"|as\s+an\s+ai(\s+language\s+model)?\b[^.]{0,40}\b(cannot|can't|don't|do\s+not))",
     re.IGNORECASE,
 )
-
-
-def has_markdown(text: str) -> bool:
-    return bool(_MARKDOWN.search(text))
 
 
 def is_abstention(text: str) -> bool:
