@@ -31,7 +31,7 @@ from studyabroadgpt.kb.claims import extract_claims
 from studyabroadgpt.kb.store import load_kb
 from studyabroadgpt.stats import wilson_interval
 from studyabroadgpt.synth.generate import synthesize
-from studyabroadgpt.utils import atomic_write_bytes, atomic_write_json
+from studyabroadgpt.utils import atomic_write_json, save_figure
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "studyabroadgpt-sample" / "conversations.jsonl"
 INVENTED_SCHOLARSHIPS = [
@@ -207,7 +207,6 @@ def audit_sample(auditor: Auditor) -> dict | None:
 
 
 def plot(results: dict, path: Path) -> None:
-    import io
 
     import matplotlib
 
@@ -229,10 +228,7 @@ def plot(results: dict, path: Path) -> None:
     ax.set_title("Claim audit: recall on planted errors by kind, and specificity on clean answers")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def main() -> None:

@@ -150,6 +150,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from studyabroadgpt.utils import save_figure
 
     labels = [r["config"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
@@ -162,9 +163,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.tick_params(axis="x", rotation=30)
     fig.suptitle("StudyAbroadGPT serving benchmark (blue: grounded + gate, grey: --no-rag)")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

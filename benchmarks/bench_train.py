@@ -148,6 +148,7 @@ def plot(results: dict, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from studyabroadgpt.utils import save_figure
 
     names = [r["trainer"] for r in results["runs"]]
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.4))
@@ -158,8 +159,7 @@ def plot(results: dict, out: Path) -> None:
     fig.suptitle(f"{results['model']}, seq {results['seq_len']}, LoRA r16, {results['steps']} steps: "
                  f"{results['speedup']:.2f}x tokens/s, {results['memory_ratio']:.2f}x memory")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def main() -> None:

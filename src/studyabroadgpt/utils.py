@@ -40,6 +40,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Render a matplotlib figure to PNG and write it atomically, then close it (every plot goes through here,
+    so a killed run never leaves a truncated PNG that a report then embeds)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..utils import save_figure
 from .schema import Conversation
 
 # One definition of "formatted answer" for the whole project (dataset stats and eval's markdown rate).
@@ -102,10 +103,7 @@ def plot_stats(stats: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_xlabel("words")
         ax.set_ylabel("turns")
     fig.tight_layout()
-    p = out_dir / "words_per_turn.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(save_figure(fig, out_dir / "words_per_turn.png"))
     if "_token_lengths" in stats:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         ax.hist(stats["_token_lengths"], bins=30, color="#55A868")
@@ -115,10 +113,7 @@ def plot_stats(stats: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_xlabel("tokens")
         ax.legend()
         fig.tight_layout()
-        p = out_dir / "tokens_per_conversation.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(save_figure(fig, out_dir / "tokens_per_conversation.png"))
     return paths
 
 

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..utils import save_figure
 from .metrics import METRICS
 
 COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
@@ -54,9 +55,7 @@ def metric_bars(summary: dict[str, Any], path: Path) -> Path | None:
         ax.axis("off")
     fig.suptitle("Metric means with 95% bootstrap CIs", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def judge_bar(judge: dict[str, Any] | None, path: Path) -> Path | None:
@@ -80,9 +79,7 @@ def judge_bar(judge: dict[str, Any] | None, path: Path) -> Path | None:
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def histograms(values: dict[str, list[float]], xlabel: str, title: str, path: Path) -> Path | None:
@@ -101,9 +98,7 @@ def histograms(values: dict[str, list[float]], xlabel: str, title: str, path: Pa
     ax.set_title(title, fontsize=10)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def loss_curve(run_dir: Path, path: Path) -> Path | None:
@@ -139,6 +134,4 @@ def loss_curve(run_dir: Path, path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -111,8 +111,7 @@ def plot_audit(summary: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..utils import atomic_write_bytes
-    import io
+    from ..utils import save_figure
 
     kinds = sorted({k.split(":")[0] for k in summary["claims_by_kind"]})
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 1]})
@@ -133,7 +132,4 @@ def plot_audit(summary: dict[str, Any], path: str | Path) -> Path:
     ax2.set_title(f"n = {summary['answers']}")
     fig.suptitle(f"Claim audit: {Path(summary['source']).name}")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_figure(fig, path)

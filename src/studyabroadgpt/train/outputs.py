@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic_write_json, atomic_write_jsonl
+from ..utils import atomic_write_json, atomic_write_jsonl, save_figure
 
 
 class MetricsLog:
@@ -97,11 +96,7 @@ def plot_metrics(rows: list[dict[str, Any]], out: Path, title: str) -> Path | No
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return save_figure(fig, out)
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
