@@ -1,0 +1,563 @@
+"""Checks on what a student would read, shared by the answer path, the eval metrics and the benchmarks.
+
+Pure functions over text and the knowledge base (no model): each failure mode that an expert reader found in
+real answers has one check here, and the answer path, ``sagpt eval`` and ``benchmarks/bench_answers.py`` all
+call the same one, so the number a report prints is the thing the server guards against.
+
+* ``find_loops`` / ``cut_loops`` — degenerate repetition (the same line, sentence, list item or phrase again
+  and again: half of the small model's answers did this);
+* ``foreign_urls`` / ``remove_foreign_urls`` — a URL that is not one of the knowledge base's source URLs (a
+  made-up government address is the most harmful thing an advisor can print);
+* ``unverified_entities`` — a named organisation, agency, university, programme, scholarship or test that
+  neither the knowledge base nor the student's question contains ("MIT Open University", "Canadian Council
+  of Scholarships");
+* ``off_topic_sources`` — a cited fact that is not about what the student asked (another country, nothing in
+  common with the question, a retrieval score under the calibrated threshold);
+* ``says_no_information`` — does the answer say plainly that it has no official information, and send the
+  student to an official source (what an out-of-scope question must get).
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+# ------------------------------------------------------------------------------------------------- loops
+
+_BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)]|[a-z][.)]|#{1,6})\s*")
+# Sentence ends and line breaks; not the "2." that numbers a list item.
+_UNIT_SPLIT = re.compile(r"(?<=[.!?])(?<!^\d\.)(?<!^\d\d\.)(?<!^\s\d\.)(?<!^\s\s\d\.)[ \t]+|\n+", re.MULTILINE)
+_WORD = re.compile(r"[\w'’]+")
+# A unit shorter than this is a heading or a filler ("Yes.", "**Tips**") that may repeat legitimately.
+MIN_UNIT_CHARS = 16
+# Repeated this many times a unit is a loop whatever its length; long units (a whole sentence copied) count
+# from their second appearance: no advice needs the same 60-character sentence twice.
+LOOP_REPEATS, LONG_UNIT_CHARS = 3, 60
+# A phrase of >= PHRASE_WORDS words repeated back to back >= PHRASE_REPEATS times ("and the visa and the visa
+# and the visa") is a loop inside one sentence.
+PHRASE_WORDS, PHRASE_REPEATS = 3, 3
+
+
+@dataclass
+class Loop:
+    unit: str          # the repeated text, as first written
+    count: int         # how many times it appears
+    kind: str          # "unit" (line / sentence / list item) | "phrase" (back-to-back words inside a line)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _norm_unit(unit: str) -> str:
+    """A unit's identity: list markers, markdown emphasis, citations, case and spacing do not count."""
+    u = _BULLET.sub("", unit)
+    u = re.sub(r"\[\d+\]|[*_`>#]", "", u)
+    return re.sub(r"\s+", " ", u).strip(" .,:;!?-").lower()
+
+
+def _units(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, normalised) of every line / sentence / list item."""
+    out, pos = [], 0
+    for m in _UNIT_SPLIT.finditer(text + "\n"):
+        start, end = pos, m.start()
+        pos = m.end()
+        raw = text[start:end]
+        if raw.strip():
+            out.append((start, end, _norm_unit(raw)))
+    return out
+
+
+def _phrase_runs(text: str) -> list[tuple[int, int, str, int]]:
+    """(start, end, phrase, repeats) of words repeated back to back inside one line (the span to cut keeps
+    the first copy)."""
+    out, pos = [], 0
+    for line in text.split("\n"):
+        out += [(s + pos, e + pos, p, r) for s, e, p, r in _line_phrase_runs(line)]
+        pos += len(line) + 1
+    return out
+
+
+def _line_phrase_runs(text: str) -> list[tuple[int, int, str, int]]:
+    words = list(_WORD.finditer(text))
+    low = [w.group(0).lower() for w in words]
+    runs, i = [], 0
+    while i < len(low):
+        found = None
+        for n in range(PHRASE_WORDS, min(12, (len(low) - i) // PHRASE_REPEATS) + 1):
+            reps = 1
+            while low[i + reps * n:i + (reps + 1) * n] == low[i:i + n]:
+                reps += 1
+            if reps >= PHRASE_REPEATS:
+                found = (n, reps)
+                break
+        if found:
+            n, reps = found
+            phrase = text[words[i].start():words[i + n - 1].end()]
+            runs.append((words[i + n].start(), words[i + reps * n - 1].end(), phrase, reps))
+            i += reps * n
+        else:
+            i += 1
+    return runs
+
+
+def find_loops(text: str) -> list[Loop]:
+    """Repetition loops in ``text``: repeated units and back-to-back repeated phrases."""
+    counts = Counter(u for _, _, u in _units(text) if len(u) >= MIN_UNIT_CHARS)
+    first: dict[str, str] = {}
+    for s, e, u in _units(text):
+        first.setdefault(u, text[s:e].strip())
+    loops = [Loop(first[u], n, "unit") for u, n in counts.items()
+             if n >= LOOP_REPEATS or (n >= 2 and len(u) >= LONG_UNIT_CHARS)]
+    loops += [Loop(p, r, "phrase") for _, _, p, r in _phrase_runs(text)]
+    return loops
+
+
+def cut_loops(text: str) -> tuple[str, list[Loop]]:
+    """``text`` with every repeated unit kept once (its first appearance) and repeated phrases said once.
+
+    Any exact repeat of a unit of MIN_UNIT_CHARS or more goes, not only those counted as a loop: a repeated
+    sentence never adds information, and cutting it costs nothing.
+    """
+    loops = find_loops(text)
+    if not loops:
+        return text, []
+    seen: set[str] = set()
+    drop: list[tuple[int, int]] = []
+    for s, e, u in _units(text):
+        if len(u) >= MIN_UNIT_CHARS and u in seen:
+            drop.append((s, e))
+        seen.add(u)
+    drop += [(s, e) for s, e, _, _ in _phrase_runs(text)]
+    merged: list[list[int]] = []
+    for s, e in sorted(drop):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    out = text
+    for s, e in reversed(merged):
+        # Take the whitespace before a dropped unit with it, so no empty bullets or blank runs are left behind.
+        while s > 0 and out[s - 1] in " \t":
+            s -= 1
+        rest = out[e:]
+        if s == 0 or out[s - 1] == "\n":
+            rest = rest.lstrip(" \t")
+        if s > 0 and out[s - 1] == "\n" and (not rest or rest[0] == "\n"):
+            s -= 1
+        out = out[:s] + rest
+    out = re.sub(r"\n{3,}", "\n\n", out)
+    return out.strip(), loops
+
+
+# ------------------------------------------------------------------------------------------------- KB vocabulary
+
+
+def kb_entries(kb: Any) -> list[Any]:
+    """Facts and guidance entries of ``kb`` (guidance is optional: older KBs have facts only)."""
+    return list(getattr(kb, "facts", [])) + list(getattr(kb, "guidance", []) or [])
+
+
+@dataclass
+class _Vocab:
+    urls: set[str]
+    hosts: set[str]
+    phrases: list[tuple[str, ...]]
+    names: list[frozenset[str]]
+    acronyms: set[str]
+
+
+_VOCAB: dict[int, tuple[Any, _Vocab]] = {}
+
+
+def _norm_url(url: str) -> str:
+    u = re.sub(r"^(?:https?://)?(?:www\.)?", "", url.strip().lower())
+    u = u.split("#", 1)[0]
+    return u.rstrip("/.,;:)")
+
+
+def _name_words(text: str) -> tuple[str, ...]:
+    """Words of a name, singularised, with "the" and "'s" dropped: the unit names are matched in."""
+    out = []
+    for w in re.findall(r"[a-z0-9][a-z0-9&+'’.-]*", text.lower()):
+        w = w.replace("’", "'").removesuffix("'s").strip("'.-")
+        if not w or w == "the":
+            continue
+        out.append(w[:-1] if len(w) > 4 and w.endswith("s") and not w.endswith("ss") else w)
+    return tuple(out)
+
+
+def vocab(kb: Any) -> _Vocab:
+    cached = _VOCAB.get(id(kb))
+    if cached is not None and cached[0] is kb:
+        return cached[1]
+    urls, hosts, phrases, names, acronyms = set(), set(), [], [], set()
+    for e in kb_entries(kb):
+        url = str(getattr(e, "source_url", "") or "")
+        if url:
+            urls.add(_norm_url(url))
+            hosts.add(_norm_url(url).split("/", 1)[0])
+        texts = [getattr(e, "statement", ""), getattr(e, "source_title", ""), getattr(e, "title", "") or "",
+                 " ".join(getattr(e, "steps", []) or []), " ".join(getattr(e, "watch_out", []) or [])]
+        for ent in getattr(e, "entities", []) or []:
+            for n in [ent.name, *ent.aliases]:
+                texts.append(n)
+                names.append(frozenset(_name_words(n)))
+        for t in texts:
+            if t:
+                phrases.append(_name_words(t))
+                acronyms.update(re.findall(r"\b[A-Z][A-Z0-9]{1,7}\b", t))
+    v = _Vocab(urls, hosts, phrases, [n for n in names if n], acronyms)
+    _VOCAB[id(kb)] = (kb, v)
+    return v
+
+
+# ------------------------------------------------------------------------------------------------- URLs
+
+URL_RE = re.compile(
+    r"https?://[^\s<>()\[\]\"']+|www\.[^\s<>()\[\]\"']+|"
+    r"\b[a-z0-9][\w-]*(?:\.[\w-]+)*\.(?:gov\.uk|ac\.uk|org\.uk|co\.uk|govt\.nz|ac\.nz|gov\.au|edu\.au|gc\.ca|"
+    r"gov|edu|org|com|net|info|io|ie|nl|de|ca|au|nz|uk|us|fr|jp|se|dk|fi|no|sg|kr|in|bd|uz|pk|ng)\b"
+    r"(?:/[^\s<>()\[\]\"']*)?", re.IGNORECASE)
+_MD_LINK = re.compile(r"\[([^\]\n]{1,200})\]\(([^)\s]+)\)")
+
+
+@dataclass
+class UrlFinding:
+    url: str
+    span: tuple[int, int]
+    reason: str = "not a source URL of the knowledge base"
+
+
+def _url_known(url: str, v: _Vocab) -> bool:
+    n = _norm_url(url)
+    if n in v.urls:
+        return True
+    # A bare host ("gov.uk", "canada.ca") names the official site a KB source lives on: pointing there is
+    # the advice we want. A path on that host the KB does not hold may be invented, so it is not accepted.
+    return "/" not in n and n in v.hosts
+
+
+def foreign_urls(text: str, kb: Any) -> list[UrlFinding]:
+    """URLs (and bare web addresses) in ``text`` that are not source URLs of ``kb``."""
+    v = vocab(kb)
+    found = []
+    for m in URL_RE.finditer(text):
+        url = m.group(0).rstrip(".,;:!?*_")
+        if "@" in text[max(0, m.start() - 1):m.start()]:
+            continue  # the domain of an e-mail address is handled as part of it below
+        if re.fullmatch(r"[\d.]+", url) or not re.search(r"[a-z]", url, re.IGNORECASE):
+            continue  # "6.5", "1.000": numbers, not addresses
+        if not _url_known(url, v):
+            found.append(UrlFinding(url, (m.start(), m.start() + len(url))))
+    return found
+
+
+def remove_foreign_urls(text: str, kb: Any) -> tuple[str, list[dict[str, Any]]]:
+    """``text`` without URLs that are not KB source URLs; a markdown link keeps its words, loses its target."""
+    v = vocab(kb)
+    changes: list[dict[str, Any]] = []
+
+    def link(m: re.Match) -> str:
+        if _url_known(m.group(2), v):
+            return m.group(0)
+        changes.append({"action": "removed_url", "claim": m.group(2), "reason": "not a source URL of the "
+                        "knowledge base"})
+        return m.group(1)
+
+    text = _MD_LINK.sub(link, text)
+    for f in sorted(foreign_urls(text, kb), key=lambda f: f.span[0], reverse=True):
+        s, e = f.span
+        # "(www.denei.govt.nz)" and "at www.x.org." lose the address and the brackets or "at" around it.
+        if s > 0 and text[s - 1] in "(<" and e < len(text) and text[e] in ")>":
+            s, e = s - 1, e + 1
+        before = text[:s]
+        m = re.search(r"\s(?:at|on|via|visit|see|from)\s*(?:their\s+website\s*)?:?\s*$", before, re.IGNORECASE)
+        if m and not re.search(r"\w", text[e:e + 1]):
+            before = before[:m.start()]
+        text = before.rstrip(" \t") + text[e:]
+        changes.append({"action": "removed_url", "claim": f.url, "reason": f.reason})
+    text = re.sub(r"[ \t]+([.,;:])", r"\1", text)
+    text = re.sub(r"\(\s*\)", "", text)
+    return text, changes
+
+
+# ------------------------------------------------------------------------------------------------- named things
+
+# Words that make a capitalised run the name of an organisation, institution, scheme or test.
+ORG_HEADS = frozenset("""
+university universities college institute institution council department ministry agency authority commission
+board foundation office service services bureau centre center association trust fund academy school embassy
+consulate scholarship scholarships fellowship fellowships award awards grant grants bursary bursaries programme
+program scheme initiative test exam examination certificate federation society organisation organization
+""".split())
+# Capitalised words that say nothing about which body is meant ("International Office", "Graduate School").
+GENERIC = frozenset("""
+a an the of for and in de on at to our your their its this these that those such other various many most some
+all any each every international national regional local private public state federal government official
+student students study graduate postgraduate undergraduate doctoral research academic career careers admission
+admissions application applications office service services support centre center department faculty school
+college university universities institute council board agency authority commission ministry foundation
+programme program scheme initiative scholarship scholarships fellowship fellowships award awards grant grants
+bursary bursaries fund test exam examination certificate trust association society merit need-based merit-based
+top leading best good great major new first main key financial aid funding english language housing
+accommodation health welfare wellbeing counselling counseling writing learning library computer science
+business engineering medicine law arts education master's masters bachelor's bachelors phd mba msc degree
+course courses entrance exchange global world
+""".split())
+_SENT_START_WORDS = frozenset("""
+contact visit check apply consider see look try ask use join attend email reach explore research find read
+review talk speak also many most some each every if when while for in at on with by from as after before
+then finally first second third next however additionally moreover furthermore both either you your we our
+they their it this these those there here what which who how why where yes no note remember make get take
+""".split())
+_CAP = re.compile(r"^(?:[A-Z][\w’'&.+-]*|[A-Z]{2,}\w*)$")
+_INNER = {"of", "for", "and", "&", "de", "the", "in", "on"}
+_ACRONYM_IN_PARENS = re.compile(r"\(\s*([A-Z][A-Z0-9&]{1,9})\s*\)")
+_TEST_CUE = re.compile(r"\b([A-Z][A-Z0-9]{1,7})\s+(?:test|exam|examination|score|certificate)s?\b")
+
+
+@dataclass
+class EntityFinding:
+    name: str
+    span: tuple[int, int]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "span": list(self.span), "reason": self.reason}
+
+
+def _runs(text: str) -> Iterable[tuple[int, int, list[tuple[int, int, str]]]]:
+    """Runs of capitalised words (joined by of / for / and / &), as (start, end, [(s, e, word)])."""
+    words = [(m.start(), m.end(), m.group(0)) for m in re.finditer(r"[^\s,;:!?()\[\]\"“”]+", text)]
+    run: list[tuple[int, int, str]] = []
+
+    def flush():
+        while run and run[-1][2].lower() in _INNER:
+            run.pop()
+        if run:
+            yield run[0][0], run[-1][1], list(run)
+        run.clear()
+
+    prev_end, ended = 0, False
+    for s, e, w in words:
+        core = w.strip("*_'’.")
+        gap = text[prev_end:s]
+        broken = bool(run) and (re.search(r"[,;:!?()\[\]\"“”\n]", gap) or ended)
+        if broken:
+            yield from flush()
+        if core and (_CAP.match(core) or (run and core.lower() in _INNER)):
+            run.append((s, s + len(w.rstrip("*_.,")), core))
+        else:
+            yield from flush()
+        # "University. Also": a full stop ends the name (an initial such as "B." is too short to matter here)
+        ended = w.rstrip("*_'’").endswith(".") and len(core) > 2
+        prev_end = e
+    yield from flush()
+
+
+def _at_sentence_start(text: str, pos: int) -> bool:
+    before = text[:pos].rstrip(" \t*_#>-+•")
+    before = re.sub(r"\d{1,3}[.)]$", "", before).rstrip()
+    return not before or before[-1] in ".!?:\n"
+
+
+def _known_name(words: tuple[str, ...], v: _Vocab, question_words: tuple[str, ...]) -> bool:
+    distinctive = [w for w in words if w not in GENERIC]
+    if not distinctive:
+        return True  # "the International Office": a kind of body, not a specific one
+    for corpus in [question_words, *v.phrases]:
+        n = len(words)
+        if n <= len(corpus) and any(corpus[i:i + n] == words for i in range(len(corpus) - n + 1)):
+            return True
+    mention = frozenset(words)
+    return any(mention <= known and 2 * len(mention) >= len(known) for known in v.names)
+
+
+def _has_head(run: list[tuple[int, int, str]]) -> bool:
+    return any(w.lower() in ORG_HEADS or w.lower().rstrip("s") in ORG_HEADS for _, _, w in run)
+
+
+def _unknown_parts(run: list[tuple[int, int, str]], text: str, v: _Vocab,
+                   qwords: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Spans of the run's unknown names. "Chevening Scholarships and the British Council" is two known names;
+    "Department of Education and Standards Authority" one unknown one: a run is split at "and" / "&" only
+    when some part of it is a known name."""
+    if _known_name(_name_words(text[run[0][0]:run[-1][1]]), v, qwords):
+        return []
+    parts, cur = [], []
+    for w in run:
+        if w[2].lower() in ("and", "&"):
+            parts.append(cur)
+            cur = []
+        else:
+            cur.append(w)
+    parts.append(cur)
+    parts = [[w for w in p if w[2].lower() != "the"] or p for p in parts]
+    parts = [p for p in parts if p]
+    known = [_known_name(_name_words(text[p[0][0]:p[-1][1]]), v, qwords) for p in parts]
+    if len(parts) < 2 or not any(known):
+        return [(run[0][0], run[-1][1])]
+    return [(p[0][0], p[-1][1]) for p, k in zip(parts, known) if not k and _has_head(p)]
+
+
+def unverified_entities(text: str, question: str, kb: Any) -> list[EntityFinding]:
+    """Named organisations, institutions, schemes and tests in ``text`` that neither ``kb`` nor ``question``
+    contains. A name counts as known when its words appear together in a KB statement, title, entity name or
+    alias, or in the question (the student may name their own university)."""
+    from ..kb.claims import auditable_text
+
+    v = vocab(kb)
+    masked = auditable_text(text)
+    qwords = _name_words(question)
+    q_acr = set(re.findall(r"\b[A-Z][A-Z0-9]{1,9}\b", question))
+    found: list[EntityFinding] = []
+    for start, end, run in _runs(masked):
+        lowered = [w.lower().rstrip("s") if len(w) > 4 else w.lower() for _, _, w in run]
+        if not any(w.lower() in ORG_HEADS or w.lower().rstrip("s") in ORG_HEADS for _, _, w in run):
+            continue
+        # A sentence's first word is capitalised whatever it is ("Contact University of Toronto").
+        while run and _at_sentence_start(masked, run[0][0]) and run[0][2].lower() in _SENT_START_WORDS:
+            run = run[1:]
+        while run and run[0][2].lower() in _INNER:
+            run = run[1:]
+        if len(run) < 2 or not lowered:
+            continue
+        for start, end in _unknown_parts(run, text, v, qwords):
+            acr = _ACRONYM_IN_PARENS.match(masked, end + 1) if masked[end:end + 1] == " " else None
+            if acr:  # "… Standards Authority (DENI)": the acronym is part of the name
+                end = acr.end()
+            found.append(EntityFinding(text[start:end], (start, end), "named body or scheme not in the "
+                                                                       "knowledge base or the question"))
+    taken = [f.span for f in found]
+    for rx in (_ACRONYM_IN_PARENS, _TEST_CUE):
+        for m in rx.finditer(masked):
+            acr = m.group(1)
+            if acr in v.acronyms or acr in q_acr or any(s <= m.start(1) <= e for s, e in taken):
+                continue
+            found.append(EntityFinding(acr, m.span(1), "acronym of a body or test not in the knowledge base "
+                                                       "or the question"))
+            taken.append(m.span(1))
+    return sorted(found, key=lambda f: f.span[0])
+
+
+UNVERIFIED_MARK = " (unverified)"
+
+
+def mark_unverified_entities(text: str, question: str, kb: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Mark every unverified name "(unverified)" in place; one change per name with its reason."""
+    changes = []
+    for f in sorted(unverified_entities(text, question, kb), key=lambda f: f.span[0], reverse=True):
+        s, e = f.span
+        if text[e:e + len(UNVERIFIED_MARK)] == UNVERIFIED_MARK:
+            continue
+        text = text[:e] + UNVERIFIED_MARK + text[e:]
+        changes.append({"action": "marked_unverified", "claim": f.name, "kind": "named_entity",
+                        "reason": f.reason})
+    changes.reverse()
+    return text, changes
+
+
+# ------------------------------------------------------------------------------------------------- topic
+
+_STOP = frozenset("""
+i me my we you your a an the and or but if of to in on at for from with by about as is are was were be been
+do does did can could should would will shall may might must have has had what which who how when where why
+this that these those it its there here any some all more most much many also just not no yes so than then
+get got go going want need know tell please help study studying student students international abroad
+""".split())
+
+
+def _content_words(text: str) -> set[str]:
+    from ..kb.search import tokenize
+
+    return {w for w in tokenize(text) if w not in _STOP and len(w) > 2}
+
+
+def off_topic_sources(question: str, sources: list[Any], threshold: float | None = None) -> list[Any]:
+    """The sources (``Source``-like with ``.fact``, or facts) that are not about the question.
+
+    Off topic: about another destination than the one(s) the question names; scored under the retriever's
+    calibrated ``threshold`` (when the source carries a ``relevance``); or sharing no content word with the
+    question once destination names are set aside ("an MBA documents question" and the APS India rule).
+    """
+    from ..kb.geo import detect_destinations
+
+    named = set(detect_destinations(question))
+    qwords = _content_words(question)
+    from ..kb.schema import DESTINATIONS
+
+    country_words = {w for name in DESTINATIONS.values() for w in name.lower().split()} | {"uk", "us", "usa"}
+    out = []
+    for s in sources:
+        fact = getattr(s, "fact", s)
+        dest = getattr(fact, "destination", None)
+        if named and dest not in (None, "any") and dest not in named:
+            out.append(s)
+            continue
+        rel = getattr(s, "relevance", None)
+        if threshold is not None and rel is not None and rel < threshold:
+            out.append(s)
+            continue
+        if not (qwords - country_words) & (_content_words(fact.search_text()) - country_words):
+            out.append(s)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- honesty
+
+_NO_INFO = re.compile(
+    r"\b(?:(?:do|does)\s+not|don't|doesn't|have\s+no|has\s+no|holds?\s+no|contains?\s+no|without|no)\s+"
+    r"(?:\w+\s+){0,3}(?:official\s+|verified\s+|reliable\s+|specific\s+|sourced\s+)?"
+    r"(?:information|facts?|details|data|sources?)\b"
+    r"|\b(?:can(?:no|')t|cannot|unable\s+to)\s+(?:confirm|verify|give\s+you\s+(?:official|reliable|specific))"
+    r"|\bnot\s+covered\s+(?:by|in)\b|\boutside\s+(?:what|the\s+scope)", re.IGNORECASE)
+_POINTER = re.compile(
+    r"\b(?:admissions?\s+(?:page|office|website)|official\s+(?:website|site|source|page)|embassy|consulate|"
+    r"ministry|government\s+(?:website|site|page)|immigration\s+(?:authority|department|website)|"
+    r"international\s+(?:office|student\s+office)|university'?s?\s+(?:own\s+)?(?:website|page|office))\b",
+    re.IGNORECASE)
+
+
+def says_no_information(text: str) -> bool:
+    """The answer says it has no official information on the question AND points to an official source."""
+    return bool(_NO_INFO.search(text)) and bool(_POINTER.search(text))
+
+
+# ------------------------------------------------------------------------------------------------- all together
+
+
+@dataclass
+class Assessment:
+    loops: list[Loop] = field(default_factory=list)
+    foreign_urls: list[str] = field(default_factory=list)
+    unverified_entities: list[str] = field(default_factory=list)   # left unmarked in the text
+    off_topic_citations: list[str] = field(default_factory=list)   # ids of cited off-topic facts
+    says_no_information: bool = False
+
+    @property
+    def looping(self) -> bool:
+        return bool(self.loops)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"looping": self.looping, "loops": [lp.to_dict() for lp in self.loops],
+                "foreign_urls": self.foreign_urls, "unverified_entities": self.unverified_entities,
+                "off_topic_citations": self.off_topic_citations, "says_no_information": self.says_no_information}
+
+
+def assess(answer: str, question: str, kb: Any, cited_sources: list[Any] | None = None,
+           threshold: float | None = None) -> Assessment:
+    """Every check on one answer as a student reads it. Names already marked "(unverified)" do not count as
+    left unmarked; ``cited_sources`` are the sources the answer cites (for off-topic citations)."""
+    ents = [f.name for f in unverified_entities(answer, question, kb)
+            if answer[f.span[1]:f.span[1] + len(UNVERIFIED_MARK) + 12].find("(unverified)") < 0]
+    off = off_topic_sources(question, cited_sources or [], threshold)
+    return Assessment(loops=find_loops(answer), foreign_urls=[f.url for f in foreign_urls(answer, kb)],
+                      unverified_entities=ents,
+                      off_topic_citations=[getattr(getattr(s, "fact", s), "id", "?") for s in off],
+                      says_no_information=says_no_information(answer))
+
+
+__all__ = ["Loop", "find_loops", "cut_loops", "foreign_urls", "remove_foreign_urls", "unverified_entities",
+           "mark_unverified_entities", "off_topic_sources", "says_no_information", "assess", "Assessment",
+           "kb_entries", "UrlFinding", "EntityFinding"]

@@ -1,0 +1,126 @@
+"""The answer checks (serve/checks.py) on text shaped like what the small model really wrote."""
+from __future__ import annotations
+
+import pytest
+
+from studyabroadgpt.kb.store import load_kb
+from studyabroadgpt.serve import checks
+
+
+@pytest.fixture(scope="module")
+def kb():
+    return load_kb()
+
+
+LOOPING = """Here are some tips:
+1. Join clubs and societies at your university.
+2. Join clubs and societies at your university.
+3. Join clubs and societies at your university.
+4. Join clubs and societies at your university.
+Good luck!"""
+
+
+def test_repeated_list_items_are_a_loop_and_are_cut_to_one():
+    loops = checks.find_loops(LOOPING)
+    assert len(loops) == 1 and loops[0].count == 4 and loops[0].kind == "unit"
+    text, found = checks.cut_loops(LOOPING)
+    assert found == loops
+    assert text == "Here are some tips:\n1. Join clubs and societies at your university.\nGood luck!"
+    assert checks.find_loops(text) == []
+
+
+def test_long_sentence_repeated_twice_is_a_loop_but_short_repeats_are_not():
+    long = "You should contact the international office of your university for more help. "
+    assert checks.find_loops(long * 2)
+    assert checks.find_loops("Yes.\nYes.\nYes.") == []          # a filler under MIN_UNIT_CHARS
+    assert checks.find_loops("**Tips**\n- a\n\n**Tips**\n- b") == []
+
+
+def test_phrase_loop_inside_a_sentence_is_cut():
+    text = "The visa and the visa and the visa and the visa is what you need."
+    assert [lp.kind for lp in checks.find_loops(text)] == ["phrase"]
+    assert checks.cut_loops(text)[0] == "The visa and the visa is what you need."
+
+
+def test_clean_answer_has_no_loop_and_is_unchanged():
+    text = ("At degree level you can work 20 hours a week in term time [1].\n- Plan your budget.\n"
+            "- Keep your documents.")
+    assert checks.find_loops(text) == [] and checks.cut_loops(text) == (text, [])
+
+
+def test_invented_urls_are_found_and_removed_but_kb_sources_kept(kb):
+    text = ("Check the New Zealand rules at www.denei.govt.nz. The official page is https://www.gov.uk/student-visa, "
+            "see also gov.uk and [the guide](https://studyabroad-guide.example.com/uk).")
+    found = [f.url for f in checks.foreign_urls(text, kb)]
+    assert found == ["www.denei.govt.nz", "https://studyabroad-guide.example.com/uk"]
+    cleaned, changes = checks.remove_foreign_urls(text, kb)
+    assert "denei" not in cleaned and "example.com" not in cleaned
+    assert "https://www.gov.uk/student-visa" in cleaned and "gov.uk" in cleaned and "the guide" in cleaned
+    assert {c["claim"] for c in changes} == set(found) and all(c["action"] == "removed_url" for c in changes)
+    assert checks.foreign_urls("IELTS 6.5 and a GRE of 1.000", kb) == []
+
+
+def test_invented_path_on_an_official_host_is_foreign(kb):
+    assert [f.url for f in checks.foreign_urls("See https://www.gov.uk/free-visa-for-students", kb)] == \
+        ["https://www.gov.uk/free-visa-for-students"]
+
+
+def test_invented_organisations_are_flagged_real_ones_are_not(kb):
+    text = ("You can study through the MIT Open University. The Canadian Council of Scholarships funds you. "
+            "The New Zealand Department of Education and Standards Authority (DENI) sets the rules. "
+            "Chevening Scholarships and the British Council are real. Contact University of Toronto. "
+            "UK Visas and Immigration decides. Ask the International Office.")
+    names = [f.name for f in checks.unverified_entities(text, "", kb)]
+    assert names == ["MIT Open University", "Canadian Council of Scholarships",
+                     "New Zealand Department of Education and Standards Authority (DENI)"]
+
+
+def test_a_name_from_the_question_is_not_unverified(kb):
+    q = "What are the admission requirements for the University of Dhaka?"
+    assert checks.unverified_entities("The University of Dhaka sets its own rules.", q, kb) == []
+    assert [f.name for f in checks.unverified_entities("The University of Dhaka sets its own rules.", "", kb)] \
+        == ["University of Dhaka"]
+
+
+def test_marking_appends_unverified_with_a_reason(kb):
+    text, changes = checks.mark_unverified_entities("Apply to the Canadian Council of Scholarships today.", "", kb)
+    assert text == "Apply to the Canadian Council of Scholarships (unverified) today."
+    assert changes == [{"action": "marked_unverified", "claim": "Canadian Council of Scholarships",
+                        "kind": "named_entity",
+                        "reason": "named body or scheme not in the knowledge base or the question"}]
+    assert checks.assess(text, "", kb).unverified_entities == []  # marked names are not "left unmarked"
+
+
+def test_unknown_test_acronym_is_flagged(kb):
+    assert [f.name for f in checks.unverified_entities("Take the IELTS test or the QXET exam.", "", kb)] == ["QXET"]
+
+
+def test_off_topic_sources(kb):
+    by = {f.id: f for f in kb.facts}
+    q = "What documents do I need for an MBA application in the US?"
+    off = checks.off_topic_sources(q, [by["de.credentials.aps"], by["us.student-visa.i20-sevis"]])
+    assert [f.id for f in off] == ["de.credentials.aps"]                      # another country
+    off = checks.off_topic_sources("How do I make friends at university?", [by["gb.funds.monthly"]])
+    assert [f.id for f in off] == ["gb.funds.monthly"]                        # nothing in common
+
+
+def test_says_no_information():
+    assert checks.says_no_information("Our knowledge base has no official information on studying in "
+                                      "Uzbekistan. Check the embassy of Uzbekistan.")
+    assert not checks.says_no_information("You need a visa. Check the embassy.")      # no admission of a gap
+    assert not checks.says_no_information("I don't have information on that.")       # no official pointer
+
+
+def test_prompt_set_is_well_formed_and_covers_every_category():
+    from studyabroadgpt.eval.prompts import CATEGORIES, load_real_style, messages_of
+
+    rows = load_real_style()
+    assert len(rows) >= 80 and len({r["id"] for r in rows}) == len(rows)
+    assert {r["category"] for r in rows} == set(CATEGORIES)
+    follow = [r for r in rows if r["category"] == "follow_up"]
+    assert follow and all(messages_of(r)[-1]["content"] == r["prompt"] for r in follow)
+    kb_ids = {f.id for f in load_kb().facts}
+    for r in rows:
+        for fid in r.get("checks", {}).get("expect_facts", []):
+            assert fid in kb_ids, f"{r['id']}: unknown fact {fid}"
+    assert sum(bool(r.get("checks", {}).get("out_of_scope")) for r in rows) >= 10
