@@ -8,92 +8,30 @@ Each claim found by :mod:`.claims` is checked against facts of the destination i
 * ``unsupported``   — nothing in scope covers it (an invented scholarship, a figure the KB does not hold).
 
 Any contradicted or unsupported claim makes the answer an error: a grounded assistant must not state
-specifics it cannot source. Alongside, the audit flags template scaffolding left in the text ("Clear
-statement:", "[University Name]") and policy-sensitive answers that never send the student to the official
-source — both failure modes of the published StudyAbroadGPT training data.
+specifics it cannot source. Alongside, the audit flags template scaffolding left in the text
+(:mod:`.scaffolding`) and policy-sensitive answers that never send the student to the official source
+(:mod:`.caveats`) — both failure modes of the published StudyAbroadGPT training data. Whether two values agree
+is :mod:`.matching`'s business; this module decides which facts each claim is held to.
 """
 from __future__ import annotations
 
-import math
 import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from .claims import Claim, extract_claims, plausible_score, name_tokens, numbers_in, sentence_bounds
+from .caveats import has_caveat, is_policy_sensitive
+from .claims import Claim, ClaimKind, ClaimStatus, extract_claims, name_tokens, numbers_in, plausible_score, \
+    sentence_bounds
 from .geo import destination_mentions, detect_destinations
+from .matching import Checkable, compatible, distance, fact_checkables, fact_names, from_claim, matches, same_name
+from .scaffolding import find_scaffolding
+from .schema import Fact
 from .search import tokenize
-from .schema import Fact, Value
-from .store import KnowledgeBase, describe_value, load_kb
-
-# ------------------------------------------------------------------------------------------------- caveats
-
-_CAVEAT = re.compile(
-    r"official\s+(?:\w+\s+){0,2}(?:website|site|source|page|guidance|information|portal)|"
-    r"(?:government|immigration)\s+(?:website|site|page|guidance)|"
-    r"\bcheck\s+(?:the\s+)?(?:latest|current|official|up-to-date|with|directly)|"
-    r"\b(?:verify|confirm)\s+(?:\w+\s+){0,3}(?:with|on|at|against|before)\b|"
-    r"\bdouble-check|\bsubject\s+to\s+change|"
-    r"\b(?:rules|requirements|fees|figures|amounts|policies|thresholds|limits|conditions)\s+(?:\w+\s+){0,2}"
-    r"(?:can|may|might|often|do|does|could)\s+change|"
-    r"\b(?:regulated|registered|licensed|qualified)\s+(?:immigration\s+)?(?:adviser|advisor|consultant|lawyer)|"
-    r"\binternational\s+(?:student\s+)?(?:office|advis\w+|support)|"
-    r"gov\.uk|canada\.ca|homeaffairs\.gov\.au|uscis\.gov|travel\.state\.gov|studyinthestates|irishimmigration\.ie|"
-    r"ind\.nl|immigration\.govt\.nz|make-it-in-germany|auswaertiges-amt",
-    re.IGNORECASE)
-
-_POLICY = re.compile(
-    r"\b(?:visas?|study\s+permit|residence\s+permit|work\s+permit|immigration|(?:F|J|M)-1|Stamp\s+\d|subclass\s+\d+|"
-    r"graduate\s+route|post-study\s+work|PGWP|OPT|CPT|work(?:ing)?\s+(?:rights|hours|limit|while\s+studying)|"
-    r"hours\s+(?:per|a)\s+(?:week|fortnight)|part-time\s+(?:work|job)|health\s+(?:insurance|cover|surcharge)|"
-    r"IHS|OSHC|proof\s+of\s+(?:funds|finances|financial)|financial\s+requirement|maintenance\s+funds|"
-    r"blocked\s+account|bank\s+statements?|dependants?|dependents?|spouse|biometric|BRP|eVisa|registration\s+with|"
-    r"Anmeldung|IRP)\b", re.IGNORECASE)
-
-
-def has_caveat(text: str) -> bool:
-    """Does the answer point the student to the official source or advise checking it?"""
-    return bool(_CAVEAT.search(text))
-
-
-def is_policy_sensitive(text: str) -> bool:
-    """Does the text touch rules that change without notice (visas, work rights, funds, health cover…)?"""
-    return bool(_POLICY.search(text))
-
-
-# ------------------------------------------------------------------------------------------------- scaffolding
-
-_SCAFFOLD_LABELS = re.compile(
-    r"^[ \t]*(?:[-*][ \t]*|#{1,6}[ \t]*)?\**[ \t]*(Clear statement|Reasoning explanation|Supporting evidence|"
-    r"Specific example|"
-    r"Practical implication|Acknowledge the question|Preview(?: \d+(?:-\d+)?)? key points|Because of|"
-    r"This leads to|Cause|Effect|Building on (?:our|the) previous discussion|Introduction|Main Content|"
-    r"Conclusion and next steps|Key takeaway|Call to action)[ \t]*:?\**[ \t]*:?", re.IGNORECASE | re.MULTILINE)
-_PLACEHOLDER = re.compile(r"\[(?!\d)(?:[A-Z][\w' ]{2,40}|insert[^\]]{0,40}|your [^\]]{1,40}|TBD|XX+)\](?!\()|"
-                          r"\{\{?\s*[a-z_]{2,30}\s*\}?\}|<(?:insert|your|university|name)[^>]{0,30}>|\bXX+\b")
-# ("[Title](url)" is a markdown link, not a placeholder.)
-# Labels that are scaffolding only when they open a line as a bolded label, not as a normal heading.
-_LABEL_ONLY_AS_LABEL = {"introduction", "main content"}
-
-
-def find_scaffolding(text: str) -> list[str]:
-    """Template labels and unfilled placeholders left in an answer, as they appear."""
-    found: list[str] = []
-    for m in _SCAFFOLD_LABELS.finditer(text):
-        label = m.group(1)
-        eol = text.find("\n", m.end())
-        line = text[m.start():eol if eol >= 0 else len(text)]
-        if label.lower() in _LABEL_ONLY_AS_LABEL and not re.search(r"#\s*" + re.escape(label) + r"\s*$", line):
-            continue
-        if label.lower().startswith("building on") and "**" not in line:
-            continue
-        found.append(label)
-    found += [m.group(0) for m in _PLACEHOLDER.finditer(text)]
-    return found
-
+from .store import KnowledgeBase, load_kb
 
 # ------------------------------------------------------------------------------------------------- results
 
@@ -111,20 +49,20 @@ class AuditResult:
 
     @property
     def supported(self) -> list[Claim]:
-        return [c for c in self.claims if c.status == "supported"]
+        return [c for c in self.claims if c.status == ClaimStatus.SUPPORTED]
 
     @property
     def contradicted(self) -> list[Claim]:
-        return [c for c in self.claims if c.status == "contradicted"]
+        return [c for c in self.claims if c.status == ClaimStatus.CONTRADICTED]
 
     @property
     def unsupported(self) -> list[Claim]:
-        return [c for c in self.claims if c.status == "unsupported"]
+        return [c for c in self.claims if c.status == ClaimStatus.UNSUPPORTED]
 
     @property
     def has_error(self) -> bool:
         """Any contradicted or unsupported specific claim (every extracted claim is a specific one)."""
-        return any(c.status != "supported" for c in self.claims)
+        return any(c.status != ClaimStatus.SUPPORTED for c in self.claims)
 
     @property
     def missing_caveat(self) -> bool:
@@ -139,155 +77,6 @@ class AuditResult:
             "missing_caveat": self.missing_caveat, "scaffolding": self.scaffolding,
             "claims": [c.to_dict() for c in self.claims],
         }
-
-
-# ------------------------------------------------------------------------------------------------- matching
-
-
-def _close(a: float, b: float, rel: float = 1e-6) -> bool:
-    """Equal up to float noise: a grounded answer quotes the sourced figure, so £1,490 is not £1,483."""
-    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
-
-
-_MONTH_DAYS = {"hours": None, "days": 1 / 30.44, "weeks": 7 / 30.44, "months": 1.0, "years": 12.0}
-
-
-def _in_months(amount: float, unit: str) -> float | None:
-    factor = _MONTH_DAYS.get(unit if unit.endswith("s") else unit + "s")
-    return None if factor is None else amount * factor
-
-
-_DOLLARS = {"USD", "CAD", "AUD", "NZD", "SGD"}
-_LOCAL_DOLLAR = {"US": "USD", "CA": "CAD", "AU": "AUD", "NZ": "NZD", "SG": "SGD"}
-
-
-@dataclass(frozen=True)
-class Checkable:
-    """A value a fact vouches for, normalised to the claim kinds (structured or read from its statement)."""
-
-    kind: str
-    value: tuple
-    label: str
-
-
-def _from_value(v: Value) -> Checkable | None:
-    if v.kind == "amount":
-        return Checkable("money", (float(v.amount), (v.currency or "").upper(), _period(v.period)), describe_value(v))
-    if v.kind == "score":
-        from .claims import canonical_test
-
-        return Checkable("score", (canonical_test(v.test), float(v.min_score)), describe_value(v))
-    if v.kind == "duration":
-        unit = v.unit.lower().rstrip("s") + "s"
-        return Checkable("duration", (float(v.amount), unit, (v.per or None)), describe_value(v))
-    if v.kind == "percentage":
-        return Checkable("percentage", (float(v.amount),), describe_value(v))
-    if v.kind == "count":
-        return Checkable("count", (float(v.amount),), describe_value(v))
-    if v.kind == "date":
-        m = re.match(r"^(?:(\d{4})|-)-(\d{2})-(\d{2})$", v.date.strip())
-        if m:
-            year = int(m.group(1)) if m.group(1) else None
-            return Checkable("date", (int(m.group(2)), int(m.group(3)), year), describe_value(v))
-    return None
-
-
-def _period(p: str | None) -> str | None:
-    if p is None:
-        return None
-    p = p.lower().rstrip("s")
-    return {"annum": "year", "annual": "year", "yearly": "year", "monthly": "month", "weekly": "week"}.get(p, p)
-
-
-def _from_claim(c: Claim) -> Checkable:
-    v = c.value
-    if c.kind == "money":
-        return Checkable("money", (float(v["amount"]), v["currency"], v["period"]), c.text)
-    if c.kind == "score":
-        return Checkable("score", (v["test"], float(v["score"])), c.text)
-    if c.kind == "duration":
-        return Checkable("duration", (float(v["amount"]), v["unit"], v["per"]), c.text)
-    if c.kind == "percentage":
-        return Checkable("percentage", (float(v["amount"]),), c.text)
-    if c.kind == "date":
-        return Checkable("date", (v["month"], v["day"], v["year"]), c.text)
-    return Checkable(c.kind, (), c.text)
-
-
-def _compatible(claim: Checkable, fact: Checkable, destination: str | None) -> bool:
-    """Do the two measure the same kind of quantity (so a different number is a contradiction)?"""
-    if claim.kind == "money" and fact.kind == "money":
-        c_cur, f_cur = claim.value[1], fact.value[1]
-        if c_cur == "$":
-            ok = f_cur in _DOLLARS and (destination is None or _LOCAL_DOLLAR.get(destination, f_cur) == f_cur)
-        else:
-            ok = c_cur == f_cur
-        return ok and (claim.value[2] is None or fact.value[2] is None or claim.value[2] == fact.value[2])
-    if claim.kind == "score" and fact.kind == "score":
-        return claim.value[0] == fact.value[0]
-    if claim.kind == "duration" and fact.kind == "duration":
-        c_amt, c_unit, c_per = claim.value
-        f_amt, f_unit, f_per = fact.value
-        if (c_unit == "hours") != (f_unit == "hours"):
-            return False
-        return c_per == f_per if c_unit == "hours" else (c_per is None) == (f_per is None)
-    if claim.kind == "percentage" and fact.kind == "percentage":
-        return True
-    if claim.kind == "date" and fact.kind == "date":
-        return True
-    return False
-
-
-def _matches(claim: Checkable, fact: Checkable, destination: str | None) -> bool:
-    if claim.kind == "duration" and fact.kind == "count":
-        return _close(claim.value[0], fact.value[0])  # "140 full days" is stored as a count of days
-    if not _compatible(claim, fact, destination):
-        return False
-    if claim.kind in ("money", "score", "percentage"):
-        return _close(claim.value[0], fact.value[0]) if claim.kind != "score" else \
-            _close(claim.value[1], fact.value[1], 1e-6)
-    if claim.kind == "duration":
-        (c_amt, c_unit, _), (f_amt, f_unit, _) = claim.value, fact.value
-        if c_unit == "hours" or c_unit == f_unit:
-            return _close(c_amt, f_amt)
-        # "2 years" is "24 months"; across days and months allow the calendar's slack ("90 days" ~ "3 months")
-        return _close(_in_months(c_amt, c_unit), _in_months(f_amt, f_unit), 0.02)
-    if claim.kind == "date":
-        (cm, cd, cy), (fm, fd, fy) = claim.value, fact.value
-        return cm == fm and cd == fd and (cy is None or fy is None or cy == fy)
-    return False
-
-
-@lru_cache(maxsize=4096)
-def _statement_checkables(statement: str) -> tuple[Checkable, ...]:
-    """Figures a fact's own sentence states (its statement is sourced, so they count as support)."""
-    return tuple(_from_claim(c) for c in extract_claims(statement) if c.kind != "entity")
-
-
-def fact_checkables(fact: Fact) -> list[Checkable]:
-    out = [c for c in (_from_value(v) for v in fact.values) if c is not None]
-    return out + list(_statement_checkables(fact.statement))
-
-
-def _fact_names(fact: Fact, level: int = 0) -> list[frozenset[str]]:
-    """Names a fact vouches for: its entities and aliases, and any name its statement or source title spells out."""
-    names = [name_tokens(n, level) for e in fact.entities for n in [e.name, *e.aliases]]
-    names += [name_tokens(v, level) for text in (fact.statement, fact.source_title) for v in _statement_names(text)]
-    return [n for n in names if n]
-
-
-def _same_name(mention: frozenset[str], known: frozenset[str]) -> bool:
-    """The mention's words all belong to the known name and make up at least half of it.
-
-    "Fulbright Program" is the "Fulbright Foreign Student Program"; "Education Scholarship" is not "World
-    Education Services".
-    """
-    return mention <= known and 2 * len(mention) >= len(known)
-
-
-@lru_cache(maxsize=4096)
-def _statement_names(statement: str) -> tuple[str, ...]:
-    return tuple(v for c in extract_claims(statement) if c.kind == "entity" for v in c.value["variants"])
 
 
 # ------------------------------------------------------------------------------------------------- the auditor
@@ -315,8 +104,11 @@ class Auditor:
         self.dense = dense and retriever is not None
         self._checkables = {f.id: fact_checkables(f) for f in kb.facts}
         self._names: dict[tuple[str, int], list[frozenset[str]]] = {}
-        self._bm25 = retriever._bm25 if retriever is not None else BM25Okapi(
-            [tokenize(f.search_text()) for f in kb.facts])
+        if retriever is not None:
+            self._bm25_scores = retriever.bm25_scores  # the retriever's index: one BM25 over the KB, not two
+        else:
+            bm25 = BM25Okapi([tokenize(f.search_text()) for f in kb.facts])
+            self._bm25_scores = lambda query: np.asarray(bm25.get_scores(tokenize(query)), dtype=np.float64)
 
     @classmethod
     def default(cls) -> "Auditor":
@@ -342,9 +134,6 @@ class Auditor:
         return AuditResult(answer=answer, question=question, claims=claims, scaffolding=find_scaffolding(answer),
                            policy_sensitive=is_policy_sensitive(answer) or is_policy_sensitive(question),
                            caveat=has_caveat(answer), destination=context_dest, id=id)
-
-    def audit_many(self, items: Iterable[tuple[str, str]]) -> list[AuditResult]:
-        return [self.audit_answer(answer, question) for question, answer in items]
 
     # ----------------------------------------------------------------------------------------- internals
 
@@ -377,35 +166,35 @@ class Auditor:
 
             scores = [self.retriever.fused_scores(s, query_vec=v) for s, v in zip(unique, embed(unique))]
         else:
-            scores = [self._bm25.get_scores(tokenize(s)) for s in unique]
+            scores = [self._bm25_scores(s) for s in unique]
         ranking = {s: [self.kb.facts[i] for i in np.argsort(-np.asarray(sc), kind="stable")]
                    for s, sc in zip(unique, scores)}
         return [ranking[s] for s in sentences]
 
     def _check(self, c: Claim, pool: list[Fact], support_top: int | None = None) -> None:
-        if c.kind == "entity":
+        if c.kind == ClaimKind.ENTITY:
             self._check_entity(c, pool)
             return
-        cc = _from_claim(c)
-        if c.kind == "score":
+        cc = from_claim(c)
+        if c.kind == ClaimKind.SCORE:
             ok, scale = plausible_score(c.value["test"], c.value["score"])
             if not ok:  # "TOEFL 6.5": a band from another test's scale
-                c.status, c.fact_id, c.expected = "contradicted", None, scale
+                c.status, c.fact_id, c.expected = ClaimStatus.CONTRADICTED, None, scale
                 return
         # Across the whole KB a figure must come from a fact about the same thing, not merely from some fact
         # of the country: "3 years" is not supported by an unrelated rule that also says "3 years".
         candidates = pool if support_top is None else pool[:support_top]
         for fact in candidates:
-            if any(_matches(cc, fc, c.destination) for fc in self._checkables_of(fact)):
-                c.status, c.fact_id, c.expected = "supported", fact.id, None
+            if any(matches(cc, fc, c.destination) for fc in self._checkables_of(fact)):
+                c.status, c.fact_id, c.expected = ClaimStatus.SUPPORTED, fact.id, None
                 return
         if c.destination is None:
             return  # no country to hold the figure to: unsupported, not contradicted
         for fact in pool[:5]:
-            rivals = [fc for fc in self._checkables_of(fact) if _compatible(cc, fc, c.destination)]
+            rivals = [fc for fc in self._checkables_of(fact) if compatible(cc, fc, c.destination)]
             if rivals:
-                best = min(rivals, key=lambda fc: _distance(cc, fc))
-                c.status, c.fact_id, c.expected = "contradicted", fact.id, best.label
+                best = min(rivals, key=lambda fc: distance(cc, fc))
+                c.status, c.fact_id, c.expected = ClaimStatus.CONTRADICTED, fact.id, best.label
                 return
 
     def _check_entity(self, c: Claim, pool: list[Fact]) -> None:
@@ -414,11 +203,11 @@ class Auditor:
         variants = [v for v in variants if v]
 
         def known(fact: Fact) -> bool:
-            return any(_same_name(v, k) for v in variants for k in self._names_of(fact, level))
+            return any(same_name(v, k) for v in variants for k in self._names_of(fact, level))
 
         for fact in pool:
             if known(fact):
-                c.status, c.fact_id = "supported", fact.id
+                c.status, c.fact_id = ClaimStatus.SUPPORTED, fact.id
                 return
         elsewhere = [f for f in self.kb.facts if known(f)]
         if not elsewhere:
@@ -432,10 +221,10 @@ class Auditor:
             named |= set(detect_destinations(possessive.group(1)))
         own = {f.destination for f in elsewhere}
         if named & own or c.destination is None:
-            c.status, c.fact_id = "supported", elsewhere[0].id
+            c.status, c.fact_id = ClaimStatus.SUPPORTED, elsewhere[0].id
             return
         fact = elsewhere[0]
-        c.status, c.fact_id = "contradicted", fact.id
+        c.status, c.fact_id = ClaimStatus.CONTRADICTED, fact.id
         c.expected = f"{c.value['name']} belongs to {fact.country}, not {_country(c.destination)}"
 
     def _checkables_of(self, fact: Fact) -> list[Checkable]:
@@ -446,10 +235,10 @@ class Auditor:
 
     def _names_of(self, fact: Fact, level: int = 0) -> list[frozenset[str]]:
         if fact is not self.kb.by_id.get(fact.id):
-            return _fact_names(fact, level)  # a fact from outside this KB (the caller's own list)
+            return fact_names(fact, level)  # a fact from outside this KB (the caller's own list)
         key = (fact.id, level)
         if key not in self._names:
-            self._names[key] = _fact_names(fact, level)
+            self._names[key] = fact_names(fact, level)
         return self._names[key]
 
 
@@ -457,6 +246,7 @@ def _rank_by_overlap(sentence: str, facts: list[Fact]) -> list[Fact]:
     """Facts ordered by how many of the sentence's words they share (stable: ties keep the given order)."""
     words = set(tokenize(sentence))
     return sorted(facts, key=lambda f: -len(words & _fact_words(f)))
+
 
 
 @lru_cache(maxsize=8192)
@@ -468,14 +258,6 @@ def _fact_words(fact: Fact) -> frozenset[str]:
     return _words_of(fact.search_text() + " " + " ".join(v.key.replace(".", " ").replace("_", " ")
                                                          for v in fact.values))
 
-
-def _distance(a: Checkable, b: Checkable) -> float:
-    try:
-        x = a.value[1] if a.kind == "score" else a.value[0]
-        y = b.value[1] if b.kind == "score" else b.value[0]
-        return abs(float(x) - float(y))
-    except (TypeError, ValueError, IndexError):
-        return 0.0
 
 
 def _country(code: str) -> str:
@@ -511,13 +293,6 @@ def _claim_destination(answer: str, claim: Claim, fallback: str | None) -> str |
     return after[0] if after else fallback
 
 
-def audit_texts(answers: list[str], questions: list[str] | None = None, kb: KnowledgeBase | None = None
-                ) -> list[AuditResult]:
-    """Convenience: audit a list of answers against ``kb`` (default: shipped KB, no retrieval)."""
-    auditor = Auditor(kb or load_kb())
-    questions = questions or [""] * len(answers)
-    return [auditor.audit_answer(a, q) for a, q in zip(answers, questions)]
 
-
-__all__ = ["Auditor", "AuditResult", "Claim", "has_caveat", "is_policy_sensitive", "find_scaffolding",
-           "audit_texts"]
+__all__ = ["Auditor", "AuditResult", "Claim", "ClaimKind", "ClaimStatus", "find_scaffolding", "has_caveat",
+           "is_policy_sensitive"]

@@ -13,9 +13,38 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any, Iterator
 
 from .schema import DESTINATIONS
+
+try:
+    from enum import StrEnum
+except ImportError:  # Python 3.10
+    class StrEnum(str, Enum):
+        """A str-valued enum that prints and formats as its value (what ``enum.StrEnum`` does from 3.11)."""
+
+        __str__ = str.__str__
+        __format__ = str.__format__
+
+
+class ClaimKind(StrEnum):
+    """What a claim states. str-valued, so JSON reports and ``kind == "money"`` comparisons are unchanged."""
+
+    MONEY = "money"
+    PERCENTAGE = "percentage"
+    SCORE = "score"
+    DURATION = "duration"
+    DATE = "date"
+    ENTITY = "entity"
+
+
+class ClaimStatus(StrEnum):
+    """The audit's verdict on one claim (str-valued, like :class:`ClaimKind`)."""
+
+    SUPPORTED = "supported"
+    CONTRADICTED = "contradicted"
+    UNSUPPORTED = "unsupported"
 
 # ------------------------------------------------------------------------------------------------- shared bits
 
@@ -108,10 +137,10 @@ class Claim:
     """One checkable statement inside an answer; ``status`` is filled in by the audit."""
 
     text: str
-    kind: str                       # money | percentage | score | duration | date | entity
+    kind: ClaimKind
     span: tuple[int, int]
     value: dict[str, Any]
-    status: str = "unsupported"     # supported | contradicted | unsupported
+    status: ClaimStatus = ClaimStatus.UNSUPPORTED
     fact_id: str | None = None
     expected: str | None = None
     sentence: str = field(default="", repr=False)
@@ -120,6 +149,7 @@ class Claim:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["span"] = list(self.span)
+        d["kind"], d["status"] = str(self.kind), str(self.status)  # plain strings for YAML and pickles alike
         d.pop("sentence")
         return d
 
@@ -418,8 +448,8 @@ def _entities(text: str) -> Iterator[tuple[int, int, dict]]:
 # ------------------------------------------------------------------------------------------------- entry point
 
 # Order matters where spans compete: a date ("23 March 2024") is not an IELTS score that happens to follow "IELTS".
-_EXTRACTORS = (("money", _money), ("date", _dates), ("score", _scores), ("percentage", _percentages),
-               ("duration", _durations), ("entity", _entities))
+_EXTRACTORS = ((ClaimKind.MONEY, _money), (ClaimKind.DATE, _dates), (ClaimKind.SCORE, _scores),
+               (ClaimKind.PERCENTAGE, _percentages), (ClaimKind.DURATION, _durations), (ClaimKind.ENTITY, _entities))
 
 
 def extract_claims(text: str, skip_numbers: set[float] | None = None) -> list[Claim]:
@@ -441,10 +471,10 @@ def extract_claims(text: str, skip_numbers: set[float] | None = None) -> list[Cl
                 continue
             s0, s1 = sentence_bounds(masked, start)
             sentence = masked[s0:s1]
-            if kind in ("duration", "percentage") and not (_DOMAIN_CUES.search(sentence) or
+            if kind in (ClaimKind.DURATION, ClaimKind.PERCENTAGE) and not (_DOMAIN_CUES.search(sentence) or
                                                            _MONEY_CUE.search(sentence)):
                 continue
-            if kind == "duration" and value["unit"] == "years" and value["amount"] >= 1900:
+            if kind == ClaimKind.DURATION and value["unit"] == "years" and value["amount"] >= 1900:
                 continue
             taken.append((start, end))
             claims.append(Claim(text=text[start:end], kind=kind, span=(start, end), value=value,

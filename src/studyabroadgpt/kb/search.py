@@ -150,6 +150,10 @@ class Retriever:
         vecs = embed(queries) if queries else np.zeros((0, self.embeddings.shape[1]), dtype=np.float32)
         return [self.search(q, k, d, query_vec=v) for q, d, v in zip(queries, destinations, vecs)]
 
+    def bm25_scores(self, query: str) -> np.ndarray:
+        """The BM25 score of every fact for ``query``, in KB order (the lexical half of :meth:`fused_scores`)."""
+        return np.asarray(self._bm25.get_scores(tokenize(query)), dtype=np.float64)
+
     def fused_scores(self, query: str, query_vec: np.ndarray | None = None) -> np.ndarray:
         """Reciprocal-rank fusion of the BM25 and dense rankings (higher is better).
 
