@@ -9,10 +9,10 @@ import pytest
 from studyabroadgpt.data.io import read_conversations, write_conversations
 from studyabroadgpt.kb.audit import Auditor, has_caveat
 from studyabroadgpt.kb.schema import POLICY_SENSITIVE
-from studyabroadgpt.synth import generate as gen_mod
 from studyabroadgpt.synth.generate import generate, synthesize
 from studyabroadgpt.synth.plan import cells, plan_conversations
 from studyabroadgpt.synth.template import TOPIC_LABEL
+from studyabroadgpt.synth.writers import TemplateWriter
 
 
 def assistant_turns(conv):
@@ -108,22 +108,18 @@ def test_deterministic_for_a_seed(kb):
     assert a != c
 
 
-def test_failed_answers_are_quarantined_not_kept(kb, monkeypatch):
+def test_failed_answers_are_quarantined_not_kept(kb):
     """A writer that slips in a wrong figure loses its conversation to quarantine, with the reason."""
-    original = gen_mod._template_writer
 
-    def sloppy(seed):
-        write = original(seed)
-
-        def wrapped(plan, t, question, facts, history):
-            text = write(plan, t, question, facts, history)
+    class Sloppy(TemplateWriter):
+        def __call__(self, plan, t, question, facts, history, cite=None):
+            text, used = super().__call__(plan, t, question, facts, history, cite=cite)
             if plan.index != 2:
-                return text
-            return text.replace("### Sources", "Also, apply for the Global Future Leaders Scholarship.\n\n### Sources")
-        return wrapped
+                return text, used
+            return text.replace("### Sources", "Also, apply for the Global Future Leaders Scholarship.\n\n"
+                                "### Sources"), used
 
-    monkeypatch.setattr(gen_mod, "_template_writer", sloppy)
-    result = synthesize(kb, 6, seed=0)
+    result = synthesize(kb, 6, seed=0, writer=Sloppy(0))
     assert [q["id"] for q in result.quarantine] == ["synth-0-00002"]
     reasons = result.quarantine[0]["reasons"][0]["reasons"]
     assert "unsupported entity claim 'Global Future Leaders Scholarship'" in reasons

@@ -29,6 +29,10 @@ def synth_cmd(
                                                          "(default: <out>.quarantine.jsonl)."),
     kb: Optional[Path] = typer.Option(None, "--kb", help="Knowledge base (default: the shipped one)."),
     fmt: str = typer.Option("sharegpt", "--format", help="sharegpt or messages (JSONL flavours)."),
+    grounded: bool = typer.Option(False, "--grounded", help="Retrieval-augmented fine-tuning data: every "
+                                  "conversation opens with the server's numbered-facts system prompt (relevant "
+                                  "plus distractor facts); answers cite it; some questions are not covered by "
+                                  "the facts and the answer says so (template backend)."),
 ) -> None:
     """Every answer is audited against its facts; failures are quarantined with reasons, never kept.
 
@@ -36,24 +40,21 @@ def synth_cmd(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..config import ConfigError
     from ..data.dedup import dedup
     from ..data.io import write_conversations
     from ..kb.store import load_kb
     from ..utils import atomic_write_json, atomic_write_jsonl
-    from .generate import BACKENDS, synthesize
+    from .generate import Grounding, synthesize
+    from .writers import check_backend
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"--backend: unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    if backend == "openai" and not (base_url and model):
-        raise ConfigError("--backend openai needs --base-url and --model")
-    knowledge = load_kb(kb)
     opts = ({"base_url": base_url, "model": model, "temperature": temperature, "retrieve": retrieve}
             if backend == "openai" else {})
+    check_backend(backend, opts)  # before the KB load: a typo fails at once
+    knowledge = load_kb(kb)
     with Progress(TextColumn("[bold]synthesising"), BarColumn(bar_width=None), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task("synth", total=n)
-        result = synthesize(knowledge, n, seed=seed, backend=backend,
+        result = synthesize(knowledge, n, seed=seed, backend=backend, grounding=Grounding() if grounded else None,
                             on_conversation=lambda i: progress.update(task, completed=i), **opts)
     write_conversations(result.conversations, out, fmt=fmt)
     q_path = quarantine or out.with_name(out.stem + ".quarantine.jsonl")

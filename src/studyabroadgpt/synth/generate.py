@@ -18,8 +18,25 @@ from ..kb.schema import POLICY_SENSITIVE, Fact
 from ..kb.store import KnowledgeBase
 from . import template
 from .plan import Plan, plan_conversations
+from .writers import BACKENDS, BackendError, TemplateWriter, Writer, WriterError, check_backend, make_writer
 
-BACKENDS = ("template", "openai")
+__all__ = ["BACKENDS", "Grounding", "SynthResult", "WriterError", "audit_problems", "generate", "synthesize"]
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """Retrieval-augmented fine-tuning (RAFT) settings: each conversation opens with the server's numbered-facts
+    system prompt (``serve/grounding.py``), holding the turns' facts plus ``distractors`` unrelated ones in a
+    shuffled order; answers cite those numbers. In ``unanswerable`` of the conversations the last question's
+    facts are withheld and the written answer says the facts do not cover it, instead of guessing.
+
+    ``max_turns`` keeps conversations short: the server answers one question from ~4 retrieved facts, and a
+    prompt of 2 turns' facts plus distractors already takes ~500 of the recipe's 1024 tokens.
+    """
+
+    distractors: int = 2
+    unanswerable: float = 0.15
+    max_turns: int = 2
 
 
 @dataclass
@@ -27,11 +44,13 @@ class SynthResult:
     conversations: list[Conversation]
     quarantine: list[dict[str, Any]] = field(default_factory=list)  # {"id", "reasons", "record"}
     audited_answers: int = 0
+    unanswerable_turns: int = 0
 
     def summary(self) -> dict[str, Any]:
         kept, bad = len(self.conversations), len(self.quarantine)
         return {"planned": kept + bad, "kept": kept, "quarantined": bad, "audited_answers": self.audited_answers,
-                "turns": sum(len(c.turns) for c in self.conversations)}
+                "turns": sum(len(c.turns) for c in self.conversations),
+                "unanswerable_turns": self.unanswerable_turns}
 
 
 def audit_problems(result: AuditResult, topic: str) -> list[str]:
@@ -45,31 +64,28 @@ def audit_problems(result: AuditResult, topic: str) -> list[str]:
     return problems
 
 
-# Writer signature: (plan, turn index, question, facts, history of (question, answer)) -> answer text, or
-# (answer text, the facts it was given) when the writer added facts of its own
-Writer = Callable[[Plan, int, str, list[Fact], list[tuple[str, str]]], "str | tuple[str, list[Fact]]"]
-
-
 def synthesize(kb: KnowledgeBase, n: int, seed: int = 0, backend: str = "template",
-               on_conversation: Callable[[int], None] | None = None, **backend_opts: Any) -> SynthResult:
-    """Plan ``n`` conversations, write them with ``backend``, audit every answer against its own facts."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown synth backend {backend!r}; use one of {', '.join(BACKENDS)}")
+               on_conversation: Callable[[int], None] | None = None, grounding: Grounding | None = None,
+               writer: Writer | None = None, **backend_opts: Any) -> SynthResult:
+    """Plan ``n`` conversations, write them with ``backend``, audit every answer against its own facts.
+
+    ``grounding`` switches on retrieval-augmented fine-tuning data (see :class:`Grounding`); ``writer``
+    replaces the backend's writer (custom writers, tests).
+    """
+    if writer is None:
+        check_backend(backend, backend_opts)
+    if grounding is not None and backend != "template":
+        # the openai writer numbers its own facts block and writes URLs: its answers cannot cite our prompt
+        raise BackendError("grounded synthesis (RAFT) needs the template backend")
     plans = plan_conversations(kb, n, seed)
     auditor = Auditor(kb)  # no retriever: each answer is checked against the facts it was written from
-    writer: Writer
-    if backend == "template":
-        writer = _template_writer(seed)
-        source = "synth-template"
-    else:
-        from .llm import OpenAIWriter
-
-        writer = OpenAIWriter(kb=kb, **backend_opts)
-        source = f"synth-openai:{writer.model}"
+    writer = writer or make_writer(backend, kb, seed, **backend_opts)
+    source = writer.source + ("+grounded" if grounding else "")
     out = SynthResult(conversations=[])
     for plan in plans:
         rng = random.Random(f"{seed}-{plan.index}-q")
-        turns: list[Turn] = []
+        prompt = _grounded_prompt(kb, plan, grounding, seed) if grounding else None
+        turns: list[Turn] = [Turn(role="system", text=prompt.system)] if prompt else []
         history: list[tuple[str, str]] = []
         problems: list[dict[str, Any]] = []
         seen_facts: list[Fact] = []
@@ -80,12 +96,17 @@ def synthesize(kb: KnowledgeBase, n: int, seed: int = 0, backend: str = "templat
                 question = template.follow_up_question(rng, topic, plan.facts[t - 1], plan.topics[t - 1],
                                                        history[-1][1] if history else "")
             try:
-                written = writer(plan, t, question, facts, history)
+                if prompt and t == prompt.withheld_turn:
+                    text, facts = template.not_covered(random.Random(f"{seed}-{plan.index}-{t}-a"), topic,
+                                                       plan.destination), []
+                    out.unanswerable_turns += 1
+                elif prompt:
+                    text, facts = writer(plan, t, question, facts, history, cite=prompt.numbers)
+                else:
+                    text, facts = writer(plan, t, question, facts, history)
             except WriterError as exc:
-                problems.append({"turn": 2 * t + 1, "reasons": [str(exc)]})
+                problems.append({"turn": len(turns) + 1, "reasons": [str(exc)]})
                 break
-            # a writer may add facts of its own (the openai writer adds retrieved ones): audit against those too
-            text, facts = written if isinstance(written, tuple) else (written, facts)
             # a follow-up may refer back to what the conversation already established ("the Graduate Route
             # you mentioned"), so the earlier turns' facts count as support too; provenance records what was used
             seen_facts += [f for f in facts if f not in seen_facts]
@@ -93,17 +114,19 @@ def synthesize(kb: KnowledgeBase, n: int, seed: int = 0, backend: str = "templat
             out.audited_answers += 1
             reasons = audit_problems(result, topic)
             if reasons:
-                problems.append({"turn": 2 * t + 1, "reasons": reasons})
+                problems.append({"turn": len(turns) + 1, "reasons": reasons})
             used = [f.id for f in facts]
             used += [c.fact_id for c in result.claims if c.fact_id and c.fact_id not in used]
             turns += [Turn(role="user", text=question), Turn(role="assistant", text=text, provenance=used)]
             history.append((question, text))
-        conv = Conversation(
-            id=f"synth-{seed}-{plan.index:05d}", turns=turns, topic=plan.topics[0], source=source,
-            metadata={"destination": plan.destination, "topics": plan.topics, "persona": plan.persona.to_dict(),
-                      "seed": seed, "backend": backend, "kb_version": kb.version},
-        )
-        if problems or not turns:
+        metadata = {"destination": plan.destination, "topics": plan.topics, "persona": plan.persona.to_dict(),
+                    "seed": seed, "backend": backend, "kb_version": kb.version}
+        if prompt:
+            metadata["grounding"] = {"prompt_facts": [f.id for f in prompt.facts],
+                                     "distractors": prompt.distractor_ids, "withheld_turn": prompt.withheld_turn}
+        conv = Conversation(id=f"synth-{seed}-{plan.index:05d}", turns=turns, topic=plan.topics[0], source=source,
+                            metadata=metadata)
+        if problems or not any(t.role == "assistant" for t in turns):
             out.quarantine.append({"id": conv.id, "reasons": problems or [{"reasons": ["no turns written"]}],
                                    "record": conv.to_sharegpt()})
         else:
@@ -119,15 +142,34 @@ def generate(kb: KnowledgeBase, n: int, seed: int = 0, backend: str = "template"
     return synthesize(kb, n, seed=seed, backend=backend, **backend_opts).conversations
 
 
-class WriterError(Exception):
-    """A writer that could not produce an answer (endpoint down, empty reply): the conversation is quarantined."""
+@dataclass
+class _Prompt:
+    system: str
+    facts: list[Fact]
+    numbers: dict[str, int]
+    distractor_ids: list[str]
+    withheld_turn: int | None
 
 
-def _template_writer(seed: int) -> Writer:
-    def write(plan: Plan, t: int, question: str, facts: list[Fact], history: list[tuple[str, str]]) -> str:
-        rng = random.Random(f"{seed}-{plan.index}-{t}-a")
-        previous = (plan.topics[t - 1], plan.facts[t - 1], history[-1][1]) if t and history else None
-        return template.answer(rng, plan.topics[t], facts, plan.persona, plan.destination, previous=previous,
-                               question=question)
+def _grounded_prompt(kb: KnowledgeBase, plan: Plan, g: Grounding, seed: int) -> _Prompt:
+    """Trim the plan to ``g.max_turns`` and build its numbered-facts system prompt (mutates ``plan``)."""
+    from ..serve.grounding import Source, grounded_messages
 
-    return write
+    rng = random.Random(f"{seed}-{plan.index}-raft")
+    del plan.topics[g.max_turns:], plan.facts[g.max_turns:]
+    last = len(plan.topics) - 1
+    # Withhold the last question's facts only when no earlier turn is on the same topic (it would answer it).
+    withheld = last if rng.random() < g.unanswerable and plan.topics[last] not in plan.topics[:last] else None
+    in_prompt = [f for t, fs in enumerate(plan.facts) if t != withheld for f in fs]
+    cells = {(plan.destination, t) for t in plan.topics}
+    pool = [f for f in kb.facts if (f.destination, f.topic) not in cells]
+    # Hard distractors first: same destination (other topic) or same topic (other destination).
+    near = [f for f in pool if f.destination == plan.destination or f.topic in plan.topics]
+    k = g.distractors + (2 if withheld is not None and not in_prompt else 0)  # never an almost-empty prompt
+    distractors = rng.sample(near, min(k, len(near)))
+    facts = in_prompt + distractors
+    rng.shuffle(facts)
+    sources = [Source(i + 1, f) for i, f in enumerate(facts)]
+    system = grounded_messages([], sources)[0]["content"]
+    return _Prompt(system, facts, {f.id: s.n for f, s in zip(facts, sources)}, [f.id for f in distractors],
+                   withheld)

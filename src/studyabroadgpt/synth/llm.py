@@ -10,9 +10,9 @@ import os
 from typing import Any
 
 from ..kb.schema import POLICY_SENSITIVE, Fact
-from .generate import WriterError
 from .plan import Plan
 from .template import TOPIC_LABEL
+from .writers import WriterError
 
 SYSTEM_PROMPT = """You are a careful study-abroad adviser writing one answer in an advising conversation.
 Rules:
@@ -48,6 +48,7 @@ class OpenAIWriter:
         key = api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
         self.client = OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=2)
         self.model = model
+        self.source = f"synth-openai:{model}"
         self.temperature = temperature
         self.max_tokens = max_tokens
         # Besides the planned facts, the prompt gets the top facts that retrieval finds for the question itself

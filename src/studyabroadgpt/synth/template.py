@@ -8,6 +8,7 @@ answer cites. Variety comes from many phrasings, personas and the order and shap
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from ..kb.audit import is_policy_sensitive
 from ..kb.schema import POLICY_SENSITIVE, Fact
@@ -264,8 +265,13 @@ def follow_up_question(rng: random.Random, topic: str, prev_facts: list[Fact], p
 
 
 def answer(rng: random.Random, topic: str, facts: list[Fact], persona: Persona, dest: str,
-           previous: tuple[str, list[Fact], str] | None = None, question: str = "") -> str:
-    """A markdown answer citing ``facts`` as [1], [2]… with a Sources list."""
+           previous: tuple[str, list[Fact], str] | None = None, question: str = "",
+           cite: dict[str, int] | None = None) -> str:
+    """A markdown answer citing ``facts`` as [1], [2]… with a Sources list.
+
+    With ``cite`` (fact id -> number in a grounded system prompt) the answer cites those numbers instead and
+    carries no URL and no Sources list: the facts are in the prompt and the server appends the sources.
+    """
     parts: list[str] = []
     heading = _fill(rng.choice(HEADINGS[topic]), persona, dest)
     style = rng.random()
@@ -281,8 +287,11 @@ def answer(rng: random.Random, topic: str, facts: list[Fact], persona: Persona, 
                       label=TOPIC_LABEL[topic])
     if intro:
         parts.append(_cap(intro))
-    cite, sources = source_numbers(facts)
-    parts.append(_fact_block(rng, facts, cite))
+    if cite is None:
+        numbers, sources = source_numbers(facts)
+    else:
+        numbers, sources = [cite[f.id] for f in facts], []
+    parts.append(_fact_block(rng, facts, numbers))
     steps = _steps(rng, topic, facts)
     if steps:
         parts.append(steps)
@@ -292,9 +301,81 @@ def answer(rng: random.Random, topic: str, facts: list[Fact], persona: Persona, 
     # the audit asks for a caveat whenever the text touches visas, work rights, funds or health cover
     if topic in POLICY_SENSITIVE or is_policy_sensitive("\n".join([question, *parts])) or rng.random() < 0.3:
         src = facts[0]
-        parts.append(rng.choice(CAVEATS).format(title=src.source_title, url=src.source_url, as_of=src.as_of))
-    parts.append("### Sources\n" + "\n".join(f"{i}. {title}: {url} (as of {as_of})"
-                                             for i, (title, url, as_of) in enumerate(sources, start=1)))
+        if cite is None:
+            parts.append(rng.choice(CAVEATS).format(title=src.source_title, url=src.source_url, as_of=src.as_of))
+        else:
+            parts.append(rng.choice(CITED_CAVEATS).format(title=src.source_title, n=cite[src.id], as_of=src.as_of))
+    if sources:
+        parts.append("### Sources\n" + "\n".join(f"{i}. {title}: {url} (as of {as_of})"
+                                                 for i, (title, url, as_of) in enumerate(sources, start=1)))
+    return "\n\n".join(parts)
+
+
+# Grounded answers point at the numbered fact instead of writing out a URL: a small model that learns to write
+# URLs writes wrong ones, while the server attaches the real source list to every grounded answer.
+CITED_CAVEATS = [
+    "**Check before you rely on this:** rules like these change, so confirm them on the official page "
+    "({title}) before you apply [{n}].",
+    "Immigration rules change often, so check the official source before you submit anything [{n}].",
+    "This comes from {title} (as of {as_of}); rules may change, so double-check the official website before "
+    "you apply [{n}].",
+]
+NOT_COVERED = [
+    "The official facts I have here do not answer this: none of them covers {label} in {country}. Rather than "
+    "guess, please check the official government or university page for {country} before you rely on anything.",
+    "I don't have official information on {label} in {country} in the facts in front of me, so I can't give you "
+    "figures or rules for it. Check the official website of the {country} government or your university.",
+    "None of the official facts I was given is about {label} in {country}, so I won't guess the details. The "
+    "official government page, or your university's international office, can tell you the current rules.",
+]
+
+
+def not_covered(rng: random.Random, topic: str, dest: str) -> str:
+    """The honest answer when the facts in front of the model do not cover the question (no specifics)."""
+    from ..kb.schema import DESTINATIONS
+
+    country = DESTINATIONS.get(dest, dest)
+    country = f"the {country}" if country.startswith(("United", "Netherlands")) else country
+    return rng.choice(NOT_COVERED).format(label=TOPIC_LABEL.get(topic, topic.replace("_", " ")), country=country)
+
+
+def compose(rng: random.Random, question: str, facts: list, numbers=None, sources: bool = True) -> str:
+    """One answer to ``question`` from facts and/or guidance entries, citing ``numbers`` (default 1..n).
+
+    Fact statements become cited bullets; a guidance entry (``kind == "guidance"``) contributes its summary,
+    its steps as a numbered list and its ``watch_out`` items as cautions, each cited. Policy-sensitive content
+    gets the official-source caveat. Nothing is stated that is not in an entry.
+    """
+    numbers = list(numbers) if numbers is not None else list(range(1, len(facts) + 1))
+    if len(numbers) != len(facts):
+        raise ValueError(f"compose: {len(facts)} facts but {len(numbers)} citation numbers")
+    first = facts[0]
+    topic = str(getattr(first, "topic", "") or "")
+    label = TOPIC_LABEL.get(topic, topic.replace("_", " ")) or "your question"
+    country = str(getattr(first, "country", "") or "")
+    parts = [f"### {_cap(label)}" + (f" ({country})" if country else "")]
+    bullets, steps, cautions = [], [], []
+    for f, n in zip(facts, numbers):
+        statement = str(f.statement).strip().rstrip(".")
+        bullets.append(f"- {statement}. [{n}]")
+        if getattr(f, "kind", "fact") == "guidance":
+            steps += [f"{str(s).strip().rstrip('.')}. [{n}]" for s in getattr(f, "steps", []) or []]
+            cautions += [f"- {str(w).strip().rstrip('.')}. [{n}]" for w in getattr(f, "watch_out", []) or []]
+    parts.append("\n".join(bullets))
+    if steps:
+        parts.append(rng.choice(STEPS_HEADINGS) + "\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1)))
+    if cautions:
+        parts.append("**Watch out:**\n" + "\n".join(cautions))
+    sensitive = [(f, n) for f, n in zip(facts, numbers) if getattr(f, "policy_sensitive", False)]
+    if sensitive or topic in POLICY_SENSITIVE or is_policy_sensitive("\n".join([question, *parts])):
+        f, n = sensitive[0] if sensitive else (first, numbers[0])
+        parts.append(rng.choice(CITED_CAVEATS).format(title=f.source_title, n=n, as_of=f.as_of))
+    if sources:
+        seen: dict[int, Any] = {}
+        for f, n in zip(facts, numbers):
+            seen.setdefault(n, f)
+        parts.append("### Sources\n" + "\n".join(f"{n}. {f.source_title}: {f.source_url} (as of {f.as_of})"
+                                                 for n, f in sorted(seen.items())))
     return "\n\n".join(parts)
 
 
