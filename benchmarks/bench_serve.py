@@ -37,9 +37,9 @@ FALLBACK_QUESTIONS = [
 def questions(sample: str | None) -> list[str]:
     """First user turns of the sample conversations (real advising questions), else a built-in set."""
     if sample and Path(sample).exists():
-        from studyabroadgpt.data.io import read_conversations
+        from studyabroadgpt.data.load import load_valid
 
-        convs, _ = read_conversations(sample)
+        convs = load_valid(sample).conversations
         qs = [next(t.text for t in c.turns if t.role == "user") for c in convs if any(t.role == "user" for t in c.turns)]
         if qs:
             return [q[:1500] for q in qs]

@@ -72,12 +72,12 @@ def child_trl(args: argparse.Namespace) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from studyabroadgpt import models
-    from studyabroadgpt.data.io import read_conversations
+    from studyabroadgpt.data.load import load_valid
 
     torch.set_num_threads(2)
     model, tok = models.load(args.model, dtype="float32")
     tok.chat_template = CHATML_WITH_GENERATION
-    convs, _ = read_conversations(args.data)
+    convs = load_valid(args.data).conversations
     data = Dataset.from_list([{"messages": c.messages()} for c in convs])
     config = SFTConfig(
         output_dir=str(Path(args.workdir) / "bench-trl"), use_cpu=True, bf16=True, packing=True,

@@ -15,6 +15,12 @@ import sys
 import typer
 from rich.console import Console
 
+# The one place these are set, at import, before any stage module can import torch (so in-process callers such
+# as typer's CliRunner get them too). Measured: on a busy 2-core machine, OpenMP threads spinning while waiting
+# made training 5-10x slower (docs/training.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 app = typer.Typer(
     name="studyabroadgpt",
     help="Build, evaluate and serve a grounded study-abroad advising assistant (QLoRA on free hardware).",
@@ -61,10 +67,6 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 
 def main() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Measured: on a busy 2-core machine, OpenMP threads spinning while waiting made training 5-10x slower.
-    # It must be set before torch loads, which is why it lives here and not in the training code.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app()
     except _expected_errors() as exc:

@@ -86,13 +86,13 @@ def run_stage(root: Path, name: str, inputs: dict[str, Any], fn: Callable[[Path]
 
 def stage_synth(cfg: QuickstartConfig, d: Path) -> dict[str, Any]:
     """Grounded conversations from the knowledge base, or the user's dataset validated as it stands."""
-    from .data.io import read_conversations, write_conversations
-    from .utils import atomic_write_jsonl
+    from .data.io import write_conversations
+    from .data.load import load_valid
 
     if cfg.dataset:
-        convs, bad = read_conversations(cfg.dataset, split=cfg.dataset_split)
+        loaded = load_valid(cfg.dataset, split=cfg.dataset_split, quarantine=d / "quarantine.jsonl")
+        convs, bad = loaded.conversations, loaded.quarantined
         if bad:
-            atomic_write_jsonl(d / "quarantine.jsonl", bad)
             console.print(f"[yellow]{len(bad)} records quarantined[/] → {d / 'quarantine.jsonl'}")
         source = cfg.dataset
     else:
@@ -110,27 +110,16 @@ def stage_synth(cfg: QuickstartConfig, d: Path) -> dict[str, Any]:
 
 
 def stage_data(cfg: QuickstartConfig, d: Path, synth: dict[str, Any]) -> dict[str, Any]:
-    from collections import Counter
-
     from .data.card import build_card, write_card
-    from .data.clean import clean_record
     from .data.dedup import dedup
-    from .data.io import iter_raw, quarantine_row, write_conversations
+    from .data.io import write_conversations
+    from .data.load import load_valid
     from .data.split import split
     from .data.stats import compute_stats, plot_stats, public
     from .models import resolve
-    from .utils import atomic_write_jsonl
 
-    changes: Counter = Counter()
-    kept, bad = [], []
-    for rec in iter_raw(synth["conversations"]):
-        conv, problems = clean_record(rec, changes)
-        if conv is None:
-            bad.append(quarantine_row(rec, problems))
-        else:
-            kept.append(conv)
-    if bad:
-        atomic_write_jsonl(d / "quarantine.jsonl", bad)
+    loaded = load_valid(synth["conversations"], clean=True, quarantine=d / "quarantine.jsonl")
+    kept, bad = loaded.conversations, loaded.quarantined
     deduped = dedup(kept, threshold=0.8)
     atomic_write_json(d / "dedup.json", {"exact_removed": deduped.exact_removed, "near_removed": deduped.near_removed,
                                          "clusters": deduped.clusters})
@@ -141,7 +130,7 @@ def stage_data(cfg: QuickstartConfig, d: Path, synth: dict[str, Any]) -> dict[st
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(resolve(cfg.model))
-    stats = compute_stats(deduped.kept, tok, max_seq_len=1024)
+    stats = compute_stats(deduped.kept, tok)
     atomic_write_json(d / "stats.json", public(stats))
     plot_stats(stats, d)
     card_dir = d / "dataset"
@@ -156,7 +145,7 @@ def stage_data(cfg: QuickstartConfig, d: Path, synth: dict[str, Any]) -> dict[st
                   f"{len(parts.test)} test (near-duplicate pairs across splits: {parts.cross_pairs})")
     return {"train": str(d / "train.jsonl"), "test": str(d / "test.jsonl"), "n_train": len(parts.train),
             "n_test": len(parts.test), "quarantined": len(bad), "dedup_removed": len(deduped.removed),
-            "over_max_seq_len_share": stats.get("over_max_seq_len_share"), "dataset_dir": str(card_dir),
+            "over_seq_len_share": stats.get("over_seq_len_share"), "dataset_dir": str(card_dir),
             "fingerprint": fingerprint_paths([d / "train.jsonl", d / "test.jsonl"])}
 
 

@@ -4,7 +4,8 @@ from collections import Counter
 
 from studyabroadgpt.data.clean import clean_record
 from studyabroadgpt.data.dedup import dedup
-from studyabroadgpt.data.io import iter_raw, read_conversations
+from studyabroadgpt.data.io import iter_raw
+from studyabroadgpt.data.load import load_valid
 from studyabroadgpt.data.schema import Conversation, Turn
 from studyabroadgpt.data.split import leak_groups, split
 
@@ -85,7 +86,7 @@ def test_split_is_deterministic_stratified_and_leak_free():
 
 
 def test_sample_split_keeps_same_question_together(sample_path):
-    convs, _ = read_conversations(sample_path)
+    convs = load_valid(sample_path).conversations
     res = split(convs, test_size=0.15, seed=42)
     assert res.multi_member_groups >= 1 and res.cross_pairs == 0
     assert len(res.train) + len(res.test) == 8 and res.test

@@ -32,12 +32,12 @@ def test_pipeline_on_real_sample(sample_path, tmp_path):
     split_report = json.loads((tmp_path / "split" / "split_report.json").read_text())
     assert split_report["cross_split_near_duplicates"] == 0
     assert _count(tmp_path / "split" / "train.jsonl") + _count(tmp_path / "split" / "test.jsonl") == report["kept"]
-    r = run("data", "stats", tmp_path / "dedup.jsonl", "--tokenizer", "tiny-random", "--max-seq-len", "1024",
+    r = run("data", "stats", tmp_path / "dedup.jsonl", "--tokenizer", "tiny-random", "--seq-len", "1024",
             "--out", tmp_path / "stats")
     assert r.exit_code == 0
     stats = json.loads((tmp_path / "stats" / "stats.json").read_text())
     assert stats["words"]["assistant"]["mean"] > 200 and stats["words"]["user"]["mean"] < 20
-    assert stats["over_max_seq_len_share"] > 0.5  # long answers: most exceed 1,024 tokens
+    assert stats["over_seq_len_share"] > 0.5  # long answers: most exceed 1,024 tokens
     assert (tmp_path / "stats" / "tokens_per_conversation.png").stat().st_size > 5000
     r = run("data", "card", tmp_path / "split", "--out", tmp_path / "card")
     assert r.exit_code == 0

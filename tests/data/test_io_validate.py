@@ -4,7 +4,8 @@ import json
 import pandas as pd
 import pytest
 
-from studyabroadgpt.data.io import DataError, iter_raw, read_conversations, write_conversations, write_dataset_dict
+from studyabroadgpt.data.io import DataError, iter_raw, write_conversations, write_dataset_dict
+from studyabroadgpt.data.load import load_valid
 from studyabroadgpt.data.validate import validate_record
 
 
@@ -17,7 +18,8 @@ def _problems(path, **kw):
 
 
 def test_real_sample_is_valid(sample_path):
-    convs, bad = read_conversations(sample_path)
+    loaded = load_valid(sample_path)
+    convs, bad = loaded.conversations, loaded.quarantined
     assert len(convs) == 8 and bad == []
     assert all(c.turns[0].role == "user" and c.turns[-1].role == "assistant" for c in convs)
     assert {len(c.turns) for c in convs} <= {4, 6}
@@ -51,32 +53,36 @@ def test_role_problems_are_reported_per_field(broken_dir):
 
 
 def test_wrong_encoding_is_quarantined_not_fatal(broken_dir):
-    convs, bad = read_conversations(broken_dir / "latin1.jsonl")
+    loaded = load_valid(broken_dir / "latin1.jsonl")
+    convs, bad = loaded.conversations, loaded.quarantined
     assert [c.id for c in convs] == ["utf8-ok"]
     assert bad[0]["line"] == 2 and bad[0]["reasons"][0]["code"] == "encoding"
     assert "Z" in bad[0]["record"]  # the raw text is kept so nothing is lost
 
 
 def test_too_long_records_are_rejected(sample_path):
-    convs, bad = read_conversations(sample_path)
+    loaded = load_valid(sample_path)
+    convs, bad = loaded.conversations, loaded.quarantined
     res = _problems(sample_path, max_chars=5000)
     too_long = [p for _, ps in res.values() for p in ps if p.code == "too_long"]
     assert too_long and "characters > max 5,000" in too_long[0].message
 
 
 def test_formats_messages_alpaca_parquet_dir(broken_dir, tmp_path):
-    convs, bad = read_conversations(broken_dir / "messages.json")
+    loaded = load_valid(broken_dir / "messages.json")
+    convs, bad = loaded.conversations, loaded.quarantined
     assert [c.id for c in convs] == ["m1"] and convs[0].turns[0].role == "system"
     assert bad[0]["reasons"][0]["field"] == "messages[1].text"
-    convs, bad = read_conversations(broken_dir / "alpaca.csv")
+    loaded = load_valid(broken_dir / "alpaca.csv")
+    convs, bad = loaded.conversations, loaded.quarantined
     assert convs[0].messages()[0] == {"role": "user", "content": "Explain the Graduate Route."}
     assert bad[0]["line"] == 3 and bad[0]["reasons"][0]["field"] == "output.text"
     # writers round-trip through Parquet, JSONL (messages) and a DatasetDict
     write_conversations(convs, tmp_path / "x.parquet")
-    assert read_conversations(tmp_path / "x.parquet")[0][0].messages() == convs[0].messages()
+    assert load_valid(tmp_path / "x.parquet").conversations[0].messages() == convs[0].messages()
     write_conversations(convs, tmp_path / "d" / "x.jsonl", fmt="messages")
     assert "messages" in json.loads((tmp_path / "d" / "x.jsonl").read_text().splitlines()[0])
-    assert read_conversations(tmp_path / "d")[0][0].turns == convs[0].turns
+    assert load_valid(tmp_path / "d").conversations[0].turns == convs[0].turns
     import datasets
 
     write_dataset_dict({"train": convs, "test": convs}, tmp_path / "dd")
@@ -96,7 +102,8 @@ def test_hub_dataset_path_through_load_dataset(sample_path, tmp_path, monkeypatc
         return real("json", data_files=str(sample_path), split=split or "train")
 
     monkeypatch.setattr(datasets, "load_dataset", fake_hub)
-    convs, bad = read_conversations("millat/StudyAbroadGPT-Dataset")
+    loaded = load_valid("millat/StudyAbroadGPT-Dataset")
+    convs, bad = loaded.conversations, loaded.quarantined
     assert seen["name"] == "millat/StudyAbroadGPT-Dataset" and len(convs) == 8 and not bad
 
 
@@ -109,5 +116,6 @@ def test_unreadable_sources_raise_clear_errors(broken_dir, tmp_path):
     with pytest.raises(DataError, match="unsupported file type"):
         list(iter_raw(tmp_path / "x.txt"))
     pd.DataFrame({"a": [1]}).to_csv(tmp_path / "t.csv", index=False)
-    convs, bad = read_conversations(tmp_path / "t.csv")
+    loaded = load_valid(tmp_path / "t.csv")
+    convs, bad = loaded.conversations, loaded.quarantined
     assert not convs and bad[0]["reasons"][0]["code"] == "format"

@@ -18,13 +18,13 @@ def short_finetune(tmp_path_factory, sample_path):
     from peft import LoraConfig, get_peft_model
 
     from studyabroadgpt import models
-    from studyabroadgpt.data.io import read_conversations
+    from studyabroadgpt.data.load import load_valid
 
     torch.manual_seed(0)
     model, tok = models.load(models.DEFAULT_MODEL)  # a fresh copy: get_peft_model edits the model in place
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
                                              task_type="CAUSAL_LM"))
-    convs, _ = read_conversations(sample_path)
+    convs = load_valid(sample_path).conversations
     text = tok.apply_chat_template(convs[0].messages()[:2], tokenize=False)
     batch = tok(text, return_tensors="pt", truncation=True, max_length=128)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from studyabroadgpt.cli import app
-from studyabroadgpt.data.io import read_conversations
+from studyabroadgpt.data.load import load_valid
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -86,7 +86,8 @@ def test_synth_cli_output_passes_data_validation(tmp_path):
     out = tmp_path / "synth.jsonl"
     res = run("synth", "--n", "30", "--seed", "1", "--out", str(out))
     assert res.exit_code == 0, res.output
-    convs, rejected = read_conversations(out)
+    loaded = load_valid(out)
+    convs, rejected = loaded.conversations, loaded.quarantined
     assert len(convs) == 30 and rejected == []
     summary = json.loads((tmp_path / "synth.synth.json").read_text())
     assert summary["kept"] == 30 and summary["quarantined"] == 0 and 0 <= summary["near_duplicate_rate"] <= 1

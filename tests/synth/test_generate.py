@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from studyabroadgpt.data.io import read_conversations, write_conversations
+from studyabroadgpt.data.io import write_conversations
+from studyabroadgpt.data.load import load_valid
 from studyabroadgpt.kb.audit import Auditor, has_caveat
 from studyabroadgpt.kb.schema import POLICY_SENSITIVE
 from studyabroadgpt.synth.generate import generate, synthesize
@@ -128,7 +129,8 @@ def test_failed_answers_are_quarantined_not_kept(kb):
 
 def test_round_trip_through_the_data_layer(synth_result, tmp_path):
     path = write_conversations(synth_result.conversations[:50], tmp_path / "synth.jsonl")
-    convs, rejected = read_conversations(path)
+    loaded = load_valid(path)
+    convs, rejected = loaded.conversations, loaded.quarantined
     assert rejected == [] and len(convs) == 50
     assert convs[0].turns[1].provenance == synth_result.conversations[0].turns[1].provenance
 

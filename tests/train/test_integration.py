@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.integration
 def test_default_recipe_on_real_smollm2_loss_falls(tmp_path, sample_path):
-    from studyabroadgpt.data.io import read_conversations, write_conversations
+    from studyabroadgpt.data.io import write_conversations
+    from studyabroadgpt.data.load import load_valid
 
-    convs, _ = read_conversations(sample_path)
+    convs = load_valid(sample_path).conversations
     data = tmp_path / "two.jsonl"
     write_conversations(convs[:2], data)  # a tiny overfit set: every step sees the same two conversations
     result = CliRunner().invoke(app, [

@@ -35,7 +35,7 @@ def build_card(stats: dict[str, Any], splits: dict[str, int], name: str = "Study
     split_rows = "\n".join(f"| {s} | {n} |" for s, n in splits.items())
     tokens = stats.get("tokens")
     token_line = (f"- Tokens per conversation (chat template): mean {tokens['mean']}, median {tokens['median']}, "
-                  f"p95 {tokens['p95']}; {stats['over_max_seq_len_share']:.1%} exceed {stats['max_seq_len']} "
+                  f"p95 {tokens['p95']}; {stats['over_seq_len_share']:.1%} exceed {stats['seq_len']} "
                   "tokens and are truncated or split in training.\n") if tokens else ""
     audit_block = ""
     if audit:

@@ -23,6 +23,10 @@ _MD = re.compile(
 )
 _WORDS = re.compile(r"\w+", re.UNICODE)
 
+# The training recipe's default sequence length (train.config.TrainConfig.seq_len; a test keeps them equal).
+# Written here rather than imported so the data stage does not depend on the training stage.
+DEFAULT_SEQ_LEN = 1024
+
 
 def has_markdown(text: str) -> bool:
     """Headings, bullets, numbered steps, bold, code or tables: the structure advising answers use."""
@@ -48,7 +52,10 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return round(len(grams) / total, 4) if total else 0.0
 
 
-def compute_stats(convs: Sequence[Conversation], tokenizer: Any = None, max_seq_len: int = 2048) -> dict[str, Any]:
+def compute_stats(convs: Sequence[Conversation], tokenizer: Any = None, seq_len: int = DEFAULT_SEQ_LEN
+                  ) -> dict[str, Any]:
+    """The dataset's numbers; with a tokenizer, token lengths and the share longer than ``seq_len`` (the
+    training recipe's sequence length, same name and default as ``train.config.TrainConfig.seq_len``)."""
     turns = [len(c.turns) for c in convs]
     words: dict[str, list[int]] = {"user": [], "assistant": [], "system": []}
     for c in convs:
@@ -71,10 +78,10 @@ def compute_stats(convs: Sequence[Conversation], tokenizer: Any = None, max_seq_
     if tokenizer is not None:
         lengths = [token_length(tokenizer, c) for c in convs]
         out["tokens"] = _summary(lengths)
-        out["max_seq_len"] = max_seq_len
-        over = sum(n > max_seq_len for n in lengths)
-        out["over_max_seq_len"] = over
-        out["over_max_seq_len_share"] = round(over / len(lengths), 4) if lengths else 0.0
+        out["seq_len"] = seq_len
+        over = sum(n > seq_len for n in lengths)
+        out["over_seq_len"] = over
+        out["over_seq_len_share"] = round(over / len(lengths), 4) if lengths else 0.0
         out["_token_lengths"] = lengths
     out["_turn_words"] = words
     return out
@@ -107,8 +114,8 @@ def plot_stats(stats: dict[str, Any], out_dir: Path) -> list[Path]:
     if "_token_lengths" in stats:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         ax.hist(stats["_token_lengths"], bins=30, color="#55A868")
-        ax.axvline(stats["max_seq_len"], color="red", linestyle="--",
-                   label=f"max_seq_len={stats['max_seq_len']} ({stats['over_max_seq_len_share']:.0%} over)")
+        ax.axvline(stats["seq_len"], color="red", linestyle="--",
+                   label=f"seq_len={stats['seq_len']} ({stats['over_seq_len_share']:.0%} over)")
         ax.set_title("tokens per conversation (chat template)")
         ax.set_xlabel("tokens")
         ax.legend()

@@ -6,9 +6,6 @@ a record longer than ``max_chars``, or anything the reader could not decode.
 """
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
-
 from .io import LooseConversation, Problem, RawRecord, normalise_role, parse_loose, to_conversation
 from .schema import Conversation
 
@@ -64,16 +61,3 @@ def validate_record(rec: RawRecord, max_chars: int = DEFAULT_MAX_CHARS) -> tuple
     if problems:
         return None, problems
     return to_conversation(loose), []
-
-
-@dataclass
-class ValidationReport:
-    records: int = 0
-    valid: int = 0
-    rejected: int = 0
-    problem_counts: Counter = field(default_factory=Counter)
-    files: Counter = field(default_factory=Counter)
-
-    def to_dict(self) -> dict:
-        return {"records": self.records, "valid": self.valid, "rejected": self.rejected,
-                "problems": dict(self.problem_counts), "files": dict(self.files)}

@@ -3,7 +3,7 @@
 Two kinds of source are accepted:
 
 * a prompt table (``.csv`` / ``.jsonl`` / ``.json``) with columns ``id, prompt[, reference]``;
-* a conversations dataset (anything :func:`studyabroadgpt.data.io.read_conversations` reads, e.g. the held-out
+* a conversations dataset (anything :func:`studyabroadgpt.data.load.load_valid` reads, e.g. the held-out
   split written by ``data split``). Either the first user turn of each conversation is asked (``mode="first"``),
   or every user turn is asked with the conversation so far as history (``mode="every"``); the reference is the
   assistant turn that followed it in the data.
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..data.io import DataError, detect_format, iter_raw, read_conversations
+from ..data.io import DataError, detect_format, iter_raw
+from ..data.load import load_valid
 
 Mode = Literal["first", "every"]
 
@@ -81,7 +82,8 @@ def _from_prompt_table(source: str | Path, split: str | None) -> list[EvalItem]:
 
 
 def _from_conversations(source: str | Path, mode: Mode, split: str | None) -> list[EvalItem]:
-    convs, quarantined = read_conversations(source, split=split)
+    loaded = load_valid(source, split=split)
+    convs, quarantined = loaded.conversations, loaded.quarantined
     if quarantined:
         first = quarantined[0]
         reason = first["reasons"][0]["message"] if first["reasons"] else "invalid record"

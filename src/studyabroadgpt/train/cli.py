@@ -31,12 +31,7 @@ def train(
     show_labels: Optional[int] = typer.Option(None, "--show-labels", help="Print N encoded samples with trained "
                                               "tokens highlighted and masked ones dimmed; do not train."),
 ) -> None:
-    import os
-
-    # Must precede the first torch import: with the default (active) OpenMP waiting, 2 spinning threads on a
-    # shared 2-core machine ran 5-10x slower than with passive waiting (measured, docs/training.md).
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # OMP_WAIT_POLICY=PASSIVE is set once, in studyabroadgpt/cli.py, before any stage module imports torch.
     from rich.console import Console
 
     from ..config import ConfigError, apply_overrides, build, load_yaml
@@ -73,12 +68,12 @@ def _show_labels(cfg, n: int) -> None:
     from rich.console import Console
     from rich.panel import Panel
 
-    from ..data.io import read_conversations
+    from ..data.load import load_valid
     from .formatting import encode_all, render_labels
 
     out = Console()
     tok = _tokenizer(cfg.model)
-    convs, _ = read_conversations(cfg.phases[0].dataset if cfg.phases and cfg.phases[0].dataset else cfg.dataset)
+    convs = load_valid(cfg.phases[0].dataset if cfg.phases and cfg.phases[0].dataset else cfg.dataset).conversations
     examples, stats = encode_all(tok, convs[:n], cfg.seq_len)
     for ex in examples:
         title = (f"{ex.conv_id}: {len(ex)} tokens, {ex.n_trained} trained"

@@ -138,7 +138,7 @@ def flops_per_token(cfg: TrainConfig, arch: dict[str, Any], trained_fraction: fl
 def dataset_tokens(cfg: TrainConfig) -> tuple[int, float, str]:
     """Real tokens per epoch and trained fraction of the recipe's dataset, tokenized with the recipe's tokenizer
     when it is available offline, else with the embedded SmolLM2 tokenizer as a stand-in (said in the report)."""
-    from ..data.io import read_conversations
+    from ..data.load import load_valid
     from .formatting import encode_all
 
     dataset = cfg.phases[0].dataset if cfg.phases and cfg.phases[0].dataset else cfg.dataset
@@ -150,7 +150,7 @@ def dataset_tokens(cfg: TrainConfig) -> tuple[int, float, str]:
         tok, how = _tokenizer(cfg.model), "the recipe's tokenizer"
     except Exception:
         tok, how = _tokenizer("default"), "SmolLM2's tokenizer as a stand-in (the recipe's is not available offline)"
-    convs, _ = read_conversations(dataset)
+    convs = load_valid(dataset).conversations
     examples, _ = encode_all(tok, convs, cfg.seq_len)
     tokens = sum(len(e) for e in examples)
     trained = sum(e.n_trained for e in examples)

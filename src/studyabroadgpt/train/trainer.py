@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 
 from ..config import ConfigError
-from ..data.io import read_conversations
+from ..data.load import load_valid
 from ..utils import atomic_dir, atomic_write_json, atomic_write_text, fingerprint_obj, library_versions
 from . import checkpoint as ckpt
 from .batching import StepPlan, collate, count_steps, plan_steps, rank_micro_batches
@@ -79,7 +79,8 @@ def _device() -> str:
 
 
 def _load_examples(cfg: TrainConfig, dataset: str, tok: Any) -> tuple[list[Example], dict[str, Any], str, Any]:
-    convs, quarantine = read_conversations(dataset)
+    loaded = load_valid(dataset)
+    convs, quarantine = loaded.conversations, loaded.quarantined
     if not convs:
         from ..data.io import DataError
 
@@ -392,7 +393,7 @@ class _null:
 
 
 def _eval_examples(pcfg: TrainConfig, tok: Any) -> list[Example]:
-    convs, _ = read_conversations(pcfg.eval_dataset)
+    convs = load_valid(pcfg.eval_dataset).conversations
     examples, _ = encode_all(tok, convs, pcfg.seq_len)
     return examples
 
