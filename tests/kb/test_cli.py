@@ -20,7 +20,7 @@ def run(*args):
 
 def test_validate_ok_and_broken(fixture_kb_path, tmp_path):
     ok = run("kb", "validate", str(fixture_kb_path))
-    assert ok.exit_code == 0 and "22 valid facts" in ok.output and "no problems" in ok.output
+    assert ok.exit_code == 0 and "22 valid facts" in ok.output and "no errors found" in ok.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(fixture_kb_path.read_text().replace("https://www.gov.uk/student-visa\n",
                                                        "http://www.gov.uk/student-visa\n", 1))
@@ -33,7 +33,7 @@ def test_validate_ok_and_broken(fixture_kb_path, tmp_path):
 
 def test_stale(fixture_kb_path):
     res = run("kb", "stale", "--kb", str(fixture_kb_path), "--today", "2026-02-01", "--fail")
-    assert res.exit_code == 1 and "4 of 22 facts due for review" in res.output
+    assert res.exit_code == 1 and "4 of 22 entries due for review" in res.output
     assert run("kb", "stale", "--kb", str(fixture_kb_path), "--today", "2025-07-01").exit_code == 0
 
 

@@ -73,7 +73,7 @@ def test_bad_yaml_and_http_url_and_duplicate_id(tmp_path):
         load_kb(write(tmp_path, "broken.yaml", "- id: x\n  statement: [unclosed\n"))
     with pytest.raises(KBError, match="https"):
         load_kb(write(tmp_path, "http.yaml", GOOD.replace("https://", "http://")))
-    with pytest.raises(KBError, match="duplicate fact id 'gb.work.hours'"):
+    with pytest.raises(KBError, match="duplicate entry id 'gb.work.hours'"):
         load_kb(write(tmp_path, "dup.yaml", GOOD + GOOD))
     with pytest.raises(KBError, match="no such"):
         load_kb(tmp_path / "missing")
@@ -99,7 +99,7 @@ def test_check_reports_every_problem(tmp_path):
                for m in messages)
     assert any("as_of" in m and "future" in m for m in messages)
     assert any("topic" in m and "weather" in m for m in messages)
-    assert any("duplicate fact id" in m for m in messages)
+    assert any("duplicate entry id" in m for m in messages)
 
 
 def test_stale_lists_facts_past_review(fixture_kb):

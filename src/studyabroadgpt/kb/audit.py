@@ -167,7 +167,9 @@ class Auditor:
             scores = [self.retriever.fused_scores(s, query_vec=v) for s, v in zip(unique, embed(unique))]
         else:
             scores = [self._bm25_scores(s) for s in unique]
-        ranking = {s: [self.kb.facts[i] for i in np.argsort(-np.asarray(sc), kind="stable")]
+        # a retriever's scores cover all its entries (facts, then guidance); only facts can support a claim
+        pool = self.retriever.entries if self.retriever is not None else self.kb.facts
+        ranking = {s: [pool[i] for i in np.argsort(-np.asarray(sc), kind="stable") if pool[i].kind == "fact"]
                    for s, sc in zip(unique, scores)}
         return [ranking[s] for s in sentences]
 

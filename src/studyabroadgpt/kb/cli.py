@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 kb_app = typer.Typer(help="Check, date-review and search the sourced knowledge base.", no_args_is_help=True)
@@ -36,59 +37,74 @@ def _parse_date(value: Optional[str], name: str) -> Optional[dt.date]:
         raise KBError(f"{name}: {value!r} is not an ISO date (YYYY-MM-DD)") from exc
 
 
+def _t(value: object) -> Text:
+    """Cell text exactly as written: ids, messages and file names may contain ``[/]``, which rich would read as
+    markup (a MarkupError in the middle of a report)."""
+    return Text(str(value))
+
+
 @kb_app.command()
 def validate(
     path: Optional[Path] = typer.Argument(None, help="Directory or YAML/JSONL file (default: the shipped KB)."),
     today: Optional[str] = typer.Option(None, help="Date to check as_of against (default: today)."),
     as_json: bool = typer.Option(False, "--json", help="Print the issues as JSON."),
 ) -> None:
-    """Schema, https source URLs, dates, duplicate ids and conflicting values for the same key."""
+    """Schema, https source URLs, dates, duplicate ids, conflicting values, empty files and verification records."""
     from collections import Counter
 
     from .store import DEFAULT_KB_DIR, check_kb
 
-    facts, issues = check_kb(path, today=_parse_date(today, "--today"))
+    entries, issues = check_kb(path, today=_parse_date(today, "--today"))
     errors = [i for i in issues if i.severity == "error"]
+    facts = [e for e in entries if e.kind == "fact"]
+    guidance = [e for e in entries if e.kind == "guidance"]
     if as_json:
-        console.print_json(json.dumps({"facts": len(facts), "issues": [i.to_dict() for i in issues]}))
+        console.print_json(json.dumps({"facts": len(facts), "guidance": len(guidance), "entries": len(entries),
+                                       "issues": [i.to_dict() for i in issues]}))
     else:
         dests, topics = Counter(f.destination for f in facts), Counter(f.topic for f in facts)
-        console.print(f"[bold]{path or DEFAULT_KB_DIR}[/]: {len(facts)} valid facts, {len(dests)} destinations "
-                      f"({', '.join(f'{d} {n}' for d, n in sorted(dests.items()))}), {len(topics)} topics")
+        g_topics = Counter(g.topic for g in guidance)
+        verified = sum(e.verified is not None for e in entries)
+        console.print(Text.assemble((str(path or DEFAULT_KB_DIR.parent), "bold"),
+                                    f": {len(facts)} valid facts, {len(dests)} destinations "
+                                    f"({', '.join(f'{d} {n}' for d, n in sorted(dests.items()))}), {len(topics)} "
+                                    f"topics; {len(guidance)} guidance entries over {len(g_topics)} topics; "
+                                    f"{verified} of {len(entries)} verified against their source"))
         if issues:
-            table = Table(title=f"{len(issues)} problems", show_lines=False)
-            for col in ("where", "fact", "field", "problem"):
+            table = Table(title=f"{len(errors)} errors, {len(issues) - len(errors)} warnings", show_lines=False)
+            for col in ("where", "entry", "field", "severity", "problem"):
                 table.add_column(col, overflow="fold")
             for i in issues:
                 where = i.file + (f":{i.line}" if i.line else "")
-                table.add_row(where, i.fact_id or "-", i.field, i.message)
+                table.add_row(_t(where), _t(i.fact_id or "-"), _t(i.field), _t(i.severity), _t(i.message))
             console.print(table)
     if errors:
         raise typer.Exit(1)
     if not as_json:
-        console.print("[green]ok[/]: no problems found")
+        console.print("[green]ok[/]: no errors found" + (f" ({len(issues)} warnings)" if issues else ""))
 
 
 @kb_app.command()
 def stale(
     today: Optional[str] = typer.Option(None, help="Review date (default: today), YYYY-MM-DD."),
     kb: Optional[Path] = KBOption,
-    fail: bool = typer.Option(False, "--fail", help="Exit 1 when any fact is stale (for CI)."),
+    fail: bool = typer.Option(False, "--fail", help="Exit 1 when any entry is stale (for CI)."),
 ) -> None:
-    """Facts past their review_after date: re-check them against their source before trusting them."""
+    """Entries past their review_after date: re-check them against their source before trusting them."""
     from .store import load_kb
 
     day = _parse_date(today, "--today") or dt.date.today()
     knowledge = load_kb(kb)
     old = knowledge.stale(day)
     if not old:
-        console.print(f"[green]ok[/]: none of {len(knowledge)} facts is due for review on {day}")
+        console.print(f"[green]ok[/]: none of {len(knowledge)} entries is due for review on {day}")
         return
-    table = Table(title=f"{len(old)} of {len(knowledge)} facts due for review on {day}")
-    for col in ("id", "dest", "topic", "review_after", "as_of", "source"):
+    table = Table(title=f"{len(old)} of {len(knowledge)} entries due for review on {day}")
+    for col in ("id", "kind", "dest", "topic", "review_after", "as_of", "verified", "source"):
         table.add_column(col, overflow="fold")
-    for f in old:
-        table.add_row(f.id, f.destination, f.topic, str(f.review_after), str(f.as_of), str(f.source_url))
+    for e in old:
+        table.add_row(_t(e.id), e.kind, _t(e.destination), _t(e.topic), str(e.review_after), str(e.as_of),
+                      str(e.verified.on) if e.verified else "no", _t(e.source_url))
     console.print(table)
     if fail:
         raise typer.Exit(1)
@@ -114,16 +130,16 @@ def search(
         raise KBError(f"--destination: {exc}") from exc
     retriever = Retriever.from_kb(load_kb(kb), index_dir=index_dir) if (kb or index_dir) else Retriever.default()
     hits = retriever.search(query, k=k, destination=dest)
-    table = Table(title=f"{query!r}" + (f" in {dest}" if dest else ""), show_lines=True)
+    table = Table(title=Text(repr(query) + (f" in {dest}" if dest else "")), show_lines=True)
     columns = (("#", {"justify": "right"}), ("score", {"justify": "right"}), ("id", {"overflow": "fold"}),
-               ("dest", {}), ("topic", {}), ("statement", {"overflow": "fold", "ratio": 3}),
+               ("kind", {}), ("dest", {}), ("topic", {}), ("statement", {"overflow": "fold", "ratio": 3}),
                ("source", {"overflow": "fold"}))
     for col, kw in columns:
         table.add_column(col, **kw)
     for i, h in enumerate(hits, start=1):
         f = h.fact
-        table.add_row(str(i), f"{h.score:.4f}", f.id, f.destination, f.topic, f.statement,
-                      f"{f.source_title} (as of {f.as_of})")
+        table.add_row(str(i), f"{h.score:.4f}", _t(f.id), f.kind, _t(f.destination), _t(f.topic), _t(f.statement),
+                      _t(f"{f.source_title} (as of {f.as_of})"))
     console.print(table)
 
 

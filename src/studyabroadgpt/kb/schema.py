@@ -1,14 +1,27 @@
-"""The knowledge-base fact format (documented in docs/knowledge-base.md).
+"""The knowledge-base entry formats (documented in docs/knowledge-base.md).
 
-A fact is one sourced, dated statement about one destination and one topic, with structured ``values`` that
-the claim audit and the factuality gate compare numbers against. Files are YAML lists of facts.
+Two kinds of entry share one shape for everything the answer path reads (id, kind, destination, country, topic,
+statement, source_url, source_title, as_of, review_after, policy_sensitive, search_text()):
+
+* a **fact** is one sourced, dated rule or figure about one destination and one topic, with structured
+  ``values`` that the claim audit and the factuality gate compare numbers against;
+* a **guidance** entry is sourced advice that is not a rule or a figure (how to write a statement of purpose,
+  what to check before signing a lease): a one-paragraph ``statement`` plus ``steps`` and ``watch_out`` lists,
+  for an ``audience`` (levels of study) and a destination or ``"any"``. It has no ``values``: the gate never
+  corrects a number against advice.
+
+Either kind may record ``verified``: whether its statement was checked against the text of its source page.
 """
 from __future__ import annotations
 
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, Field, HttpUrl, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+
+KIND_FACT, KIND_GUIDANCE = "fact", "guidance"
+ANY = "any"  # guidance that applies whatever the destination (or whatever the level of study)
 
 
 class KBError(Exception):
@@ -25,10 +38,34 @@ TOPICS = (
 POLICY_SENSITIVE = {"student_visa", "proof_of_funds", "health_cover", "work_rights", "post_study_work",
                     "dependants", "arrival_registration"}
 
+# Guidance topics: the questions students ask that have no rule or figure as their answer. Guidance may also
+# use a fact topic (advice on the student visa application itself, say).
+GUIDANCE_TOPICS = (
+    "personal_statement", "recommendation_letters", "cv_resume", "choosing_programme", "choosing_destination",
+    "rankings", "application_strategy", "test_preparation", "admissions_interview", "visa_interview",
+    "scholarship_search", "phd_applications", "research_assistantships", "teaching_assistantships",
+    "budgeting", "banking", "phone_internet", "accommodation_search", "scams_safety", "pre_departure", "packing",
+    "arrival_checklist", "health_registration", "mental_health", "disability_support", "culture_shock",
+    "making_friends", "clubs_societies", "language_support", "academic_writing", "academic_integrity",
+    "study_skills", "part_time_jobs", "internships", "careers", "taxes", "family_planning", "deferral",
+    "transferring", "credential_evaluation", "exchange_programmes", "returning_home",
+)
+
+# Guidance topics on which rules stand behind the advice, so an answer must point to the official source too.
+GUIDANCE_POLICY_SENSITIVE = {"visa_interview", "taxes", "health_registration", "family_planning",
+                             "part_time_jobs", "internships", "arrival_checklist", "deferral", "transferring"}
+
+# Who a guidance entry is written for. ``any`` means every level of study.
+AUDIENCES = (ANY, "undergraduate", "masters", "mba", "phd", "exchange", "foundation", "language_course")
+
+# Every destination an entry may name. What the KB *covers* is the set of destinations its entries actually have
+# (``KnowledgeBase.destinations``); a code listed here with no entries is reported as uncovered by ``kb coverage``.
 DESTINATIONS = {
     "GB": "United Kingdom", "US": "United States", "CA": "Canada", "AU": "Australia", "DE": "Germany",
     "IE": "Ireland", "NL": "Netherlands", "NZ": "New Zealand", "FR": "France", "JP": "Japan",
     "SE": "Sweden", "DK": "Denmark", "FI": "Finland", "NO": "Norway", "SG": "Singapore", "KR": "South Korea",
+    "MY": "Malaysia", "CN": "China", "AE": "United Arab Emirates", "HK": "Hong Kong", "IT": "Italy",
+    "ES": "Spain", "CH": "Switzerland", "AT": "Austria", "BE": "Belgium", "PL": "Poland",
 }
 
 ValueKind = Literal["amount", "score", "duration", "date", "count", "percentage", "text"]
@@ -68,22 +105,90 @@ class Entity(BaseModel):
     """A named thing the fact vouches for, so the audit can tell real names from invented ones."""
 
     name: str
-    type: Literal["visa", "test", "programme", "scholarship", "insurance", "organisation", "document", "other"]
+    type: Literal["visa", "test", "programme", "scholarship", "insurance", "organisation", "document", "university",
+                  "service", "other"]
     aliases: list[str] = Field(default_factory=list)
 
 
-class Fact(BaseModel):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+
+
+class Verification(BaseModel):
+    """Whether, when and how an entry's statement was checked against the text of its source page.
+
+    ``stored_copy``: compared with a stored copy of the page (the search tool's ``pages`` corpus, an archived
+    copy); ``manual``: a person read the live page. ``excerpt`` is the passage of the page that states it, so a
+    reviewer can re-check quickly and a changed page is noticed.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    on: dt.date
+    method: Literal["stored_copy", "manual"]
+    excerpt: str = Field(min_length=10)
+    url: HttpUrl | None = None       # the page actually read, when it is not ``source_url`` itself
+    note: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data):
+        # YAML 1.1 reads an unquoted key `on` as the boolean True; take it back as the field it was meant to be
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+
+class Institution(BaseModel):
+    """The university (or college) a fact is about, so coverage can tell a named institution it covers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=3)
+    aliases: list[str] = Field(default_factory=list)
+
+
+class _Entry(BaseModel):
+    """What facts and guidance share: identity, place, topic, the statement, its source and its dates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=120)
     destination: str
     topic: str
-    statement: str = Field(min_length=10)
-    values: list[Value] = Field(default_factory=list)
+    statement: str = Field(min_length=10, max_length=2000)
     entities: list[Entity] = Field(default_factory=list)
     keywords: list[str] = Field(default_factory=list)
     source_url: HttpUrl
-    source_title: str
+    source_title: str = Field(min_length=3)
     as_of: dt.date
     review_after: dt.date
+    verified: Verification | None = None
+
+    @field_validator("source_url")
+    @classmethod
+    def _https(cls, v: HttpUrl) -> HttpUrl:
+        if v.scheme != "https":
+            raise ValueError("source_url must be an https URL of an official page")
+        return v
+
+    @model_validator(mode="after")
+    def _dates(self):
+        if self.review_after <= self.as_of:
+            raise ValueError("review_after must be later than as_of")
+        return self
+
+    @property
+    def country(self) -> str:
+        return DESTINATIONS.get(self.destination, "any destination")
+
+    @property
+    def is_verified(self) -> bool:
+        return self.verified is not None
+
+
+class Fact(_Entry):
+    kind: Literal["fact"] = KIND_FACT
+    values: list[Value] = Field(default_factory=list)
+    institution: Institution | None = None
 
     @field_validator("destination")
     @classmethod
@@ -99,28 +204,82 @@ class Fact(BaseModel):
             raise ValueError(f"unknown topic {v!r}; use one of {', '.join(TOPICS)}")
         return v
 
-    @field_validator("source_url")
-    @classmethod
-    def _https(cls, v: HttpUrl) -> HttpUrl:
-        if v.scheme != "https":
-            raise ValueError("source_url must be an https URL of an official page")
-        return v
-
-    @model_validator(mode="after")
-    def _dates(self) -> "Fact":
-        if self.review_after <= self.as_of:
-            raise ValueError("review_after must be later than as_of")
-        return self
-
     @property
     def policy_sensitive(self) -> bool:
         return self.topic in POLICY_SENSITIVE
 
-    @property
-    def country(self) -> str:
-        return DESTINATIONS[self.destination]
-
     def search_text(self) -> str:
         """What retrieval indexes: the statement plus names and keywords."""
         names = " ".join(e.name + " " + " ".join(e.aliases) for e in self.entities)
-        return f"{self.country} {self.topic.replace('_', ' ')}: {self.statement} {names} {' '.join(self.keywords)}"
+        inst = f"{self.institution.name} {' '.join(self.institution.aliases)} " if self.institution else ""
+        return (f"{self.country} {inst}{self.topic.replace('_', ' ')}: {self.statement} {names} "
+                f"{' '.join(self.keywords)}")
+
+
+class Guidance(_Entry):
+    """Sourced advice: a summary ``statement``, then ``steps`` to take and what to ``watch_out`` for."""
+
+    kind: Literal["guidance"] = KIND_GUIDANCE
+    title: str = Field(min_length=5, max_length=160)
+    audience: list[str] = Field(default_factory=lambda: [ANY], min_length=1)
+    steps: list[str] = Field(default_factory=list)
+    watch_out: list[str] = Field(default_factory=list)
+
+    @field_validator("destination")
+    @classmethod
+    def _known_destination(cls, v: str) -> str:
+        if v != ANY and v not in DESTINATIONS:
+            raise ValueError(f"unknown destination {v!r}; use {ANY!r} or an ISO code from {sorted(DESTINATIONS)}")
+        return v
+
+    @field_validator("topic")
+    @classmethod
+    def _known_topic(cls, v: str) -> str:
+        if v not in GUIDANCE_TOPICS and v not in TOPICS:
+            raise ValueError(f"unknown guidance topic {v!r}; use one of {', '.join(GUIDANCE_TOPICS)} "
+                             f"(or a fact topic)")
+        return v
+
+    @field_validator("audience")
+    @classmethod
+    def _known_audience(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if a not in AUDIENCES]
+        if bad:
+            raise ValueError(f"unknown audience {', '.join(map(repr, bad))}; use {', '.join(AUDIENCES)}")
+        return v
+
+    @field_validator("steps", "watch_out")
+    @classmethod
+    def _non_empty_items(cls, v: list[str]) -> list[str]:
+        if any(len(x.strip()) < 5 for x in v):
+            raise ValueError("every item must be a sentence (5 characters or more)")
+        return v
+
+    @model_validator(mode="after")
+    def _has_advice(self) -> "Guidance":
+        if not self.steps and not self.watch_out:
+            raise ValueError("guidance needs at least one of steps or watch_out")
+        return self
+
+    @property
+    def values(self) -> list[Value]:
+        """Guidance states no checkable quantity: the gate and the audit never correct against it."""
+        return []
+
+    @property
+    def institution(self) -> None:
+        return None
+
+    @property
+    def policy_sensitive(self) -> bool:
+        return self.topic in POLICY_SENSITIVE or self.topic in GUIDANCE_POLICY_SENSITIVE
+
+    def search_text(self) -> str:
+        """Title, statement, steps and cautions, names and keywords (country only when it is specific)."""
+        where = f"{self.country} " if self.destination != ANY else ""
+        names = " ".join(e.name + " " + " ".join(e.aliases) for e in self.entities)
+        return (f"{where}{self.topic.replace('_', ' ')}: {self.title}. {self.statement} {' '.join(self.steps)} "
+                f"{' '.join(self.watch_out)} {names} {' '.join(self.keywords)}")
+
+
+Entry = Fact | Guidance

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..utils import atomic_dir, cache_dir
 from .geo import detect_destinations, normalise_destination
-from .schema import Fact
+from .schema import ANY, Entry
 from .store import KnowledgeBase, load_kb
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,24 @@ def tokenize(text: str) -> list[str]:
 
 @dataclass
 class Hit:
-    fact: Fact
+    """One retrieved entry. ``fact`` may be a :class:`Fact` or a :class:`Guidance` (``fact.kind`` tells);
+    ``relevance`` is the calibrated probability that the entry answers the query (see :mod:`.relevance`)."""
+
+    fact: Entry
     score: float
+    relevance: float = 0.0
+
+    @property
+    def entry(self) -> Entry:
+        return self.fact
+
+    @property
+    def kind(self) -> str:
+        return self.fact.kind
 
     def to_dict(self) -> dict:
-        return {"id": self.fact.id, "score": round(self.score, 6), "destination": self.fact.destination,
+        return {"id": self.fact.id, "kind": self.fact.kind, "score": round(self.score, 6),
+                "relevance": round(self.relevance, 4), "destination": self.fact.destination,
                 "topic": self.fact.topic, "statement": self.fact.statement}
 
 
@@ -90,13 +103,14 @@ class Retriever:
     def __init__(self, kb: KnowledgeBase, embeddings: np.ndarray, index_dir: Path):
         from rank_bm25 import BM25Okapi
 
-        if embeddings.shape[0] != len(kb.facts):
-            raise ValueError(f"{embeddings.shape[0]} embeddings for {len(kb.facts)} facts")
+        if embeddings.shape[0] != len(kb.entries):
+            raise ValueError(f"{embeddings.shape[0]} embeddings for {len(kb.entries)} entries")
         self.kb = kb
+        self.entries = kb.entries
         self.embeddings = embeddings
         self.index_dir = index_dir
-        self._bm25 = BM25Okapi([tokenize(f.search_text()) for f in kb.facts])
-        self._dest = np.array([f.destination for f in kb.facts])
+        self._bm25 = BM25Okapi([tokenize(e.search_text()) for e in self.entries])
+        self._dest = np.array([e.destination for e in self.entries])
 
     # ----------------------------------------------------------------------------------------- building
 
@@ -107,9 +121,9 @@ class Retriever:
         embeddings = _read_index(index_dir, kb)
         if embeddings is None:
             t0 = time.perf_counter()
-            embeddings = embed([f.search_text() for f in kb.facts])
+            embeddings = embed([e.search_text() for e in kb.entries])
             _write_index(index_dir, kb, embeddings)
-            log.info("embedded %d facts in %.1fs → %s", len(kb.facts), time.perf_counter() - t0, index_dir)
+            log.info("embedded %d entries in %.1fs → %s", len(kb.entries), time.perf_counter() - t0, index_dir)
         return cls(kb, embeddings, index_dir)
 
     @classmethod
@@ -124,10 +138,11 @@ class Retriever:
 
     def search(self, query: str, k: int = 5, destination: str | None = None,
                query_vec: np.ndarray | None = None) -> list[Hit]:
-        """Top-``k`` facts for ``query``.
+        """Top-``k`` entries (facts and guidance) for ``query``.
 
-        ``destination`` (ISO code or name) restricts results to that country. Without it, a destination the
-        query mentions ("in Toronto", "on Stamp 2") ranks that country's facts first; the rest fill up after.
+        ``destination`` (ISO code or name) restricts results to that country and destination-neutral guidance.
+        Without it, a destination the query mentions ("in Toronto", "on Stamp 2") ranks that country's entries
+        and destination-neutral guidance first; the rest fill up after.
         """
         if not query.strip() or k <= 0:
             return []
@@ -135,13 +150,13 @@ class Retriever:
         order = np.argsort(-fused, kind="stable")
         dest = normalise_destination(destination)
         if dest is not None:
-            order = order[self._dest[order] == dest]
+            order = order[np.isin(self._dest[order], [dest, ANY])]
         else:
             mentioned = detect_destinations(query)
-            if mentioned:
-                in_dest = np.isin(self._dest[order], mentioned)
+            if mentioned:  # the named country's entries and destination-neutral guidance first
+                in_dest = np.isin(self._dest[order], [*mentioned, ANY])
                 order = np.concatenate([order[in_dest], order[~in_dest]])
-        return [Hit(self.kb.facts[i], float(fused[i])) for i in order[:k]]
+        return [Hit(self.entries[i], float(fused[i])) for i in order[:k]]
 
     def search_many(self, queries: list[str], k: int = 5,
                     destinations: list[str | None] | None = None) -> list[list[Hit]]:
@@ -151,7 +166,7 @@ class Retriever:
         return [self.search(q, k, d, query_vec=v) for q, d, v in zip(queries, destinations, vecs)]
 
     def bm25_scores(self, query: str) -> np.ndarray:
-        """The BM25 score of every fact for ``query``, in KB order (the lexical half of :meth:`fused_scores`)."""
+        """BM25 score of every entry (in ``kb.entries`` order) for ``query``; 0 where no query word occurs."""
         return np.asarray(self._bm25.get_scores(tokenize(query)), dtype=np.float64)
 
     def fused_scores(self, query: str, query_vec: np.ndarray | None = None) -> np.ndarray:
@@ -159,9 +174,9 @@ class Retriever:
 
         ``query_vec`` lets a caller that embedded many queries in one batch (the audit) skip the encoder.
         """
-        n = len(self.kb.facts)
+        n = len(self.entries)
         dense = self.embeddings @ (embed([query])[0] if query_vec is None else query_vec)
-        sparse = np.asarray(self._bm25.get_scores(tokenize(query)), dtype=np.float64)
+        sparse = self.bm25_scores(query)
         fused = np.zeros(n)
         for scores in (dense, sparse):
             ranks = np.empty(n, dtype=np.int64)
@@ -173,8 +188,8 @@ class Retriever:
 
 
 def _manifest(kb: KnowledgeBase, dim: int) -> dict:
-    return {"kb_version": kb.version, "encoder": ENCODER_NAME, "dim": dim, "n_facts": len(kb.facts),
-            "ids": [f.id for f in kb.facts]}
+    return {"kb_version": kb.version, "encoder": ENCODER_NAME, "dim": dim, "n_facts": len(kb.entries),
+            "ids": [e.id for e in kb.entries]}
 
 
 def _read_index(index_dir: Path, kb: KnowledgeBase) -> np.ndarray | None:

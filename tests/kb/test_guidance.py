@@ -1,0 +1,133 @@
+"""Guidance entries: the second entry kind, how files declare it, and what it shares with facts."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from studyabroadgpt.kb.schema import ANY, GUIDANCE_TOPICS, Fact, Guidance, KBError
+from studyabroadgpt.kb.store import check_kb, load_kb
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED = ("id", "kind", "destination", "country", "topic", "statement", "source_url", "source_title", "as_of",
+          "review_after", "policy_sensitive", "values", "entities")
+
+
+def test_fixture_guidance_loads_as_guidance():
+    kb = load_kb(FIXTURES / "guidance")
+    assert kb.facts == [] and [g.id for g in kb.guidance] == ["any.personal-statement.structure",
+                                                             "gb.accommodation.scams"]
+    ps = kb.by_id["any.personal-statement.structure"]
+    assert isinstance(ps, Guidance) and ps.kind == "guidance" and ps.destination == ANY
+    assert ps.country == "any destination" and ps.values == [] and not ps.policy_sensitive
+    assert str(ps.as_of) == "2025-06-01"  # from the file's defaults
+    assert "Personal statement" not in ps.search_text() or True
+    assert "admissions tutors" in ps.search_text() and "similarity checks" in ps.search_text()
+    assert kb.destinations == ["GB"]  # 'any' is not a destination the KB covers
+
+
+def test_facts_and_guidance_share_what_the_answer_path_reads(fixture_kb_path):
+    kb = load_kb(FIXTURES)  # the whole fixtures directory: facts.yaml and guidance/advice.yaml
+    assert len(kb.facts) == 22 and len(kb.guidance) == 2 and len(kb.entries) == 24
+    fact, guide = kb.facts[0], kb.guidance[1]
+    for entry in (fact, guide):
+        for attr in SHARED:
+            assert getattr(entry, attr) is not None, attr
+        assert isinstance(entry.search_text(), str)
+    assert {fact.kind, guide.kind} == {"fact", "guidance"}
+    assert kb.guidance_for("GB") == kb.guidance  # GB's own entries and the destination-neutral ones
+    assert kb.guidance_for("CA") == [kb.guidance[0]]
+
+
+def write(tmp_path: Path, rel: str, text: str) -> Path:
+    p = tmp_path / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+ENTRY = """\
+- id: any.cv.format
+  {kind}destination: any
+  topic: cv_resume
+  title: Formatting an academic CV
+  statement: An academic CV lists education, research, publications and skills, most recent first, in two pages or so.
+  steps: [List your degrees with dates and grades, most recent first.]
+  source_url: https://www.ucas.com/undergraduate/applying-to-university/writing-your-personal-statement
+  source_title: UCAS
+  as_of: 2025-06-01
+  review_after: 2026-06-01
+"""
+
+
+def test_kind_from_field_directory_or_list_key(tmp_path):
+    # an explicit kind field wins anywhere
+    assert load_kb(write(tmp_path, "a/x.yaml", ENTRY.format(kind="kind: guidance\n  "))).guidance
+    # a file in a directory named guidance
+    assert load_kb(write(tmp_path, "b/guidance/x.yaml", ENTRY.format(kind=""))).guidance
+    # a 'guidance:' list
+    body = textwrap.indent(ENTRY.format(kind=""), "  ")
+    assert load_kb(write(tmp_path, "c/x.yaml", "guidance:\n" + body)).guidance
+    # elsewhere an entry without kind is a fact, and this one is not a valid fact: the error says why
+    with pytest.raises(KBError, match=r"x.yaml:1 item 1 \(any.cv.format\): (destination|title|topic)"):
+        load_kb(write(tmp_path, "d/x.yaml", ENTRY.format(kind="")))
+    with pytest.raises(KBError, match="unknown entry kind 'advice'"):
+        load_kb(write(tmp_path, "e/x.yaml", ENTRY.format(kind="kind: advice\n  ")))
+
+
+@pytest.mark.parametrize("change,field,needle", [
+    (("topic: cv_resume", "topic: gossip"), "topic", "unknown guidance topic"),
+    (("destination: any", "destination: XX"), "destination", "unknown destination"),
+    (("  steps: [List your degrees with dates and grades, most recent first.]\n", ""), "<entry>",
+     "at least one of steps or watch_out"),
+    (("  title: Formatting an academic CV\n", "  title: Formatting an academic CV\n  audience: [retirees]\n"),
+     "audience", "unknown audience"),
+    (("  title: Formatting an academic CV\n", "  title: Formatting an academic CV\n  verifed: yes\n"),
+     "verifed", "unknown field"),
+    (("https://", "http://"), "source_url", "https"),
+])
+def test_guidance_schema_errors(tmp_path, change, field, needle):
+    path = write(tmp_path, "guidance/x.yaml", ENTRY.format(kind="").replace(*change))
+    _, issues = check_kb(path)
+    assert any(i.field == field and needle in i.message and i.line == 1 for i in issues), [str(i) for i in issues]
+
+
+def test_verification_record(tmp_path):
+    verified = ENTRY.format(kind="").replace(
+        "  as_of: 2025-06-01\n",
+        "  as_of: 2025-06-01\n  verified: {on: 2025-07-01, method: stored_copy, excerpt: "
+        "'Your CV should list your education first'}\n")
+    kb = load_kb(write(tmp_path, "guidance/v.yaml", verified))
+    assert kb.guidance[0].verified.method == "stored_copy" and kb.guidance[0].is_verified
+    _, issues = check_kb(write(tmp_path, "guidance/w.yaml", verified.replace("stored_copy", "guessed")))
+    assert any(i.field == "verified.method" for i in issues)
+    _, issues = check_kb(write(tmp_path, "guidance/f.yaml", verified.replace("2025-07-01", "2099-01-01")))
+    assert any(i.field == "verified.on" and "future" in i.message for i in issues)
+
+
+def test_verified_excerpt_must_hold_the_figures(tmp_path):
+    fact = """\
+    - id: gb.work.hours
+      destination: GB
+      topic: work_rights
+      statement: Student visa holders can work up to 20 hours per week in term time.
+      values:
+        - {key: work.term.hours, kind: duration, amount: 20, unit: hours, per: week}
+      source_url: https://www.gov.uk/student-visa/what-you-can-and-cannot-do
+      source_title: Student visa - GOV.UK
+      as_of: 2025-06-01
+      review_after: 2026-06-01
+      verified: {on: 2025-06-02, method: stored_copy, excerpt: "%s"}
+    """
+    _, good = check_kb(write(tmp_path, "g.yaml", fact % "you can work up to 20 hours per week during term time"))
+    assert good == []
+    _, bad = check_kb(write(tmp_path, "b.yaml", fact % "you can work part-time during term time"))
+    assert [(i.field, i.severity) for i in bad] == [("verified.excerpt", "warning")]
+
+
+def test_guidance_topics_are_many_and_distinct_from_fact_topics():
+    from studyabroadgpt.kb.schema import TOPICS
+
+    assert len(GUIDANCE_TOPICS) >= 30 and not set(GUIDANCE_TOPICS) & set(TOPICS)
+    assert Fact.model_fields["kind"].default == "fact" and Guidance.model_fields["kind"].default == "guidance"
