@@ -95,12 +95,16 @@ CORRUPT: list[tuple[str, str | bytes, str]] = [
     ("huge-int", _sub("amount: 20", "amount: " + "9" * 5000), "number too long"),
     ("duplicate-id", GOOD + GOOD, "duplicate entry id"),
     ("unknown-kind", _sub("- id: gb.work.hours\n", "- id: gb.work.hours\n  kind: rumour\n"), "kind"),
-    ("verified-not-mapping", _sub("review_after: 2026-06-01", "review_after: 2026-06-01\n  verified: yes"),
-     "verified"),
-    ("verified-bad-method", _sub("review_after: 2026-06-01", "review_after: 2026-06-01\n  verified: "
-                                 "{on: 2025-06-02, method: vibes, excerpt: work up to 20 hours per week}"), "method"),
-    ("verified-bad-date", _sub("review_after: 2026-06-01", "review_after: 2026-06-01\n  verified: "
-                               "{on: 2025-99-02, method: manual, excerpt: work up to 20 hours per week}"), "on"),
+    ("verification-not-mapping", _sub("review_after: 2026-06-01", "review_after: 2026-06-01\n  verification: yes"),
+     "verification"),
+    ("verification-bad-method", _sub("review_after: 2026-06-01", "review_after: 2026-06-01\n  verification: "
+                                     "{status: verified, checked_on: 2025-06-02, method: vibes, excerpt: work up to 20 "
+                                     "hours per week}"), "method"),
+    ("verification-bad-date", _sub("review_after: 2026-06-01", "review_after: 2026-06-01\n  verification: "
+                                   "{status: verified, checked_on: 2025-99-02, excerpt: work up to 20 hours per "
+                                   "week}"), "checked_on"),
+    ("verification-bad-status", _sub("review_after: 2026-06-01", "review_after: 2026-06-01\n  verification: "
+                                     "{status: probably, checked_on: 2025-06-02, note: looked fine}"), "status"),
     ("guidance-no-advice", GUIDE.replace("  steps: [List your degrees with dates and grades, most recent first.]\n",
                                          ""), "steps or watch_out"),
     ("guidance-bad-topic", GUIDE.replace("topic: cv_resume", "topic: horoscope"), "topic"),

@@ -22,7 +22,6 @@ def test_fixture_guidance_loads_as_guidance():
     assert isinstance(ps, Guidance) and ps.kind == "guidance" and ps.destination == ANY
     assert ps.country == "any destination" and ps.values == [] and not ps.policy_sensitive
     assert str(ps.as_of) == "2025-06-01"  # from the file's defaults
-    assert "Personal statement" not in ps.search_text() or True
     assert "admissions tutors" in ps.search_text() and "similarity checks" in ps.search_text()
     assert kb.destinations == ["GB"]  # 'any' is not a destination the KB covers
 
@@ -96,14 +95,22 @@ def test_guidance_schema_errors(tmp_path, change, field, needle):
 def test_verification_record(tmp_path):
     verified = ENTRY.format(kind="").replace(
         "  as_of: 2025-06-01\n",
-        "  as_of: 2025-06-01\n  verified: {on: 2025-07-01, method: stored_copy, excerpt: "
-        "'Your CV should list your education first'}\n")
+        "  as_of: 2025-06-01\n  verification: {status: verified, checked_on: 2025-07-01, method: stored_copy, "
+        "excerpt: 'Your CV should list your education first'}\n")
     kb = load_kb(write(tmp_path, "guidance/v.yaml", verified))
-    assert kb.guidance[0].verified.method == "stored_copy" and kb.guidance[0].is_verified
+    assert kb.guidance[0].verification.method == "stored_copy" and kb.guidance[0].is_verified
     _, issues = check_kb(write(tmp_path, "guidance/w.yaml", verified.replace("stored_copy", "guessed")))
-    assert any(i.field == "verified.method" for i in issues)
+    assert any(i.field == "verification.method" for i in issues)
     _, issues = check_kb(write(tmp_path, "guidance/f.yaml", verified.replace("2025-07-01", "2099-01-01")))
-    assert any(i.field == "verified.on" and "future" in i.message for i in issues)
+    assert any(i.field == "verification.checked_on" and "future" in i.message for i in issues)
+    no_excerpt = verified.replace(", excerpt: 'Your CV should list your education first'", "")
+    _, issues = check_kb(write(tmp_path, "guidance/e.yaml", no_excerpt))
+    assert any(i.field == "verification" and "excerpt" in i.message for i in issues)
+    unverified = no_excerpt.replace("status: verified", "status: unverified, note: no stored copy found")
+    kb = load_kb(write(tmp_path, "guidance/u.yaml", unverified))
+    assert kb.guidance[0].verification is not None and not kb.guidance[0].is_verified
+    _, issues = check_kb(write(tmp_path, "guidance/m.yaml", unverified.replace("unverified", "mismatch")))
+    assert [i.field for i in issues] == ["verification.status"]
 
 
 def test_verified_excerpt_must_hold_the_figures(tmp_path):
@@ -118,12 +125,12 @@ def test_verified_excerpt_must_hold_the_figures(tmp_path):
       source_title: Student visa - GOV.UK
       as_of: 2025-06-01
       review_after: 2026-06-01
-      verified: {on: 2025-06-02, method: stored_copy, excerpt: "%s"}
+      verification: {status: verified, checked_on: 2025-06-02, excerpt: "%s"}
     """
     _, good = check_kb(write(tmp_path, "g.yaml", fact % "you can work up to 20 hours per week during term time"))
     assert good == []
     _, bad = check_kb(write(tmp_path, "b.yaml", fact % "you can work part-time during term time"))
-    assert [(i.field, i.severity) for i in bad] == [("verified.excerpt", "warning")]
+    assert [(i.field, i.severity) for i in bad] == [("verification.excerpt", "warning")]
 
 
 def test_guidance_topics_are_many_and_distinct_from_fact_topics():

@@ -64,7 +64,7 @@ def validate(
     else:
         dests, topics = Counter(f.destination for f in facts), Counter(f.topic for f in facts)
         g_topics = Counter(g.topic for g in guidance)
-        verified = sum(e.verified is not None for e in entries)
+        verified = sum(e.is_verified for e in entries)
         console.print(Text.assemble((str(path or DEFAULT_KB_DIR.parent), "bold"),
                                     f": {len(facts)} valid facts, {len(dests)} destinations "
                                     f"({', '.join(f'{d} {n}' for d, n in sorted(dests.items()))}), {len(topics)} "
@@ -104,7 +104,7 @@ def stale(
         table.add_column(col, overflow="fold")
     for e in old:
         table.add_row(_t(e.id), e.kind, _t(e.destination), _t(e.topic), str(e.review_after), str(e.as_of),
-                      str(e.verified.on) if e.verified else "no", _t(e.source_url))
+                      (f"{e.verification.status} {e.verification.checked_on}" if e.verification else "never"), _t(e.source_url))
     console.print(table)
     if fail:
         raise typer.Exit(1)

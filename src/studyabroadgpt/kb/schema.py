@@ -115,26 +115,29 @@ class Entity(BaseModel):
 class Verification(BaseModel):
     """Whether, when and how an entry's statement was checked against the text of its source page.
 
-    ``stored_copy``: compared with a stored copy of the page (the search tool's ``pages`` corpus, an archived
-    copy); ``manual``: a person read the live page. ``excerpt`` is the passage of the page that states it, so a
-    reviewer can re-check quickly and a changed page is noticed.
+    ``status``: ``verified`` (the page text states it; ``excerpt`` quotes the passage), ``unverified`` (checked,
+    but no stored copy of the page was found or the page did not show the statement; ``note`` says which) or
+    ``mismatch`` (the page says something else: the entry must be fixed before it is trusted).
+    ``method``: ``stored_copy`` (a stored copy of the page, e.g. the search tool's ``pages`` corpus) or ``manual``
+    (a person read the live page).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    on: dt.date
-    method: Literal["stored_copy", "manual"]
-    excerpt: str = Field(min_length=10)
+    status: Literal["verified", "unverified", "mismatch"]
+    checked_on: dt.date
+    method: Literal["stored_copy", "manual"] = "stored_copy"
+    excerpt: str | None = Field(default=None, min_length=10)
     url: HttpUrl | None = None       # the page actually read, when it is not ``source_url`` itself
     note: str | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _yaml_on(cls, data):
-        # YAML 1.1 reads an unquoted key `on` as the boolean True; take it back as the field it was meant to be
-        if isinstance(data, dict) and True in data and "on" not in data:
-            data = {("on" if k is True else k): v for k, v in data.items()}
-        return data
+    @model_validator(mode="after")
+    def _excerpt_when_verified(self) -> "Verification":
+        if self.status == "verified" and not self.excerpt:
+            raise ValueError("a verified entry needs the excerpt of the source text that states it")
+        if self.status != "verified" and not (self.note or self.excerpt):
+            raise ValueError(f"say why in a note: what was checked and what was (not) found ({self.status})")
+        return self
 
 
 class Institution(BaseModel):
@@ -161,7 +164,7 @@ class _Entry(BaseModel):
     source_title: str = Field(min_length=3)
     as_of: dt.date
     review_after: dt.date
-    verified: Verification | None = None
+    verification: Verification | None = None
 
     @field_validator("source_url")
     @classmethod
@@ -182,7 +185,8 @@ class _Entry(BaseModel):
 
     @property
     def is_verified(self) -> bool:
-        return self.verified is not None
+        """True when the statement was found in the text of its source page."""
+        return self.verification is not None and self.verification.status == "verified"
 
 
 class Fact(_Entry):

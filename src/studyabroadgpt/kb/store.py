@@ -273,7 +273,7 @@ def _parse(raw: _RawFact) -> tuple[Entry | None, list[KBIssue]]:
             loc = ".".join(str(p) for p in err["loc"]) or "<entry>"
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(str(err["loc"][-1]), model.model_fields, n=1)
+                close = difflib.get_close_matches(str(err["loc"][-1]), model.model_fields, n=1, cutoff=0.75)
                 msg = f"unknown field for a {kind} entry" + (f"; did you mean {close[0]!r}?" if close else "")
             issues.append(KBIssue(raw.file, raw.item, raw.line, loc, msg, fact_id=fact_id))
         return None, issues
@@ -353,14 +353,17 @@ def _entry_issues(entry: Entry, raw: _RawFact, today: dt.date) -> list[KBIssue]:
         keys = [v.key for v in entry.values]
         out += [issue("values", f"key {k!r} appears twice in one fact") for k in sorted({k for k in keys
                                                                                         if keys.count(k) > 1})]
-    v = entry.verified
+    v = entry.verification
     if v is not None:
-        if v.on > today:
-            out.append(issue("verified.on", f"{v.on} is in the future"))
-        missing = [n for n in _figures(entry) if n not in _normalise_figures(v.excerpt)]
-        if missing:
-            out.append(issue("verified.excerpt", f"the excerpt does not contain {', '.join(missing[:3])} from the "
-                             "entry's values; is it the passage that states them?", severity="warning"))
+        if v.checked_on > today:
+            out.append(issue("verification.checked_on", f"{v.checked_on} is in the future"))
+        if v.status == "mismatch":
+            out.append(issue("verification.status", "the source page says something else: fix the entry "
+                             f"({v.note or 'no note'})"))
+        missing = [n for n in _figures(entry) if n not in _normalise_figures(v.excerpt or "")]
+        if v.status == "verified" and missing:
+            out.append(issue("verification.excerpt", f"the excerpt does not contain {', '.join(missing[:3])} from "
+                             "the entry's values; is it the passage that states them?", severity="warning"))
     return out
 
 
