@@ -111,6 +111,51 @@ def stale(
 
 
 @kb_app.command()
+def coverage(
+    kb: Optional[Path] = KBOption,
+    question: Optional[str] = typer.Option(None, "--question", "-q",
+                                           help="Show which places and institutions this question names that the "
+                                                "KB covers and does not cover."),
+    as_json: bool = typer.Option(False, "--json", help="Print the coverage map as JSON."),
+) -> None:
+    """The coverage map: entries per destination and topic, institutions, and destinations with no entries."""
+    from .coverage import coverage_table, detect_scope
+    from .schema import DESTINATIONS
+    from .store import load_kb
+
+    knowledge = load_kb(kb)
+    if question is not None:
+        scope = detect_scope(question, knowledge)
+        if as_json:
+            console.print_json(json.dumps(scope.to_dict()))
+            return
+        covered = ", ".join(f"{DESTINATIONS[c]} ({c})" for c in scope.covered) or "none"
+        console.print(Text(f"covered destinations named: {covered}"))
+        console.print(Text(f"covered institutions named: {', '.join(scope.institutions) or 'none'}"))
+        if scope.origins:
+            console.print(Text(f"named as the student's origin: {', '.join(scope.origins)}"))
+        for name, where in zip(scope.uncovered, scope.where_to_check()):
+            console.print(Text(f"no official information in the knowledge base on {name}: check {where}",
+                               style="yellow"))
+        return
+    table_data = coverage_table(knowledge)
+    if as_json:
+        console.print_json(json.dumps(table_data))
+        return
+    table = Table(title=f"knowledge-base coverage ({len(knowledge.facts)} facts, {len(knowledge.guidance)} guidance)")
+    for col in ("dest", "country", "facts", "guidance", "verified", "topics"):
+        table.add_column(col, overflow="fold")
+    for code, row in table_data["destinations"].items():
+        table.add_row(_t(code), _t(row["country"]), str(row["facts"]), str(row["guidance"]),
+                      f"{row['verified']}/{row['entries']}",
+                      _t(", ".join(f"{t} {n}" for t, n in row["topics"].items())))
+    console.print(table)
+    console.print(Text(f"institutions with facts: {', '.join(table_data['institutions']) or 'none'}"))
+    console.print(Text("destinations with no entries (answers say so): "
+                       + ", ".join(f"{DESTINATIONS[c]} ({c})" for c in table_data["not_covered"])))
+
+
+@kb_app.command()
 def search(
     query: str = typer.Argument(..., help="A student's question."),
     k: int = typer.Option(5, "-k", "--k", min=1, help="How many facts."),

@@ -44,13 +44,27 @@ CUES: dict[str, tuple[str, ...]] = {
     "NO": ("norway", "norwegian", "oslo", "udi"),
     "SG": ("singapore", "singaporean", "student's pass", "ica singapore", "nus", "ntu"),
     "KR": ("south korea", "korea", "korean", "seoul", "busan", "d-2 visa", "gks"),
+    "MY": ("malaysia", "malaysian", "kuala lumpur", "penang", "johor bahru", "emgs", "education malaysia",
+           "study in malaysia"),
+    "CN": ("china", "chinese mainland", "mainland china", "beijing", "shanghai", "guangzhou", "shenzhen",
+           "wuhan", "hangzhou", "nanjing", "x1 visa", "x2 visa", "chinese government scholarship", "tsinghua",
+           "peking university", "fudan", "study in china"),
+    "AE": ("uae", "u.a.e.", "united arab emirates", "emirates", "dubai", "abu dhabi", "sharjah", "emirati",
+           "golden visa"),
+    "HK": ("hong kong", "hku"),
+    "IT": ("italy", "italian", "rome", "milan", "bologna", "turin", "florence", "padua"),
+    "ES": ("spain", "spanish university", "madrid", "barcelona", "valencia", "seville", "salamanca"),
+    "CH": ("switzerland", "swiss", "zurich", "geneva", "lausanne", "eth zurich", "epfl", "basel"),
+    "AT": ("austria", "austrian", "vienna", "innsbruck", "graz"),
+    "BE": ("belgium", "belgian", "brussels", "leuven", "ghent", "antwerp"),
+    "PL": ("poland", "warsaw", "krakow", "kraków", "wroclaw", "Polish"),
 }
 
 # Cues that are ordinary English words or too ambiguous in running text unless written in upper case
 # ("us" the pronoun, "ind", "cas"...). They only count when the text has them in capitals.
 # ("BRP" is left out on purpose: it is the UK's residence permit card and the Dutch population register.)
 _CASE_SENSITIVE = {"us", "opt", "cpt", "cas", "ind", "coe", "irp", "dli", "gic", "ihs", "nhs", "aps", "udi",
-                   "mit", "caq", "nus", "ntu", "gks"}
+                   "mit", "caq", "nus", "ntu", "gks", "emgs", "hku", "Polish"}
 
 
 @lru_cache(maxsize=1)
@@ -63,7 +77,7 @@ def _matchers() -> tuple[re.Pattern, re.Pattern, dict[str, str]]:
     loose, strict = [], []
     for code, cues in CUES.items():
         for cue in (*cues, DESTINATIONS[code].lower()):
-            key = cue.upper() if cue in _CASE_SENSITIVE else cue.lower()
+            key = (cue if cue[:1].isupper() else cue.upper()) if cue in _CASE_SENSITIVE else cue.lower()
             to_code.setdefault(key, code)
             (strict if cue in _CASE_SENSITIVE else loose).append(re.escape(key))
 
@@ -83,11 +97,39 @@ def destination_mentions(text: str) -> list[tuple[int, str]]:
     return sorted((pos, code) for pos, code in found if code is not None)
 
 
-def detect_destinations(text: str) -> list[str]:
-    """ISO codes mentioned in ``text``, most-mentioned first (ties: first mention first)."""
+# A place named as where the student comes from ("I'm from Ghana", "Indian students", "return to Nepal") is not
+# the destination the question is about: "I'm a German student, can I work in Canada?" asks about Canada.
+_ORIGIN_BEFORE = re.compile(
+    r"(?:\bfrom|\bi'?m(?: an?)?|\bi am(?: an?)?|\bas an?|\bcitizens? of|\bnationals? of|\bborn in|"
+    r"\bback home (?:in|to)|\breturn(?:ing)? (?:home )?to|\bgo(?:ing)? back to|\bmov(?:e|ing) back to|"
+    r"\bhome country,?|\bmy country,?|\bpassport from)\s+(?:the\s+)?$", re.IGNORECASE)
+_ORIGIN_AFTER = re.compile(r"^\s*(?:citizens?|nationals?|nationality|passports?(?: holders?)?|students?|applicants?|"
+                           r"graduates?|high school|secondary school)\b", re.IGNORECASE)
+
+
+def is_origin_mention(text: str, start: int, end: int) -> bool:
+    """Whether the place named at ``text[start:end]`` is the student's origin rather than a destination."""
+    return bool(_ORIGIN_BEFORE.search(text[max(0, start - 40):start]) or _ORIGIN_AFTER.match(text[end:end + 30]))
+
+
+def destination_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, ISO code) of every destination cue in ``text``, in reading order."""
+    loose_re, strict_re, to_code = _matchers()
+    found = [(m.start(), m.end(), to_code.get(" ".join(m.group(0).lower().split()))) for m in loose_re.finditer(text)]
+    found += [(m.start(), m.end(), to_code.get(m.group(0))) for m in strict_re.finditer(text)]
+    return sorted((a, b, code) for a, b, code in found if code is not None)
+
+
+def detect_destinations(text: str, exclude_origins: bool = False) -> list[str]:
+    """ISO codes mentioned in ``text``, most-mentioned first (ties: first mention first).
+
+    ``exclude_origins`` drops places named as the student's origin ("I'm from Germany", "Canadian students").
+    """
     counts: dict[str, int] = {}
     first: dict[str, int] = {}
-    for pos, code in destination_mentions(text):
+    mentions = [(a, code) for a, b, code in destination_spans(text)
+                if not (exclude_origins and is_origin_mention(text, a, b))]
+    for pos, code in mentions:
         counts[code] = counts.get(code, 0) + 1
         first.setdefault(code, pos)
     return sorted(counts, key=lambda c: (-counts[c], first[c]))

@@ -152,7 +152,7 @@ class Retriever:
         if dest is not None:
             order = order[np.isin(self._dest[order], [dest, ANY])]
         else:
-            mentioned = detect_destinations(query)
+            mentioned = detect_destinations(query, exclude_origins=True)
             if mentioned:  # the named country's entries and destination-neutral guidance first
                 in_dest = np.isin(self._dest[order], [*mentioned, ANY])
                 order = np.concatenate([order[in_dest], order[~in_dest]])

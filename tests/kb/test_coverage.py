@@ -1,0 +1,112 @@
+"""Coverage: which destinations and institutions a question names, and which of them the KB does not cover."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from studyabroadgpt.cli import app
+from studyabroadgpt.kb.coverage import coverage_table, detect_scope, find_institutions
+from studyabroadgpt.kb.store import load_kb
+
+INSTITUTION_FACT = """\
+- id: ie.tuition.tcd
+  destination: IE
+  topic: tuition_costs
+  institution: {name: Trinity College Dublin, aliases: [TCD, Trinity College, University of Dublin]}
+  statement: Trinity College Dublin publishes its non-EU undergraduate and postgraduate fees on its fees pages.
+  source_url: https://www.tcd.ie/academicregistry/fees-and-payments/
+  source_title: Fees and Payments - Trinity College Dublin
+  as_of: 2025-06-01
+  review_after: 2026-06-01
+"""
+
+
+@pytest.fixture(scope="module")
+def kb(fixture_kb_path, tmp_path_factory):
+    d = tmp_path_factory.mktemp("kbcov")
+    (d / "facts.yaml").write_text(fixture_kb_path.read_text())
+    (d / "tcd.yaml").write_text(INSTITUTION_FACT)
+    return load_kb(d)
+
+
+@pytest.mark.parametrize("text,covered,uncovered", [
+    ("How do I get admission to a university in Bangladesh?", [], ["Bangladesh"]),
+    ("What are the requirements for studying in Uzbekistan?", [], ["Uzbekistan"]),
+    ("Is Dhaka a good city for international students?", [], ["Dhaka (Bangladesh)"]),
+    ("Studying in Italy or Spain, which is cheaper?", [], ["Italy", "Spain"]),  # schema destinations, no entries
+    ("How much does it cost to live in Toronto?", ["CA"], []),
+    ("Can I study in Turkey?", [], ["Turkey"]),
+    ("my turkey sandwich went cold", [], []),
+    ("How to write a strong SOP for an MBA", [], []),
+    ("Tell us about yourself", [], []),
+    ("Which is better for a masters, Sydney or Nairobi?", ["AU"], ["Nairobi (Kenya)"]),
+    ("Can I study in São Paulo or Sao Paulo?", [], ["São Paulo (Brazil)"]),
+])
+def test_destinations(kb, text, covered, uncovered):
+    scope = detect_scope(text, kb)
+    assert scope.covered == covered and scope.uncovered_destinations == uncovered, scope.to_dict()
+
+
+@pytest.mark.parametrize("text,covered,origins", [
+    ("I am from Bangladesh, can I work in Canada while studying?", ["CA"], ["Bangladesh"]),
+    ("I'm a Nigerian student and want to study in the UK", ["GB"], ["Nigeria"]),
+    ("moving from India to Australia for a masters", ["AU"], ["India"]),
+    ("Should I return to Nepal after my degree in the US?", ["US"], ["Nepal"]),
+    ("I'm German, can I work in Canada?", ["CA"], ["Germany"]),
+])
+def test_origins_are_not_uncovered_destinations(kb, text, covered, origins):
+    scope = detect_scope(text, kb)
+    assert scope.covered == covered and scope.origins == origins and scope.uncovered == [], scope.to_dict()
+    assert not scope.out_of_scope
+
+
+def test_demonym_university_is_a_destination(kb):
+    scope = detect_scope("Is a Bangladeshi university degree recognised in Germany?", kb)
+    assert scope.covered == ["DE"] and scope.uncovered_destinations == ["Bangladesh"] and not scope.out_of_scope
+
+
+@pytest.mark.parametrize("text,names", [
+    ("admission requirements for the University of Dhaka", ["University of Dhaka"]),
+    ("is monash university good for engineering", ["Monash University"]),
+    ("Can I get into MIT with a 3.5 GPA?", ["Massachusetts Institute of Technology"]),
+    ("Harvard University or Stanford for a PhD?", ["Harvard University", "Stanford University"]),
+    ("which university is best for computer science in Germany", []),
+    ("a good university in Canada with low fees", []),
+    ("Is a German university better than a Canadian college?", []),
+])
+def test_find_institutions(text, names):
+    assert [n for _, n in find_institutions(text)] == names
+
+
+def test_institutions_covered_and_not(kb):
+    covered = detect_scope("What are the fees at Trinity College Dublin?", kb)
+    assert covered.institutions == ["Trinity College Dublin"] and covered.uncovered == []
+    alias = detect_scope("TCD fees for non-EU students", kb)
+    assert alias.institutions == ["Trinity College Dublin"]
+    dhaka = detect_scope("What GPA do I need for the University of Dhaka?", kb)
+    assert dhaka.uncovered_institutions == ["University of Dhaka"] and dhaka.out_of_scope
+    assert "admissions" in dhaka.where_to_check()[0] and "University of Dhaka" in dhaka.where_to_check()[0]
+    uzb = detect_scope("student visa for Uzbekistan", kb)
+    assert "embassy" in uzb.where_to_check()[0] and "Uzbekistan" in uzb.where_to_check()[0]
+
+
+def test_coverage_table(kb):
+    table = coverage_table(kb)
+    assert set(table["destinations"]) == {"AU", "CA", "DE", "GB", "IE", "US"}
+    assert table["destinations"]["IE"]["facts"] == 2 and "tuition_costs" in table["destinations"]["IE"]["topics"]
+    assert table["institutions"] == ["Trinity College Dublin"]
+    assert "FR" in table["not_covered"] and "GB" not in table["not_covered"]
+
+
+def test_kb_coverage_cli(kb, tmp_path):
+    runner = CliRunner(env={"COLUMNS": "200"})
+    kb_dir = kb.paths[0].parent
+    res = runner.invoke(app, ["kb", "coverage", "--kb", str(kb_dir), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["destinations"]["GB"]["facts"] == 7 and "Trinity College Dublin" in data["institutions"]
+    res = runner.invoke(app, ["kb", "coverage", "--kb", str(kb_dir), "--question",
+                              "Can I study at the University of Dhaka?"])
+    assert res.exit_code == 0 and "University of Dhaka" in res.output and "no official information" in res.output
