@@ -1,0 +1,434 @@
+"""Which rule a figure or a rule statement is about: the "slot" the factuality gate must match before it may
+correct anything.
+
+The audit (``kb.audit``) finds, for a figure an answer states, the nearest figure of the same *kind* in the
+facts (hours with hours, GBP with GBP). That is enough to say "this figure is not one the facts give", not to
+say "the right figure is X": real answers put the student's own course length next to a visa threshold, the
+degree-level work limit next to the below-degree one, a graduate-visa length next to a student-visa rule. The
+gate substitutes the fact's figure only when the claim and the fact's value fill the same slot:
+
+* the same destination;
+* the same **subject** (work hours, funds, visa fee, tuition, health cover, post-study work, arrival, applying,
+  dependants, English tests, admissions tests, scholarships, registration, course length…);
+* the same **level of study / applicant group** (degree vs below degree, research vs taught, partner vs
+  student, student visa vs graduate visa) where either side states one;
+* the same **period** (term time vs vacation, London vs elsewhere, before vs after a dated change);
+* the figure is the claim's own — not the student's premise copied from the question.
+
+Anything short of that leaves the claim marked unverified. Rule statements (can / cannot, required / not
+required, eligible / not eligible) get the same treatment in ``rule_of`` / ``polarity_conflict``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+# ------------------------------------------------------------------------------------------------- subjects
+
+# Cue → subject, for the text around a figure. Order matters only for ties at equal distance.
+_SUBJECT_CUES: list[tuple[str, str]] = [
+    ("course_length", r"\b(?:one|two|three|four|\d(?:\.\d)?)[- ](?:year|month)s?[- ](?:long\s+)?(?:taught\s+|research\s+)?"
+                      r"(?:master'?s|bachelor'?s|mba|msc|ma|phd|degree|course|programme|program|diploma)\b|"
+                      r"\b(?:course|programme|program|degree|master'?s|mba)\s+(?:lasts?|lasting|takes?|is|of)\b|"
+                      r"\bduration\s+of\s+(?:the\s+|your\s+)?(?:course|programme|program|degree)\b"),
+    ("work_experience", r"\bwork(?:ing)?\s+experience\b|\bexperience\b"),
+    ("work_hours", r"\bwork(?:ing|s)?\b|\bjobs?\b|\bemploy\w*|\bpart-time\b|\bfull[- ]time\b|\bhours?\b"),
+    ("funds", r"\bfunds?\b|\bmaintenance\b|\bliving\s+(?:costs?|expenses)\b|\bfinancial\b|\bbank\b|"
+              r"\bblocked\s+account\b|\bsperrkonto\b|\bshow\b|\bsavings\b|\bgic\b|\bprove\b"),
+    ("visa_fee", r"\b(?:application|visa|sevis|biometrics?|irp|permit|processing)\s+(?:fee|charge|cost)s?\b|"
+                 r"\bapplication\s+charge\b|\bfee\s+for\s+(?:a|the)\s+\w*\s*(?:visa|permit)\b"),
+    ("health", r"\bsurcharge\b|\bihs\b|\bhealth\b|\binsurance\b|\boshc\b|\bcover\b|\bnhs\b"),
+    ("tuition", r"\btuition\b|\bsemester\s+(?:fee|contribution)\b|\bcourse\s+fees?\b|\bfees?\b"),
+    ("post_study", r"\bgraduate\s+(?:visa|route)\b|\bpost-study\b|\bpost-graduation\b|\bpgwp\b|\bopt\b|"
+                   r"\bstem\s+opt\b|\b485\b|\bstay\s+(?:and|to)\s+work\b|\borientation\s+year\b|\bstamp\s+1g\b|"
+                   r"\bjob[- ]search\b|\bafter\s+(?:you\s+)?graduat\w*\b|\bh-1b\b"),
+    ("arrival", r"\barriv\w*\b|\benter\b|\bentry\b|\btravel\b"),
+    ("apply_timing", r"\bapply\b.{0,30}\bbefore\b|\bdecision\b|\bprocessing\b|\bwait\w*\b|\bapply\s+up\s+to\b"),
+    ("registration", r"\bregist\w*\b|\banmeldung\b|\baddress\b|\bpolice\b"),
+    ("dependants", r"\bdependants?\b|\bdependents?\b|\bspouse\b|\bpartner\b|\bfamily\b|\bchildren\b|\bwife\b|"
+                   r"\bhusband\b"),
+    ("english", r"\bielts\b|\btoefl\b|\bpte\b|\bduolingo\b|\benglish\b|\bcefr\b|\bclb\b"),
+    ("admissions_test", r"\bgre\b|\bgmat\b|\bsat\b|\bmcat\b|\bucat\b|\bgamsat\b|\blsat\b|\bact\b"),
+    ("scholarship", r"\bscholarships?\b|\bstipend\b|\baward\b|\bbursary\b|\bfellowship\b"),
+    ("deadline", r"\bdeadline\b|\bcloses?\b|\bby\s+\d"),
+]
+_SUBJECT_RES = [(s, re.compile(p, re.IGNORECASE)) for s, p in _SUBJECT_CUES]
+
+# Value key prefix → subject (keys are documented in docs/knowledge-base.md: "work.term_time.degree…").
+_KEY_SUBJECT: list[tuple[str, str]] = [
+    ("work.", "work_hours"), ("funds.", "funds"), ("ihs.", "health"), ("health.", "health"),
+    ("tuition.", "tuition"), ("psw.", "post_study"), ("arrival.earliest", "arrival"),
+    ("arrival.", "registration"), ("english.", "english"), ("language.", "english"),
+    ("admissions.", "admissions_test"), ("scholarship.", "scholarship"), ("dependants.", "dependants"),
+    ("timeline.", "deadline"), ("visa.apply_earliest", "apply_timing"), ("visa.decision", "apply_timing"),
+    ("visa.issue_earliest", "apply_timing"), ("visa.fee", "visa_fee"), ("visa.application_fee", "visa_fee"),
+    ("visa.sevis_fee", "visa_fee"), ("visa.biometrics_fee", "visa_fee"), ("visa.integrity_fee", "visa_fee"),
+    ("visa.short_course", "course_threshold"), ("visa.tb_test", "course_threshold"),
+    ("visa.grace_period", "post_study"), ("accommodation.", "accommodation"), ("credentials.", "credentials"),
+    ("living.", "living_costs"), ("visa.", "visa_rule"),
+]
+# Refinements of a key's subject by the word that makes its figure what it is.
+_KEY_REFINE = {("scholarship", "work_experience"): "work_experience", ("dependants", "work_hours"): "work_hours",
+               ("dependants", "school_fees"): "tuition", ("scholarship", "return_home"): "return_home"}
+
+# ------------------------------------------------------------------------------------------------- qualifiers
+
+_LEVELS = [  # (level, pattern); the first that matches wins
+    ("below_degree", r"\bbelow\s+degree\b|\bfoundation\b|\blanguage\s+(?:course|school)\b|\bpathway\b|\belicos\b"),
+    ("research", r"\bresearch\b|\bph\.?d\b|\bdoctora\w*\b|\bdoctorate\b"),
+    ("sponsored", r"\bgovernment[- ]sponsored\b|\bsponsored\s+(?:by|students?|course)\b"),
+    ("degree", r"\bdegree[- ]level\b|\bmaster'?s\b|\bbachelor'?s\b|\bundergraduate\b|\bpostgraduate\b|\bmba\b|"
+               r"\bmsc\b|\btaught\b|\bdegree\b|\buniversity\b|\bhigher\s+education\b|\bcoursework\b"),
+]
+_LEVEL_RES = [(lv, re.compile(p, re.IGNORECASE)) for lv, p in _LEVELS]
+_KEY_LEVEL = {"below_degree": "below_degree", "degree": "degree", "phd": "research", "research": "research",
+              "masters_research": "research", "research_degree": "research", "bachelors_masters": "degree",
+              "masters_coursework": "degree", "bachelors": "degree", "masters": "degree", "doctoral": "research",
+              "doctorate": "research"}
+
+_GROUPS = [
+    ("partner", r"\bpartners?\b|\bspouses?\b|\bwife\b|\bhusband\b|\bdependants?\b|\bdependents?\b|\bf-2\b|"
+                r"\bchildren\b|\bfamily\b"),
+    ("graduate_visa", r"\bgraduate\s+(?:visa|route)\b|\bpost-study\b|\btemporary\s+graduate\b|\b485\b|\bpgwp\b|"
+                      r"\bstandard\s+rate\b"),
+]
+_GROUP_RES = [(g, re.compile(p, re.IGNORECASE)) for g, p in _GROUPS]
+
+_PERIODS = [
+    ("vacation", r"\bvacations?\b|\bholidays?\b|\bbreaks?\b|\bsummer\b|\bjune\b|\bjuly\b|\baugust\b"),
+    ("term", r"\bterm(?:[- ]time)?\b|\bsemesters?\b|\bin\s+session\b|\bduring\s+(?:your\s+)?(?:studies|course|"
+             r"the\s+(?:academic\s+)?year)\b|\bacademic\s+sessions?\b"),
+]
+_PERIOD_RES = [(p, re.compile(x, re.IGNORECASE)) for p, x in _PERIODS]
+_PLACES = [("outside_london", r"\boutside\s+(?:of\s+)?london\b|\belsewhere\b|\bmanchester\b|\bbirmingham\b|"
+                              r"\bleeds\b|\bedinburgh\b|\bglasgow\b|\bbristol\b|\bsheffield\b|\bnottingham\b|"
+                              r"\bliverpool\b|\bcardiff\b|\bnewcastle\b|\byork\b|\boxford\b|\bcambridge\b"),
+           ("london", r"\blondon\b")]
+_PLACE_RES = [(p, re.compile(x, re.IGNORECASE)) for p, x in _PLACES]
+_DATED = re.compile(r"\b(?:from|since|after|by|before|until|to)\s+(?:\d{1,2}\s+\w+\s+)?(20\d\d)\b|\b(20\d\d)\b",
+                    re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What a figure is about. ``None`` in a field means the text does not say."""
+
+    destination: str | None
+    subject: str | None
+    level: str | None = None
+    group: str | None = None
+    period: str | None = None
+    place: str | None = None
+    year: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _nearest(patterns: list[tuple[str, re.Pattern]], text: str, pos: int) -> str | None:
+    best, best_d = None, None
+    for name, rx in patterns:
+        for m in rx.finditer(text):
+            d = 0 if m.start() <= pos < m.end() else min(abs(m.start() - pos), abs(m.end() - pos))
+            if best_d is None or d < best_d:
+                best, best_d = name, d
+    return best
+
+
+def _first(patterns: list[tuple[str, re.Pattern]], text: str) -> str | None:
+    for name, rx in patterns:
+        if rx.search(text):
+            return name
+    return None
+
+
+_CLAUSE_SPLIT = re.compile(r";|\s+while\s+|\s+whereas\s+|,\s+(?:and|but|or)\s+|,\s+(?=(?:or|and)?\s*(?:up\s+to|"
+                           r"for|after|from|at)\b)|\s+but\s+|\s+or\s+(?=(?:up\s+to|for|after|b1|\d))",
+                           re.IGNORECASE)
+
+
+def clause_around(sentence: str, start: int, end: int) -> tuple[str, int]:
+    """The clause of ``sentence`` holding [start, end), and the figure's position in it.
+
+    "20 hours a week during term time, and full time during vacations" has two clauses: the 20 hours belong to
+    term time only."""
+    left, right = 0, len(sentence)
+    for m in _CLAUSE_SPLIT.finditer(sentence):
+        if m.end() <= start:
+            left = m.end()
+        elif m.start() >= end:
+            right = m.start()
+            break
+    return sentence[left:right], start - left
+
+
+def slot_of(sentence: str, start: int, end: int, destination: str | None, key: str | None = None,
+            context: str = "") -> Slot:
+    """The slot of the figure at [start, end) of ``sentence``; ``key`` (a fact value's key) wins for the
+    subject and the level when it names them; ``context`` (the question) fills a level, group or place the
+    sentence does not state."""
+    clause, pos = clause_around(sentence, start, end)
+    figure = sentence[start:end]
+    around = clause[:pos] + " " * (end - start) + clause[pos + (end - start):]
+    subject = None
+    if key:
+        subject = next((s for prefix, s in _KEY_SUBJECT if key.startswith(prefix)), None)
+        parts = set(key.split("."))
+        for (base, word), refined in _KEY_REFINE.items():
+            if subject == base and any(word in p for p in parts):
+                subject = refined
+    if subject is None:
+        if re.search(r"\bhours?\b", figure, re.IGNORECASE) and not re.search(r"experience", clause, re.I):
+            subject = "work_hours"
+        else:
+            subject = _nearest(_SUBJECT_RES, around, pos)
+            # "a one-year master's": the figure itself is a course length (it is the cue's own words)
+            m = _SUBJECT_RES[0][1].search(clause)
+            if m and m.start() <= pos < m.end():
+                subject = "course_length"
+    level = None
+    if key:
+        level = next((_KEY_LEVEL[p] for p in key.split(".") if p in _KEY_LEVEL), None)
+    level = level or _first(_LEVEL_RES, clause)
+    group = _first(_GROUP_RES, clause)
+    if key and key.startswith("dependants.partner"):
+        group = "partner"
+    period = None
+    if key and ("holidays" in key or "vacation" in key):
+        period = "vacation"
+    elif key and "term_time" in key:
+        period = "term"
+    period = period or _first(_PERIOD_RES, clause)
+    place = None
+    if key and ".london." in f".{key}.":
+        place = "london"
+    elif key and "outside_london" in key:
+        place = "outside_london"
+    place = place or _first(_PLACE_RES, clause)
+    year = None
+    if key and re.search(r"(?:to|from)_(20\d\d)", key):
+        year = int(re.search(r"(?:to|from)_(20\d\d)", key).group(1))
+    elif subject in ("post_study", "visa_fee", "funds", "work_hours"):
+        m = _DATED.search(clause)
+        if m and not re.search(re.escape(figure), m.group(0)):
+            year = int(m.group(1) or m.group(2))
+    if context:
+        level = level or _first(_LEVEL_RES, context)
+        place = place or _first(_PLACE_RES, context)
+    return Slot(destination, subject, level, group, period, place, year)
+
+
+# ------------------------------------------------------------------------------------------------- matching
+
+# Levels a default reading covers: a fact about degree-level study answers a question that names no level
+# (that is who asks us), but a below-degree, research or sponsored exception never does.
+_DEFAULT_LEVEL = {None, "degree"}
+_DEFAULT_PERIOD = {None, "term"}
+
+
+@dataclass
+class SlotMatch:
+    ok: bool
+    reason: str
+    claim: Slot
+    fact: Slot
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reason": self.reason, "claim_slot": self.claim.to_dict(),
+                "fact_slot": self.fact.to_dict()}
+
+
+def same_slot(claim: Slot, fact: Slot) -> SlotMatch:
+    """May the fact's figure replace the claim's? Both sides must say what the figure is about, and agree."""
+    def no(reason: str) -> SlotMatch:
+        return SlotMatch(False, reason, claim, fact)
+
+    if claim.destination is None or claim.destination != fact.destination:
+        return no("destination differs or is unknown")
+    if claim.subject is None or fact.subject is None:
+        return no("subject of the figure unknown")
+    if claim.subject != fact.subject:
+        return no(f"different subject ({claim.subject} vs {fact.subject})")
+    if claim.subject in ("course_length", "work_experience"):
+        return no("the student's own circumstance, not a rule")
+    if claim.level != fact.level and not (claim.level in _DEFAULT_LEVEL and fact.level in _DEFAULT_LEVEL):
+        return no(f"different level of study ({claim.level or 'unstated'} vs {fact.level or 'unstated'})")
+    if claim.group != fact.group:
+        return no(f"different applicant group ({claim.group or 'student'} vs {fact.group or 'student'})")
+    if claim.period != fact.period and not (claim.period in _DEFAULT_PERIOD and fact.period in _DEFAULT_PERIOD):
+        return no(f"different period ({claim.period or 'unstated'} vs {fact.period or 'unstated'})")
+    if claim.place != fact.place and fact.place is not None:
+        return no(f"different place ({claim.place or 'unstated'} vs {fact.place})")
+    if fact.year is not None and claim.year != fact.year:
+        return no(f"the fact's figure applies to a dated period ({fact.year}) the claim does not name")
+    return SlotMatch(True, "same slot", claim, fact)
+
+
+# ------------------------------------------------------------------------------------------------- premises
+
+_WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+                 "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "eighteen": 18, "twenty": 20,
+                 "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "ninety": 90, "a": 1, "an": 1, "half": 0.5}
+
+
+def figures_in(text: str) -> set[float]:
+    """Every figure in ``text``, digits or words ("one-year" → 1, "1.000" → 1 and 1000, "£1,483" → 1483)."""
+    out: set[float] = set()
+    for m in re.finditer(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?", text):
+        raw = m.group(0)
+        out.add(float(raw.replace(",", "")))
+        if re.fullmatch(r"\d{1,3}\.\d{3}", raw):  # "1.000" is a thousand in much of the world
+            out.add(float(raw.replace(".", "")))
+    for m in re.finditer(r"\b(" + "|".join(w for w in _WORD_NUMBERS if len(w) > 2) + r")\b", text, re.IGNORECASE):
+        out.add(float(_WORD_NUMBERS[m.group(1).lower()]))
+    return out
+
+
+def claim_number(claim: Any) -> float | None:
+    v = getattr(claim, "value", {}) or {}
+    for k in ("amount", "score"):
+        if v.get(k) is not None:
+            return float(v[k])
+    return None
+
+
+def from_question(claim: Any, question: str) -> bool:
+    """Is the claim's figure one the student wrote in the question (their premise, their own situation)?"""
+    n = claim_number(claim)
+    return n is not None and bool(question) and n in figures_in(question)
+
+
+# ------------------------------------------------------------------------------------------------- fact side
+
+
+def fact_value_slot(fact: Any, expected_label: str | None) -> tuple[Slot, str | None]:
+    """The slot of the fact's figure the audit proposed (``expected_label``), and its value key."""
+    from .store import describe_value
+
+    statement = fact.statement
+    value = next((v for v in fact.values if describe_value(v) == expected_label), None)
+    key = value.key if value is not None else None
+    number = None
+    if value is not None:
+        number = value.amount if value.amount is not None else value.min_score
+    elif expected_label:
+        m = re.search(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?", expected_label)
+        number = float(m.group(0).replace(",", "")) if m else None
+    span = _figure_span(statement, number)
+    if span is None:
+        return Slot(fact.destination, next((s for p, s in _KEY_SUBJECT if key and key.startswith(p)), None)
+                    if key else None), key
+    return slot_of(statement, span[0], span[1], fact.destination, key=key), key
+
+
+@lru_cache(maxsize=8192)
+def _claims_of(statement: str) -> tuple[tuple[int, int, float | None], ...]:
+    from .claims import extract_claims
+
+    out = []
+    for c in extract_claims(statement):
+        if c.kind == "entity":
+            continue
+        v = c.value
+        n = v.get("amount", v.get("score"))
+        out.append((c.span[0], c.span[1], None if n is None else float(n)))
+    return tuple(out)
+
+
+def _figure_span(statement: str, number: float | None) -> tuple[int, int] | None:
+    if number is None:
+        return None
+    for s, e, n in _claims_of(statement):
+        if n is not None and abs(n - float(number)) < 1e-9:
+            return s, e
+    return None
+
+
+# ------------------------------------------------------------------------------------------------- polarity
+
+# Rule subjects a yes/no statement can be about, with the words that name them.
+_RULE_SUBJECTS: list[tuple[str, str]] = [
+    ("partner_work", r"\b(?:spouse|partner|wife|husband|f-2|dependants?|dependents?)\b[^.;]{0,60}\bwork\b"),
+    ("bring_family", r"\b(?:bring|include|accompany|join|come\s+with|live\s+with)\b[^.;]{0,50}\b(?:dependants?|"
+                     r"dependents?|family|spouse|partner|wife|husband|children|kids)\b|\b(?:dependants?|dependents?|"
+                     r"family|spouse|partner|wife|husband|children)\b[^.;]{0,40}\b(?:join|accompany|come\s+with)\b"),
+    ("police_registration", r"\bregist\w*\s+with\s+(?:the\s+)?police\b|\bpolice\s+registration\b"),
+    ("self_employment", r"\bself-employ\w*\b"),
+    ("extend_graduate", r"\bgraduate\s+visa\b[^.;]{0,60}\bextend\w*\b|\bextend\w*\b[^.;]{0,40}\bgraduate\s+visa\b"),
+    ("apply_inside", r"\bapply\b[^.;]{0,40}\b(?:from\s+)?inside\b"),
+    ("tuition_free", r"\b(?:no|free\s+of|without)\s+tuition\b|\btuition[- ]free\b|\bcharge\s+no\s+tuition\b|"
+                     r"\bcharge\s+(?:\w+\s+){0,4}tuition\b"),
+]
+_RULE_RES = [(s, re.compile(p, re.IGNORECASE)) for s, p in _RULE_SUBJECTS]
+_NEGATIVE = re.compile(r"\b(?:not|no\s+longer|cannot|can't|can\s*not|may\s+not|must\s+not|never|no\s+right|"
+                       r"isn't|aren't|won't|don't|doesn't|unable|not\s+(?:allowed|permitted|entitled|eligible)|"
+                       r"ended|abolished|no)\b", re.IGNORECASE)
+_ONLY = re.compile(r"\bonly\s+(?:if|when|for|those|students|people|holders|applicants|on|who)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Rule:
+    subject: str
+    positive: bool          # "can bring" True; "cannot bring" / "not entitled" False
+    only: str | None        # the exception group of an "only if" rule ("research"), positive for that group
+    level: str | None       # the level / group the statement is about
+    destination: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rule_of(sentence: str, destination: str | None) -> Rule | None:
+    """The yes/no rule a sentence states, if it states one about a known rule subject."""
+    subject, m = None, None
+    for s, rx in _RULE_RES:
+        m = rx.search(sentence)
+        if m:
+            subject = s
+            break
+    if subject is None:
+        return None
+    if subject == "tuition_free":
+        free = re.search(r"\b(?:no|free\s+of|without)\s+tuition\b|\btuition[- ]free\b|\bcharge\s+no\s+tuition\b",
+                         sentence, re.IGNORECASE)
+        positive = bool(free) and not re.search(r"\bnot\s+(?:tuition[- ])?free\b", sentence, re.IGNORECASE)
+        return Rule(subject, positive, None, _first(_LEVEL_RES, sentence), destination)
+    only = _ONLY.search(sentence)
+    # The negation that governs the rule is the one before its subject words, or right after them
+    # ("... are not entitled to bring").
+    head = sentence[:m.end()]
+    neg = _NEGATIVE.search(head[max(0, m.start() - 60):]) or re.match(r"[^.;]{0,25}\b(?:not|no)\b",
+                                                                      sentence[m.end():], re.IGNORECASE)
+    if only:
+        exception = _first(_LEVEL_RES, sentence[only.start():]) or "condition"
+        return Rule(subject, False, exception, None, destination)
+    level = _first(_LEVEL_RES, sentence)
+    return Rule(subject, not bool(neg), None, level, destination)
+
+
+def polarity_conflict(claim: Rule, fact: Rule) -> str | None:
+    """Why the claim's yes/no contradicts the fact's, or None when it does not (or cannot be told)."""
+    if claim.destination is None or claim.destination != fact.destination or claim.subject != fact.subject:
+        return None
+    if claim.only is not None:
+        return None  # the answer states a condition itself: leave it to the reader and the caveat
+    if fact.only is not None:
+        # "only research students can bring dependants": yes for that group, no for everyone else
+        in_group = claim.level == fact.only or (fact.only == "research" and claim.level == "research")
+        if claim.positive and not in_group:
+            return f"the official rule allows this only for {fact.only.replace('_', ' ')} students"
+        if not claim.positive and in_group:
+            return f"the official rule allows this for {fact.only.replace('_', ' ')} students"
+        return None
+    if claim.level and fact.level and claim.level != fact.level and not (
+            claim.level in _DEFAULT_LEVEL and fact.level in _DEFAULT_LEVEL):
+        return None  # a rule for another level of study says nothing about this one
+    if claim.positive != fact.positive:
+        return "the official rule says the opposite"
+    return None
+
+
+__all__ = ["Slot", "SlotMatch", "slot_of", "same_slot", "fact_value_slot", "figures_in", "from_question",
+           "claim_number", "Rule", "rule_of", "polarity_conflict", "clause_around"]
