@@ -220,6 +220,11 @@ def slot_of(sentence: str, start: int, end: int, destination: str | None, key: s
     return Slot(destination, subject, level, group, period, place, year)
 
 
+def level_in(text: str) -> str | None:
+    """The level of study / applicant group ``text`` names (below_degree, research, sponsored, degree)."""
+    return _first(_LEVEL_RES, text)
+
+
 # ------------------------------------------------------------------------------------------------- matching
 
 # Levels a default reading covers: a fact about degree-level study answers a question that names no level
@@ -431,4 +436,4 @@ def polarity_conflict(claim: Rule, fact: Rule) -> str | None:
 
 
 __all__ = ["Slot", "SlotMatch", "slot_of", "same_slot", "fact_value_slot", "figures_in", "from_question",
-           "claim_number", "Rule", "rule_of", "polarity_conflict", "clause_around"]
+           "claim_number", "level_in", "Rule", "rule_of", "polarity_conflict", "clause_around"]

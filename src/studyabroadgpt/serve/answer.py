@@ -1,16 +1,34 @@
-"""One advising turn end to end, shared by the server and the terminal chat:
-``prepare`` (retrieve, build the grounded prompt) → the generator → ``finish`` (gate, citations, caveat,
-sources list)."""
+"""One advising turn end to end, shared by the server, the terminal chat and the eval:
+``prepare`` (scope, retrieve, build the grounded prompt) → the generator (``stream_turn`` / ``collect``) →
+``finish`` (cut loops, gate, checks, the composed fallback, citations, caveat, sources list).
+
+Answer modes:
+
+* ``generate`` — the model answers; the gate and the checks edit what it wrote;
+* ``compose``  — no model: a cited answer built from the relevant retrieved facts and guidance by the
+  synthesis template writer (``synth.writers``), so every specific in it is sourced;
+* ``auto`` (default) — generate, run the checks, and serve the composed answer instead when the generated
+  one fails them (a repetition loop, too many unverified specifics, off topic, empty), saying why in the
+  ``gate`` field. What the student reads is then never worse than the composed floor.
+
+A question about a destination or institution the knowledge base does not cover gets a plain answer that
+says so and names the kind of official source to check, with no unrelated facts (``kb.coverage``).
+"""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator
 
-from .gate import Auditor, cited_numbers, drop_unknown_citations, run_gate
+from .gate import NOTABLE, Auditor, GateChange, cited_numbers, drop_unknown_citations, run_gate
+from .generation import GenerationError, GenParams, Generator, Piece, PromptTooLong
 from .grounding import Searcher, Source, grounded_messages, retrieve
 
-# Changes worth a visible note (adding a missing citation is bookkeeping, not a correction).
-NOTABLE = {"corrected", "removed", "marked_unverified", "added_caveat"}
+MODES = ("generate", "compose", "auto")
+# A generated answer with this many unverified or removed specifics is worse than the composed floor: it
+# reads as confident advice the student cannot check (measured on the real-style set: answers with 2+
+# were the ones the expert reader marked harmful).
+MAX_UNVERIFIED = 2
 
 
 @dataclass
@@ -21,6 +39,16 @@ class Turn:
     sources: list[Source] = field(default_factory=list)
     rag: bool = False
     gate: bool = False
+    mode: str = "generate"
+    scope: Any = None                 # kb.coverage.Scope of the question (None without grounding)
+    out_of_scope: bool = False        # names only destinations / institutions the KB does not cover
+
+    @property
+    def generates(self) -> bool:
+        """Whether the model is asked at all (compose mode and honest out-of-scope answers need no model)."""
+        if self.mode == "compose":
+            return False
+        return not (self.out_of_scope and self.mode == "auto")
 
 
 @dataclass
@@ -29,14 +57,20 @@ class Final:
     tail: str             # what a stream appends after the raw model text (note, caveat, sources)
     sources: list[dict[str, Any]]
     gate: dict[str, Any]
+    mode: str = "generate"  # the mode that produced ``content``: generate | compose | out_of_scope
 
 
 class Answerer:
-    def __init__(self, searcher: Searcher | None, auditor: Auditor | None, top_k: int = 4):
-        self.searcher, self.auditor, self.top_k = searcher, auditor, top_k
+    def __init__(self, searcher: Searcher | None, auditor: Auditor | None, top_k: int = 4, mode: str = "auto",
+                 kb: Any = None):
+        if mode not in MODES:
+            raise ValueError(f"answer mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.searcher, self.auditor, self.top_k, self.mode = searcher, auditor, top_k, mode
+        self.kb = kb if kb is not None else getattr(searcher, "kb", None)
 
     @classmethod
-    def from_kb(cls, kb_path: str | None = None, top_k: int = 4, gate: bool = True) -> "Answerer":
+    def from_kb(cls, kb_path: str | None = None, top_k: int = 4, gate: bool = True,
+                mode: str = "auto") -> "Answerer":
         """Grounding over the shipped knowledge base (or ``kb_path``), with the claim auditor as gate."""
         from ..kb.search import Retriever
         from ..kb.store import load_kb
@@ -49,60 +83,183 @@ class Answerer:
             auditor = KBAuditor.default() if kb_path is None else KBAuditor(searcher.kb, searcher)
         # One search now loads the sentence encoder, so the first student does not wait for it.
         searcher.search("student visa", k=1)
-        return cls(searcher, auditor, top_k)
+        return cls(searcher, auditor, top_k, mode=mode, kb=searcher.kb)
 
-    def prepare(self, messages: list[dict[str, str]], rag: bool = True, gate: bool = True) -> Turn:
+    # ------------------------------------------------------------------------------------------ prepare
+
+    def prepare(self, messages: list[dict[str, str]], rag: bool = True, gate: bool = True,
+                mode: str | None = None) -> Turn:
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise ValueError(f"answer mode must be one of {', '.join(MODES)}, not {mode!r}")
         question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         if not rag or self.searcher is None:
-            return Turn(messages, list(messages), question)
-        sources = retrieve(self.searcher, messages, self.top_k)
-        return Turn(messages, grounded_messages(messages, sources), question, sources, rag=True,
-                    gate=gate and self.auditor is not None)
+            # Without grounding there is nothing to compose from: the model answers, ungated.
+            return Turn(messages, list(messages), question, mode="generate")
+        scope = self._scope(question)
+        out = bool(scope is not None and scope.uncovered and not scope.covered and
+                   not getattr(scope, "institutions", None))
+        sources = [] if out else retrieve(self.searcher, messages, self.top_k)
+        model_messages = grounded_messages(messages, sources, out_of_scope=scope.uncovered if out else None)
+        return Turn(messages, model_messages, question, sources, rag=True, gate=gate and self.auditor is not None,
+                    mode=mode, scope=scope, out_of_scope=out)
+
+    def _scope(self, question: str) -> Any:
+        if self.kb is None:
+            return None
+        try:
+            from ..kb.coverage import detect_scope
+        except ImportError:  # a KB package without coverage detection: every question is in scope
+            return None
+        return detect_scope(question, self.kb)
+
+    # ------------------------------------------------------------------------------------------ finish
 
     def finish(self, turn: Turn, raw: str) -> Final:
         answer = raw.strip()
         if not turn.rag:
-            return Final(answer, "", [], {"enabled": False, "changed": False, "changes": [], "note": None})
-        changes: list[dict[str, Any]] = []
+            return Final(answer, "", [], {"enabled": False, "changed": False, "changes": [], "note": None,
+                                          "mode": "generate"}, "generate")
+        if turn.out_of_scope:
+            return self._out_of_scope(turn, answer)
+        if not turn.generates:
+            return self._composed(turn, [], reason="compose mode", streamed=False)
+        from .checks import answer_off_topic, cut_loops
+
+        changes: list[GateChange] = []
+        answer, loops = cut_loops(answer)
+        changes += [GateChange("cut_loop", lp.unit, reason=f"repeated {lp.count} times", kind=lp.kind)
+                    for lp in loops]
         policy = False
         if turn.gate:
-            result = run_gate(self.auditor, answer, turn.question, turn.sources)
-            answer, changes, policy = result.text, result.changes, result.policy_sensitive
+            result = run_gate(self.auditor, answer, turn.question, turn.sources, kb=self.kb)
+            answer, policy = result.text, result.policy_sensitive
+            changes += result.changes
         else:
             answer, dropped = drop_unknown_citations(answer, {s.n for s in turn.sources})
+        if turn.mode == "auto":
+            why = _fails(answer, changes, loops, answer_off_topic(turn.question, answer))
+            if why:
+                final = self._composed(turn, changes, reason=why, streamed=True)
+                if final is not None:
+                    return final
+        return self._assemble(turn, answer, changes, policy, mode="generate")
+
+    def _assemble(self, turn: Turn, answer: str, changes: list[GateChange], policy: bool, mode: str,
+                  streamed_prefix: str = "") -> Final:
+        from .premises import premise_notes
+
         cited = cited_numbers(answer)
         extra: list[str] = []
+        if turn.gate and self.auditor is not None:
+            for note, change in premise_notes(self.auditor, turn.question, answer, turn.sources):
+                extra.append(note)
+                changes.append(change)
+                if change.citation:
+                    cited.add(change.citation)
         top = turn.sources[0] if turn.sources else None
-        if top is not None and top.n not in cited and _on_topic(turn.question, top.fact):
+        if mode == "generate" and top is not None and top.n not in cited and _on_topic(turn.question, top):
             # The answer does not use the most relevant fact (small models often drift to a side issue):
             # state it ourselves, cited, so a grounded answer always carries the official fact it needs.
             extra.append(f"**From the official source:** {top.fact.statement} [{top.n}]")
-            changes.append({"action": "added_key_fact", "fact_id": top.fact.id, "citation": top.n})
+            changes.append(GateChange("added_key_fact", fact_id=top.fact.id, citation=top.n))
             cited.add(top.n)
         caveat = ""
         if turn.gate:
             caveat, caveat_change = _caveat(turn.sources, cited, policy)
             if caveat_change:
                 changes.append(caveat_change)
-                cited.add(caveat_change["citation"])
+                cited.add(caveat_change.citation)
         note = _note(changes)
         sources_md = _sources_markdown(turn.sources, cited)
         appendix = [p for p in (*extra, caveat, sources_md) if p]
         content = "\n\n".join([answer, *([note] if note else []), *appendix]).strip()
-        tail = "\n\n" + "\n\n".join([*([_stream_note(changes)] if _stream_note(changes) else []), *appendix])
-        gate = {"enabled": turn.gate, "changed": any(c["action"] in NOTABLE for c in changes),
-                "changes": changes, "note": note, "content": content}
-        return Final(content, tail, [s.to_dict(s.n in cited) for s in turn.sources], gate)
+        if streamed_prefix:
+            tail = "\n\n" + streamed_prefix + "\n\n" + content
+        else:
+            stream_note = _stream_note(changes)
+            tail = "\n\n" + "\n\n".join([*([stream_note] if stream_note else []), *appendix])
+        gate = {"enabled": turn.gate, "changed": any(c.notable for c in changes),
+                "changes": [c.to_dict() for c in changes], "note": note, "content": content,
+                "mode": mode, "requested_mode": turn.mode}
+        fallback = next((c for c in changes if c.action == "composed"), None)
+        if fallback is not None:
+            gate["fallback_reason"] = fallback.reason
+        return Final(content, tail, [s.to_dict(s.n in cited) for s in turn.sources], gate, mode)
+
+    def _composed(self, turn: Turn, changes: list[GateChange], reason: str, streamed: bool) -> Final | None:
+        """The composed answer (None when there is nothing relevant to compose from and the model's own,
+        gated answer is all there is)."""
+        from .compose import compose_answer
+
+        text = compose_answer(turn.question, turn.sources, messages=turn.messages)
+        if text is None:
+            if not streamed:  # compose mode with nothing relevant: say so plainly
+                text = _no_facts_answer(turn)
+            else:
+                return None
+        changes = [c for c in changes if c.action in ("cut_loop",)] + [GateChange("composed", reason=reason)]
+        prefix = ""
+        if streamed:
+            prefix = (f"> **Replaced:** the model's answer above did not pass our checks ({reason}). "
+                      "Read this answer, composed from the official sources, instead:")
+        policy = any(s.fact.policy_sensitive for s in turn.sources)
+        return self._assemble(turn, text, changes, policy, mode="compose", streamed_prefix=prefix)
+
+    def _out_of_scope(self, turn: Turn, generated: str) -> Final:
+        from .compose import out_of_scope_answer
+
+        honest = out_of_scope_answer(turn.question, turn.scope)
+        changes = [GateChange("out_of_scope", reason=", ".join(turn.scope.uncovered))]
+        content = honest
+        mode = "out_of_scope"
+        if generated and turn.mode == "generate":
+            # Generate mode keeps the model's general advice, checked like any answer, below the honest part.
+            from .checks import cut_loops, mark_unverified_entities, remove_foreign_urls
+
+            text, loops = cut_loops(generated)
+            changes += [GateChange("cut_loop", lp.unit, reason=f"repeated {lp.count} times") for lp in loops]
+            if self.kb is not None:
+                text, c1 = remove_foreign_urls(text, self.kb)
+                text, c2 = mark_unverified_entities(text, turn.question, self.kb)
+                changes += [GateChange(**c) for c in c1 + c2]
+            content = f"{honest}\n\n**General advice from the model (not from official sources):**\n\n{text}"
+        note = _note(changes)
+        gate = {"enabled": turn.gate, "changed": True, "changes": [c.to_dict() for c in changes], "note": note,
+                "content": content, "mode": mode, "requested_mode": turn.mode}
+        tail = "\n\n" + content if turn.generates else content
+        return Final(content, tail, [], gate, mode)
 
 
-def _on_topic(question: str, fact: Any) -> bool:
-    """Whether the question shares a content word with the fact (retrieval always returns *something*)."""
-    from ..kb.search import tokenize
+def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: str | None) -> str | None:
+    """Why a generated answer must not be served as it is (auto mode), or None."""
+    if loops:
+        return "the model's answer was stuck in a repetition loop"
+    if len(answer.strip()) < 20:
+        return "the model's answer was empty"
+    doubtful = [c for c in changes if c.action in ("marked_unverified", "removed", "removed_url")]
+    if len(doubtful) >= MAX_UNVERIFIED:
+        return f"{len(doubtful)} specifics in the model's answer could not be verified"
+    if off_topic:
+        return f"the model's answer was off topic ({off_topic})"
+    return None
 
-    return bool(set(tokenize(question)) & set(tokenize(fact.search_text())))
+
+def _no_facts_answer(turn: Turn) -> str:
+    return ("The knowledge base has no official fact that answers this question directly, so I cannot give "
+            "you sourced specifics. Check the official source for your destination (the university's "
+            "admissions page, or the government's immigration website) before you act.")
 
 
-def _caveat(sources: list[Source], cited: set[int], policy: bool) -> tuple[str, dict[str, Any] | None]:
+def _on_topic(question: str, source: Source) -> bool:
+    """Whether a retrieved fact is about the question: at or above the retriever's calibrated threshold when
+    the hit carries one, and not about another destination or sharing nothing with the question."""
+    from .checks import off_topic_sources
+
+    return not off_topic_sources(question, [source], threshold=getattr(source, "threshold", None))
+
+
+def _caveat(sources: list[Source], cited: set[int], policy: bool) -> tuple[str, GateChange | None]:
     """Policy-sensitive answers (visa, funds, health cover, work rights...) end by naming the official source
     and the date our information dates from: these rules change without notice."""
     sensitive = [s for s in sources if s.fact.policy_sensitive]
@@ -114,33 +271,26 @@ def _caveat(sources: list[Source], cited: set[int], policy: bool) -> tuple[str, 
     f = chosen.fact
     text = (f"_Rules on {f.topic.replace('_', ' ')} change often. Check the official source before you act: "
             f"[{f.source_title}]({f.source_url}) (our information is as of {f.as_of.isoformat()}) [{chosen.n}]._")
-    return text, {"action": "added_caveat", "fact_id": f.id, "citation": chosen.n, "as_of": f.as_of.isoformat(),
-                  "url": str(f.source_url)}
+    return text, GateChange("added_caveat", fact_id=f.id, citation=chosen.n, as_of=f.as_of.isoformat(),
+                            url=str(f.source_url))
 
 
-def _note(changes: list[dict[str, Any]]) -> str:
-    counts = {a: sum(c["action"] == a for c in changes) for a in ("corrected", "removed", "marked_unverified")}
-    parts = []
-    if counts["corrected"]:
-        parts.append(f"{counts['corrected']} figure(s) corrected to the official value")
-    if counts["removed"]:
-        parts.append(f"{counts['removed']} claim(s) contradicting the official sources removed")
-    if counts["marked_unverified"]:
-        parts.append(f"{counts['marked_unverified']} claim(s) marked (unverified)")
+def _note(changes: list[GateChange]) -> str:
+    labels = {"corrected": "figure(s) corrected to the official value",
+              "corrected_rule": "rule statement(s) replaced by the official rule",
+              "removed": "claim(s) contradicting the official sources removed",
+              "marked_unverified": "claim(s) marked (unverified)",
+              "removed_url": "web address(es) not among our official sources removed",
+              "cut_loop": "repetition(s) cut"}
+    parts = [f"{n} {label}" for a, label in labels.items() if (n := sum(c.action == a for c in changes))]
     return f"> **Fact check:** {'; '.join(parts)}." if parts else ""
 
 
-def _stream_note(changes: list[dict[str, Any]]) -> str:
-    """For streamed text, which cannot be edited once sent, the note spells out each correction."""
-    lines = []
-    for c in changes:
-        if c["action"] == "corrected":
-            cite = f" [{c['citation']}]" if c.get("citation") else ""
-            lines.append(f"> - \"{c['claim']}\" is wrong: the official figure is {c['replacement']}{cite}.")
-        elif c["action"] == "removed":
-            lines.append(f"> - \"{c['claim']}\" contradicts the official sources; disregard it.")
-        elif c["action"] == "marked_unverified":
-            lines.append(f"> - \"{c['claim']}\" is unverified: no official source here confirms it.")
+def _stream_note(changes: list[GateChange]) -> str:
+    """For streamed text, which cannot be edited once sent, the note spells out each change."""
+    lines = [f"> - {c.describe()}." for c in changes
+             if c.action in ("corrected", "corrected_rule", "removed", "marked_unverified", "removed_url",
+                             "cut_loop")]
     return "> **Fact check:**\n" + "\n".join(lines) if lines else ""
 
 
@@ -149,3 +299,53 @@ def _sources_markdown(sources: list[Source], cited: set[int]) -> str:
     if not shown:
         return ""
     return "**Sources**\n\n" + "\n".join(f"{s.markdown()}  " for s in shown)
+
+
+# ------------------------------------------------------------------------------------------ streaming
+
+async def stream_turn(generator: Generator, turn: Turn, params: GenParams,
+                      stop_on_loop: bool = True) -> AsyncIterator[Piece]:
+    """The model's pieces for ``turn`` (none when the turn needs no model), shared by the server's JSON and
+    SSE paths and the terminal chat.
+
+    Stops the model as soon as its text falls into a repetition loop (finish_reason ``loop``): the loop is
+    cut anyway, so every further token is wasted CPU, and on the small model a loop runs to max_tokens.
+    The generator enforces its own deadline; the outer wait is a backstop for one that does not.
+    """
+    if not turn.generates:
+        yield Piece("", "stop")
+        return
+    from .checks import find_loops
+
+    text, checked = "", 0
+    async with asyncio.timeout((params.timeout_s or 3600) + 10):
+        async for piece in generator.stream(turn.model_messages, params):
+            yield piece
+            if piece.finish_reason is not None:
+                return
+            text += piece.text
+            # Look at line ends (where list items and sentences repeat), at most every 80 characters.
+            grown = len(text) - checked
+            if stop_on_loop and ((grown >= 80 and "\n" in piece.text) or grown >= 400):
+                checked = len(text)
+                if find_loops(text):
+                    yield Piece("", "loop")
+                    return
+
+
+async def collect(generator: Generator, turn: Turn, params: GenParams) -> tuple[str, Piece]:
+    """The model's whole answer for ``turn`` and its last piece (finish reason, token counts)."""
+    parts: list[str] = []
+    last = Piece(finish_reason="stop")
+    try:
+        async for piece in stream_turn(generator, turn, params):
+            parts.append(piece.text)
+            if piece.finish_reason is not None:
+                last = piece
+    except TimeoutError:
+        last = Piece(finish_reason="timeout")
+    return "".join(parts), last
+
+
+__all__ = ["Answerer", "Turn", "Final", "MODES", "stream_turn", "collect", "NOTABLE", "GenerationError",
+           "PromptTooLong"]

@@ -33,6 +33,8 @@ class Source:
     n: int
     fact: Any
     score: float = 0.0
+    relevance: float | None = None    # the retriever's calibrated relevance in [0, 1], when it gives one
+    threshold: float | None = None    # the retriever's calibrated threshold for "relevant"
 
     def to_dict(self, cited: bool) -> dict[str, Any]:
         f = self.fact
@@ -40,7 +42,9 @@ class Source:
                 "as_of": f.as_of.isoformat(), "review_after": f.review_after.isoformat(),
                 "destination": f.destination, "country": f.country, "topic": f.topic,
                 "statement": f.statement, "policy_sensitive": f.policy_sensitive,
-                "score": round(float(self.score), 6), "cited": cited}
+                "score": round(float(self.score), 6),
+                "relevance": None if self.relevance is None else round(float(self.relevance), 4),
+                "kind": getattr(f, "kind", "fact"), "cited": cited}
 
     def markdown(self) -> str:
         f = self.fact
@@ -54,8 +58,16 @@ def retrieval_query(messages: list[dict[str, str]]) -> str:
 
 
 def retrieve(searcher: Searcher, messages: list[dict[str, str]], k: int) -> list[Source]:
-    hits = searcher.search(retrieval_query(messages), k=k)
-    return [Source(i + 1, h.fact, h.score) for i, h in enumerate(hits)]
+    """The relevant facts for the conversation, numbered for citation.
+
+    With a calibrated retriever (``relevant``), only hits at or above its threshold: retrieval always returns
+    *something*, and an unrelated fact in front of a small model ends up in its answer, cited.
+    """
+    query = retrieval_query(messages)
+    relevant = getattr(searcher, "relevant", None)
+    hits = relevant(query, k=k) if callable(relevant) else searcher.search(query, k=k)
+    threshold = getattr(searcher, "threshold", None)
+    return [Source(i + 1, h.fact, h.score, getattr(h, "relevance", None), threshold) for i, h in enumerate(hits)]
 
 
 def facts_block(sources: list[Source]) -> str:
@@ -67,9 +79,28 @@ def facts_block(sources: list[Source]) -> str:
     return "\n".join(lines)
 
 
-def grounded_messages(messages: list[dict[str, str]], sources: list[Source]) -> list[dict[str, str]]:
-    """The conversation with our grounding system prompt first; a client's own system prompt follows it."""
-    system = f"{SYSTEM_PROMPT}\n\nOfficial facts:\n{facts_block(sources)}"
+OUT_OF_SCOPE_PROMPT = (
+    "You are StudyAbroadGPT, a careful study-abroad advisor. The knowledge base has no official information "
+    "about {names}. Say so plainly in your first sentence, then give only general, practical advice. Do not "
+    "state any figure, deadline, score, fee, website address, or the name of any organisation, programme or "
+    "scholarship. Tell the student to check the official source: the university's admissions page, or the "
+    "country's embassy or immigration website."
+)
+
+
+def grounded_messages(messages: list[dict[str, str]], sources: list[Source],
+                      out_of_scope: list[str] | None = None) -> list[dict[str, str]]:
+    """The conversation with our grounding system prompt first; a client's own system prompt follows it.
+
+    ``out_of_scope`` (names of uncovered destinations / institutions): no facts, and an instruction to say
+    plainly that we have no official information on them."""
+    if out_of_scope:
+        system = OUT_OF_SCOPE_PROMPT.format(names=", ".join(out_of_scope))
+    elif not sources:
+        system = (f"{SYSTEM_PROMPT}\n\nNo official fact in the knowledge base matches this question: give "
+                  "general advice only, with no figures, addresses or names of organisations or schemes.")
+    else:
+        system = f"{SYSTEM_PROMPT}\n\nOfficial facts:\n{facts_block(sources)}"
     own = [m["content"] for m in messages if m["role"] == "system"]
     if own:
         system += "\n\n" + "\n\n".join(own)
