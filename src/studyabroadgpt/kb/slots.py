@@ -34,16 +34,18 @@ _SUBJECT_CUES: list[tuple[str, str]] = [
                       r"\b(?:course|programme|program|degree|master'?s|mba)\s+(?:lasts?|lasting|takes?|is|of)\b|"
                       r"\bduration\s+of\s+(?:the\s+|your\s+)?(?:course|programme|program|degree)\b"),
     ("work_experience", r"\bwork(?:ing)?\s+experience\b|\bexperience\b"),
+    ("post_study", r"\bpost[- ](?:study|graduation)\s+work\s+(?:visa|permit)s?\b|\bgraduate\s+(?:visa|route)\b|\bpost-study\b|\bpost-graduation\b|\bpgwp\b|\bopt\b|"
+                   r"\bstem\s+opt\b|\b485\b|\bstay\s+(?:and|to)\s+work\b|\borientation\s+year\b|\bstamp\s+1g\b|"
+                   r"\bjob[- ]search\b|\bafter\s+(?:you\s+)?graduat\w*\b|\bh-1b\b|\bgrace\s+period\b"),
     ("work_hours", r"\bwork(?:ing|s)?\b|\bjobs?\b|\bemploy\w*|\bpart-time\b|\bfull[- ]time\b|\bhours?\b"),
     ("funds", r"\bfunds?\b|\bmaintenance\b|\bliving\s+(?:costs?|expenses)\b|\bfinancial\b|\bbank\b|"
-              r"\bblocked\s+account\b|\bsperrkonto\b|\bshow\b|\bsavings\b|\bgic\b|\bprove\b"),
-    ("visa_fee", r"\b(?:application|visa|sevis|biometrics?|irp|permit|processing)\s+(?:fee|charge|cost)s?\b|"
+              r"\bblocked\s+account\b|\bsperrkonto\b|\bshow\b|\bsavings\b|\bgic\b|\bprove\b|\bmoney\b|"
+              r"\baccount\b"),
+    ("visa_fee", r"\b(?:application|visa|sevis|biometrics?|irp|permit|processing|mrv)\b[^.;\d]{0,25}?"
+                 r"\b(?:fee|charge|cost)s?\b|"
                  r"\bapplication\s+charge\b|\bfee\s+for\s+(?:a|the)\s+\w*\s*(?:visa|permit)\b"),
     ("health", r"\bsurcharge\b|\bihs\b|\bhealth\b|\binsurance\b|\boshc\b|\bcover\b|\bnhs\b"),
     ("tuition", r"\btuition\b|\bsemester\s+(?:fee|contribution)\b|\bcourse\s+fees?\b|\bfees?\b"),
-    ("post_study", r"\bgraduate\s+(?:visa|route)\b|\bpost-study\b|\bpost-graduation\b|\bpgwp\b|\bopt\b|"
-                   r"\bstem\s+opt\b|\b485\b|\bstay\s+(?:and|to)\s+work\b|\borientation\s+year\b|\bstamp\s+1g\b|"
-                   r"\bjob[- ]search\b|\bafter\s+(?:you\s+)?graduat\w*\b|\bh-1b\b"),
     ("arrival", r"\barriv\w*\b|\benter\b|\bentry\b|\btravel\b"),
     ("apply_timing", r"\bapply\b.{0,30}\bbefore\b|\bdecision\b|\bprocessing\b|\bwait\w*\b|\bapply\s+up\s+to\b"),
     ("registration", r"\bregist\w*\b|\banmeldung\b|\baddress\b|\bpolice\b"),
@@ -55,12 +57,27 @@ _SUBJECT_CUES: list[tuple[str, str]] = [
     ("deadline", r"\bdeadline\b|\bcloses?\b|\bby\s+\d"),
 ]
 _SUBJECT_RES = [(s, re.compile(p, re.IGNORECASE)) for s, p in _SUBJECT_CUES]
+_MONEY_SUBJECTS = {"funds", "visa_fee", "health", "tuition", "scholarship", "living_costs", "post_study",
+                   "dependants", "deadline"}
+_MONEY_FIGURE = re.compile(r"[£€$]|\b(?:GBP|USD|CAD|AUD|NZD|EUR|SGD|euros?|pounds?|dollars?)\b", re.IGNORECASE)
+
+
+def _subjects_for(figure: str) -> list[tuple[str, re.Pattern]]:
+    """Subjects a figure of this kind can be about: money is never work hours, "5 years" never a fee."""
+    if _MONEY_FIGURE.search(figure):
+        return [(s, rx) for s, rx in _SUBJECT_RES if s in _MONEY_SUBJECTS]
+    if re.search(r"\b(?:weeks?|months?|years?)\b", figure, re.IGNORECASE):
+        return [(s, rx) for s, rx in _SUBJECT_RES if s not in _MONEY_SUBJECTS - {"post_study", "dependants",
+                                                                                 "scholarship", "deadline"}
+                and s != "work_hours"]
+    return [(s, rx) for s, rx in _SUBJECT_RES if s not in _MONEY_SUBJECTS - {"post_study", "dependants",
+                                                                             "scholarship", "deadline"}]
 
 # Value key prefix → subject (keys are documented in docs/knowledge-base.md: "work.term_time.degree…").
 _KEY_SUBJECT: list[tuple[str, str]] = [
     ("work.", "work_hours"), ("funds.", "funds"), ("ihs.", "health"), ("health.", "health"),
     ("tuition.", "tuition"), ("psw.", "post_study"), ("arrival.earliest", "arrival"),
-    ("arrival.", "registration"), ("english.", "english"), ("language.", "english"),
+    ("arrival.irp.fee", "visa_fee"), ("arrival.", "registration"), ("english.", "english"), ("language.", "english"),
     ("admissions.", "admissions_test"), ("scholarship.", "scholarship"), ("dependants.", "dependants"),
     ("timeline.", "deadline"), ("visa.apply_earliest", "apply_timing"), ("visa.decision", "apply_timing"),
     ("visa.issue_earliest", "apply_timing"), ("visa.fee", "visa_fee"), ("visa.application_fee", "visa_fee"),
@@ -76,8 +93,8 @@ _KEY_REFINE = {("scholarship", "work_experience"): "work_experience", ("dependan
 # ------------------------------------------------------------------------------------------------- qualifiers
 
 _LEVELS = [  # (level, pattern); the first that matches wins
-    ("below_degree", r"\bbelow\s+degree\b|\bfoundation\b|\blanguage\s+(?:course|school)\b|\bpathway\b|\belicos\b"),
-    ("research", r"\bresearch\b|\bph\.?d\b|\bdoctora\w*\b|\bdoctorate\b"),
+    ("below_degree", r"\bbelow\s+degree\b|\bnon-degree\b|\bfoundation\b|\blanguage\s+(?:course|school)\b|\bpathway\b|\belicos\b"),
+    ("research", r"\bmaster'?s\s+by\s+research\b|\bresearch\b|\bph\.?d\b|\bdoctora\w*\b|\bdoctorate\b"),
     ("sponsored", r"\bgovernment[- ]sponsored\b|\bsponsored\s+(?:by|students?|course)\b"),
     ("degree", r"\bdegree[- ]level\b|\bmaster'?s\b|\bbachelor'?s\b|\bundergraduate\b|\bpostgraduate\b|\bmba\b|"
                r"\bmsc\b|\btaught\b|\bdegree\b|\buniversity\b|\bhigher\s+education\b|\bcoursework\b"),
@@ -97,7 +114,7 @@ _GROUPS = [
 _GROUP_RES = [(g, re.compile(p, re.IGNORECASE)) for g, p in _GROUPS]
 
 _PERIODS = [
-    ("vacation", r"\bvacations?\b|\bholidays?\b|\bbreaks?\b|\bsummer\b|\bjune\b|\bjuly\b|\baugust\b"),
+    ("vacation", r"\bvacations?\b|\bholidays?\b|\bbreaks?\b|\bsummer\b"),
     ("term", r"\bterm(?:[- ]time)?\b|\bsemesters?\b|\bin\s+session\b|\bduring\s+(?:your\s+)?(?:studies|course|"
              r"the\s+(?:academic\s+)?year)\b|\bacademic\s+sessions?\b"),
 ]
@@ -128,9 +145,15 @@ class Slot:
 
 
 def _nearest(patterns: list[tuple[str, re.Pattern]], text: str, pos: int) -> str | None:
+    """The cue nearest to ``pos``; an earlier pattern's match hides later ones inside it ("below degree
+    level" is below degree, not also degree level)."""
     best, best_d = None, None
+    taken: list[tuple[int, int]] = []
     for name, rx in patterns:
         for m in rx.finditer(text):
+            if any(a < m.end() and m.start() < b for a, b in taken):
+                continue
+            taken.append(m.span())
             d = 0 if m.start() <= pos < m.end() else min(abs(m.start() - pos), abs(m.end() - pos))
             if best_d is None or d < best_d:
                 best, best_d = name, d
@@ -144,8 +167,8 @@ def _first(patterns: list[tuple[str, re.Pattern]], text: str) -> str | None:
     return None
 
 
-_CLAUSE_SPLIT = re.compile(r";|\s+while\s+|\s+whereas\s+|,\s+(?:and|but|or)\s+|,\s+(?=(?:or|and)?\s*(?:up\s+to|"
-                           r"for|after|from|at)\b)|\s+but\s+|\s+or\s+(?=(?:up\s+to|for|after|b1|\d))",
+_CLAUSE_SPLIT = re.compile(r";|\s+and\s+(?=(?:up\s+to\s+|at\s+most\s+)?[£€$]?\d)|\s+while\s+|\s+whereas\s+|,\s+(?:and|but|or)\s+|,\s+(?=(?:or|and)?\s*(?:up\s+to|"
+                           r"for|after|from|at)\b)|\s+but\s+|\s+or\s+(?=(?:up\s+to|for|after|b1|[£€$]?\d))",
                            re.IGNORECASE)
 
 
@@ -183,7 +206,7 @@ def slot_of(sentence: str, start: int, end: int, destination: str | None, key: s
         if re.search(r"\bhours?\b", figure, re.IGNORECASE) and not re.search(r"experience", clause, re.I):
             subject = "work_hours"
         else:
-            subject = _nearest(_SUBJECT_RES, around, pos)
+            subject = _nearest(_subjects_for(figure), around, pos)
             # "a one-year master's": the figure itself is a course length (it is the cue's own words)
             m = _SUBJECT_RES[0][1].search(clause)
             if m and m.start() <= pos < m.end():
@@ -191,7 +214,7 @@ def slot_of(sentence: str, start: int, end: int, destination: str | None, key: s
     level = None
     if key:
         level = next((_KEY_LEVEL[p] for p in key.split(".") if p in _KEY_LEVEL), None)
-    level = level or _first(_LEVEL_RES, clause)
+    level = level or _nearest(_LEVEL_RES, clause, pos)
     group = _first(_GROUP_RES, clause)
     if key and key.startswith("dependants.partner"):
         group = "partner"
@@ -200,21 +223,23 @@ def slot_of(sentence: str, start: int, end: int, destination: str | None, key: s
         period = "vacation"
     elif key and "term_time" in key:
         period = "term"
-    period = period or _first(_PERIOD_RES, clause)
+    period = period or _nearest(_PERIOD_RES, clause, pos)
     place = None
     if key and ".london." in f".{key}.":
         place = "london"
     elif key and "outside_london" in key:
         place = "outside_london"
-    place = place or _first(_PLACE_RES, clause)
+    place = place or _nearest(_PLACE_RES, clause, pos)
     year = None
-    if key and re.search(r"(?:to|from)_(20\d\d)", key):
-        year = int(re.search(r"(?:to|from)_(20\d\d)", key).group(1))
-    elif subject in ("post_study", "visa_fee", "funds", "work_hours"):
-        m = _DATED.search(clause)
-        if m and not re.search(re.escape(figure), m.group(0)):
-            year = int(m.group(1) or m.group(2))
+    # Only a key dates a figure ("…to_2026.years" vs "…from_2027.months"): a statement's "since 1 July 2023"
+    # says when a rule started, not which of two figures applies.
+    m = re.search(r"(?:to|from)_(20\d\d)", key or "")
+    if m:
+        year = int(m.group(1))
     if context:
+        # The question says what is asked about when the clause does not ("Outside London the requirement is
+        # £1,023 per month" answers "how much money do I need to show…").
+        subject = subject or _nearest(_subjects_for(figure)[1:], context, len(context))
         level = level or _first(_LEVEL_RES, context)
         place = place or _first(_PLACE_RES, context)
     return Slot(destination, subject, level, group, period, place, year)
@@ -245,10 +270,16 @@ class SlotMatch:
                 "fact_slot": self.fact.to_dict()}
 
 
-def same_slot(claim: Slot, fact: Slot) -> SlotMatch:
-    """May the fact's figure replace the claim's? Both sides must say what the figure is about, and agree."""
+def same_slot(claim: Slot, fact: Slot, lenient: bool = False) -> SlotMatch:
+    """May the fact's figure replace the claim's? Both sides must say what the figure is about, and agree.
+
+    ``lenient``: a qualifier the claim leaves unstated (level, group, period, place, year) matches any."""
     def no(reason: str) -> SlotMatch:
         return SlotMatch(False, reason, claim, fact)
+
+    if lenient:
+        claim = Slot(claim.destination, claim.subject, claim.level or fact.level, claim.group or fact.group,
+                     claim.period or fact.period, claim.place or fact.place, claim.year or fact.year)
 
     if claim.destination is None or claim.destination != fact.destination:
         return no("destination differs or is unknown")
@@ -256,8 +287,8 @@ def same_slot(claim: Slot, fact: Slot) -> SlotMatch:
         return no("subject of the figure unknown")
     if claim.subject != fact.subject:
         return no(f"different subject ({claim.subject} vs {fact.subject})")
-    if claim.subject in ("course_length", "work_experience"):
-        return no("the student's own circumstance, not a rule")
+    if claim.subject == "course_length":
+        return no("the student's own course length, not a rule")
     if claim.level != fact.level and not (claim.level in _DEFAULT_LEVEL and fact.level in _DEFAULT_LEVEL):
         return no(f"different level of study ({claim.level or 'unstated'} vs {fact.level or 'unstated'})")
     if claim.group != fact.group:
@@ -385,8 +416,18 @@ class Rule:
         return asdict(self)
 
 
-def rule_of(sentence: str, destination: str | None) -> Rule | None:
-    """The yes/no rule a sentence states, if it states one about a known rule subject."""
+_HEDGE = re.compile(r"\bmay\s+be\s+able\b|\bmight\b|\bdepend(?:s|ing)\s+on\b|\bin\s+some\s+cases\b|\bunless\b|"
+                   r"\bcertain\b", re.IGNORECASE)
+_QUANTITY_RULE = re.compile(r"\bunlimited\b|\bfull[- ]time\b|\bhours?\b|\d", re.IGNORECASE)
+
+
+def rule_of(sentence: str, destination: str | None, claim: bool = False) -> Rule | None:
+    """The yes/no rule a sentence states, if it states one about a known rule subject.
+
+    ``claim``: the sentence is an answer's (hedged statements — "may be able to", "depending on your
+    programme" — state a condition, not a yes or no)."""
+    if claim and _HEDGE.search(sentence):
+        return None
     subject, m = None, None
     for s, rx in _RULE_RES:
         m = rx.search(sentence)
@@ -407,6 +448,8 @@ def rule_of(sentence: str, destination: str | None) -> Rule | None:
     neg = _NEGATIVE.search(head[max(0, m.start() - 60):]) or re.match(r"[^.;]{0,25}\b(?:not|no)\b",
                                                                       sentence[m.end():], re.IGNORECASE)
     if only:
+        if _QUANTITY_RULE.search(sentence[m.start():only.start()]):
+            return None  # "may work unlimited hours only if…": a limit on how much, not a yes or no
         exception = _first(_LEVEL_RES, sentence[only.start():]) or "condition"
         return Rule(subject, False, exception, None, destination)
     level = _first(_LEVEL_RES, sentence)
@@ -436,4 +479,122 @@ def polarity_conflict(claim: Rule, fact: Rule) -> str | None:
 
 
 __all__ = ["Slot", "SlotMatch", "slot_of", "same_slot", "fact_value_slot", "figures_in", "from_question",
-           "claim_number", "level_in", "Rule", "rule_of", "polarity_conflict", "clause_around"]
+           "claim_number", "level_in", "anchored_subject", "Rule", "rule_of", "polarity_conflict", "clause_around"]
+
+
+# ------------------------------------------------------------------------------------------------- choosing
+
+
+def anchored_subject(sentence: str, facts: list[Any]) -> str | None:
+    """The subject of the one fact whose own name the sentence uses ("The Deutschlandstipendium pays €250 a
+    month"): a scheme named in the claim's sentence says what its figure is about."""
+    from .claims import name_tokens
+
+    words = set(re.findall(r"[a-z0-9][a-z0-9'-]*", sentence.lower()))
+    found = set()
+    for fact in facts:
+        for e in getattr(fact, "entities", []) or []:
+            for n in [e.name, *e.aliases]:
+                toks = name_tokens(n)
+                if toks and toks <= {w.rstrip("s") if len(w) > 4 else w for w in words} | words:
+                    found.add(_TOPIC_SUBJECT.get(fact.topic))
+    found.discard(None)
+    return found.pop() if len(found) == 1 else None
+
+
+_TOPIC_SUBJECT = {"work_rights": "work_hours", "proof_of_funds": "funds", "health_cover": "health",
+                  "tuition_costs": "tuition", "post_study_work": "post_study", "scholarships": "scholarship",
+                  "english_tests": "english", "admissions_tests": "admissions_test", "dependants": "dependants",
+                  "living_costs": "living_costs", "application_timelines": "apply_timing",
+                  "arrival_registration": "registration", "accommodation": "accommodation",
+                  "credential_recognition": "credentials", "student_visa": "visa_rule"}
+
+
+@dataclass
+class Candidate:
+    """A figure of a fact that could stand in for a claim's: the fact, its label, its slot and clause."""
+
+    fact: Any
+    label: str
+    slot: Slot
+    key: str | None
+    clause: str
+
+
+def candidates(claim: Any, facts: list[Any]) -> list[Candidate]:
+    """Every figure of ``facts`` (of the claim's destination) that measures the same kind of quantity as the
+    claim (same test, currency, unit: ``kb.matching.compatible``)."""
+    from .matching import compatible, fact_checkables, from_claim
+
+    cc = from_claim(claim)
+    out = []
+    seen: set[float | None] = set()  # one candidate per figure: a value and its statement's wording are one
+    for fact in facts:
+        if claim.destination and fact.destination != claim.destination:
+            continue
+        for fc in fact_checkables(fact):
+            number = _label_number(fc.label)
+            if number in seen or not compatible(cc, fc, claim.destination):
+                continue
+            seen.add(number)
+            slot, key = fact_value_slot(fact, fc.label)
+            span = _figure_span(fact.statement, number)
+            # The words right around the figure say what it is (a clause can hold two figures: "must hold
+            # €11,904 for the first year, released at €992 a month").
+            clause = fact.statement[max(0, span[0] - 30):span[1] + 30] if span else fact.statement
+            out.append(Candidate(fact, fc.label, slot, key, clause))
+    return out
+
+
+def _label_number(label: str) -> float | None:
+    m = re.search(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?", label)
+    return float(m.group(0).replace(",", "")) if m else None
+
+
+_STOPWORDS = frozenset("a an the of for to in on at by with and or is are be can may must you your their they "
+                       "up this that it its as from per".split())
+
+
+def _words(text: str) -> set[str]:
+    return {w.rstrip("s") for w in re.findall(r"[a-z]+", text.lower()) if w not in _STOPWORDS and len(w) > 2}
+
+
+_UNIT_WORDS = frozenset("hour day week month year fortnight per".split())
+
+
+def choose(claim_slot: Slot, claim_clause: str, cands: list[Candidate]) -> tuple[Candidate | None, str]:
+    """The one candidate that provably fills the claim's slot, or (None, why not).
+
+    Several figures can fill one coarse slot ("money held for 28 days" and "statement within 31 days of
+    applying" are both proof-of-funds durations): then the clause that shares most words with the claim's
+    wins, and only if it shares strictly more than every clause with another figure. A tie is ambiguity,
+    and ambiguity is never resolved by guessing.
+    """
+    ok = [(c, same_slot(claim_slot, c.slot)) for c in cands]
+    fitting = [c for c, m in ok if m.ok]
+    if not fitting:
+        # A claim that leaves a qualifier unstated still fits a fact whose figure is the only one of its
+        # subject here (the Vanier amount is for doctoral students; no other figure competes). Where siblings
+        # differ on that qualifier (London vs elsewhere), the unstated claim stays ambiguous.
+        fitting = [c for c in cands if same_slot(claim_slot, c.slot, lenient=True).ok]
+        if len({_label_number(c.label) for c in fitting}) != 1:
+            fitting = []
+    if not fitting:
+        reasons = sorted({m.reason for _, m in ok})
+        return None, "; ".join(reasons[:2]) if reasons else "no official figure of the same kind"
+    labels = {_label_number(c.label) for c in fitting}
+    if len(labels) == 1:
+        return fitting[0], "same slot"
+    words = _words(claim_clause) - _UNIT_WORDS
+    # A figure with a structured value (a key) is what the fact is about; one only in its wording is often a
+    # threshold or context ("for a course longer than 6 months"): at equal overlap the keyed figure wins.
+    scored = sorted(((len(words & _words(c.clause)) + (0.5 if c.key else 0), c) for c in fitting),
+                    key=lambda x: -x[0])
+    best_score, best = scored[0]
+    rival = max((s for s, c in scored[1:] if _label_number(c.label) != _label_number(best.label)), default=-1)
+    if best_score > rival:
+        return best, "same slot (closest clause of several)"
+    return None, "several official figures fit this slot; which one applies is not clear"
+
+
+__all__ += ["Candidate", "candidates", "choose"]

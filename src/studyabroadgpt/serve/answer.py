@@ -165,7 +165,9 @@ class Answerer:
             changes.append(GateChange("added_key_fact", fact_id=top.fact.id, citation=top.n))
             cited.add(top.n)
         caveat = ""
-        if turn.gate:
+        from ..kb.caveats import has_caveat
+
+        if turn.gate and not (mode == "compose" and has_caveat(answer)):
             caveat, caveat_change = _caveat(turn.sources, cited, policy)
             if caveat_change:
                 changes.append(caveat_change)

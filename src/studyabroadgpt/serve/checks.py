@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable
 
 # ------------------------------------------------------------------------------------------------- loops
@@ -474,6 +475,19 @@ def _content_words(text: str) -> set[str]:
     return {w for w in tokenize(text) if w not in _STOP and len(w) > 2}
 
 
+@lru_cache(maxsize=1)
+def _place_words() -> frozenset[str]:
+    """Words that only say *where* (countries, cities, demonyms): sharing one is not sharing a topic."""
+    from ..kb.schema import DESTINATIONS
+    from .premises import CITIES
+
+    words = {w for name in DESTINATIONS.values() for w in name.lower().split()}
+    words |= {w for city in CITIES for w in city.split()}
+    demonyms = "british american canadian australian german irish dutch french japanese swedish danish finnish " \
+               "norwegian singaporean korean kiwi english scottish welsh"
+    return frozenset(words | set(demonyms.split()) | {"uk", "us", "usa", "university", "universities"})
+
+
 def off_topic_sources(question: str, sources: list[Any], threshold: float | None = None) -> list[Any]:
     """The sources (``Source``-like with ``.fact``, or facts) that are not about the question.
 
@@ -485,9 +499,7 @@ def off_topic_sources(question: str, sources: list[Any], threshold: float | None
 
     named = set(detect_destinations(question))
     qwords = _content_words(question)
-    from ..kb.schema import DESTINATIONS
-
-    country_words = {w for name in DESTINATIONS.values() for w in name.lower().split()} | {"uk", "us", "usa"}
+    country_words = _place_words()
     out = []
     for s in sources:
         fact = getattr(s, "fact", s)
@@ -502,6 +514,23 @@ def off_topic_sources(question: str, sources: list[Any], threshold: float | None
         if not (qwords - country_words) & (_content_words(fact.search_text()) - country_words):
             out.append(s)
     return out
+
+
+def answer_off_topic(question: str, answer: str) -> str | None:
+    """Why ``answer`` is not about ``question`` (None when it is): it names only destinations other than the
+    one(s) the question asks about, or shares no content word with a question that has several."""
+    from ..kb.geo import detect_destinations
+    from ..kb.schema import DESTINATIONS
+
+    asked = set(detect_destinations(question))
+    said = set(detect_destinations(answer))
+    if asked and said and not asked & said:
+        return (f"it is about {', '.join(DESTINATIONS.get(c, c) for c in sorted(said))}, not "
+                f"{', '.join(DESTINATIONS.get(c, c) for c in sorted(asked))}")
+    qwords = _content_words(question)
+    if len(qwords) >= 3 and not qwords & _content_words(answer):
+        return "it shares no content word with the question"
+    return None
 
 
 # ------------------------------------------------------------------------------------------------- honesty
@@ -559,5 +588,5 @@ def assess(answer: str, question: str, kb: Any, cited_sources: list[Any] | None 
 
 
 __all__ = ["Loop", "find_loops", "cut_loops", "foreign_urls", "remove_foreign_urls", "unverified_entities",
-           "mark_unverified_entities", "off_topic_sources", "says_no_information", "assess", "Assessment",
+           "mark_unverified_entities", "off_topic_sources", "answer_off_topic", "says_no_information", "assess", "Assessment",
            "kb_entries", "UrlFinding", "EntityFinding"]

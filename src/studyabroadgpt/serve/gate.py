@@ -124,9 +124,31 @@ def _cited_in(text: str) -> set[int]:
 
 
 def _sentence(text: str, pos: int) -> tuple[int, int]:
+    """The sentence around ``pos`` (``kb.claims.sentence_bounds``, the audit's own notion of a sentence).
+
+    Asked one character in: a sentence break is only seen with the next sentence's first character in view,
+    so at a sentence's first character ``sentence_bounds`` would still answer the sentence before it."""
     from ..kb.claims import sentence_bounds
 
-    return sentence_bounds(text, pos)
+    return sentence_bounds(text, min(pos + 1, len(text)))
+
+
+def sentences(text: str) -> list[tuple[int, int]]:
+    """Bounds of every sentence / bullet / line of ``text``, in reading order."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while pos < len(text):
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            break
+        a, b = _sentence(text, pos)
+        if out and (a, b) == out[-1] or b <= pos:
+            b = max(b, pos + 1)
+        else:
+            out.append((a, b))
+        pos = b
+    return out
 
 
 def context_destination(question: str, sources: list[Source]) -> str | None:
@@ -161,24 +183,19 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
             expected = describe_expected(getattr(claim, "expected", None))
             fact = by_id.get(claim.fact_id) if claim.fact_id else None
             if expected and fact is not None and str(claim.kind) != "entity":
-                s0, _ = _sentence(text, start)
-                sentence = text[s0:_sentence(text, start)[1]]
-                c_slot = slots.slot_of(sentence, start - s0, end - s0, claim.destination, context=question)
-                f_slot, key = slots.fact_value_slot(fact, expected)
-                match = slots.same_slot(c_slot, f_slot)
-                if match.ok:
-                    replacement = f"{expected} [{cite}]" if cite else expected
-                    text = text[:start] + replacement + text[end:]
-                    changes.append(GateChange("corrected", claim.text, expected, claim.fact_id, cite,
-                                              reason="same slot", slot={**match.to_dict(), "value_key": key}))
+                pick, why, info = _decide(claim, text, question, sources)
+                if pick is not None:
+                    r_cite = number.get(pick.fact.id)
+                    text = text[:start] + (f"{pick.label} [{r_cite}]" if r_cite else pick.label) + text[end:]
+                    changes.append(GateChange("corrected", claim.text, pick.label, pick.fact.id, r_cite,
+                                              reason=why, slot=info))
                 else:
                     # Not provably the same rule: say we cannot vouch for it, and name the nearest fact so a
                     # reader can check, but never put that fact's figure in the student's answer.
                     if text[end:end + len(UNVERIFIED)] != UNVERIFIED:
                         text = text[:end] + UNVERIFIED + text[end:]
                     changes.append(GateChange("marked_unverified", claim.text, fact_id=claim.fact_id,
-                                              reason=f"not corrected: {match.reason}",
-                                              slot={**match.to_dict(), "value_key": key}))
+                                              reason=f"not corrected: {why}", slot=info))
             else:
                 # A misattributed name, or a figure the audit can only call impossible (no fact to take the
                 # right value from): its sentence goes.
@@ -195,6 +212,22 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
                                           reason="no retrieved official fact states it"))
             floor = start
         elif status == "supported" and cite:
+            wrong = _supported_for_another_slot(claim, text, question, sources)
+            if wrong is not None:
+                pick, why, info = wrong
+                if pick is not None:
+                    r_cite = number.get(pick.fact.id)
+                    text = text[:start] + (f"{pick.label} [{r_cite}]" if r_cite else pick.label) + text[end:]
+                    changes.append(GateChange("corrected", claim.text, pick.label, pick.fact.id, r_cite,
+                                              reason=f"the answer's figure is the official one for another case; "
+                                                     f"{why}", slot=info))
+                else:
+                    if text[end:end + len(UNVERIFIED)] != UNVERIFIED:
+                        text = text[:end] + UNVERIFIED + text[end:]
+                    changes.append(GateChange("marked_unverified", claim.text, fact_id=claim.fact_id,
+                                              reason=f"the official figure is for another case: {why}", slot=info))
+                floor = start
+                continue
             left, right = _sentence(text, start)
             if cite not in _cited_in(text[left:right]):
                 text = text[:end] + f" [{cite}]" + text[end:]
@@ -215,6 +248,72 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
     return GateResult(text, changes, bool(getattr(result, "policy_sensitive", False)))
 
 
+# Only these qualifiers turn a supported figure into a wrong one: a level or applicant group the student
+# stated (in the claim's clause or the question). Place and period cues are read from the words nearest the
+# figure, which is too weak a signal to overrule a figure the facts do state.
+_QUALIFIER_REASONS = ("different level", "different applicant group")
+
+
+def _claim_slot(claim: Any, text: str, question: str) -> tuple[Any, str]:
+    from ..kb import slots
+
+    s0, s1 = _sentence(text, claim.span[0])
+    sentence = text[s0:s1]
+    slot = slots.slot_of(sentence, claim.span[0] - s0, claim.span[1] - s0, claim.destination, context=question)
+    clause, pos = slots.clause_around(sentence, claim.span[0] - s0, claim.span[1] - s0)
+    # The words right around the figure (as on the fact's side) pick between figures of one slot.
+    return slot, clause[max(0, pos - 30):pos + (claim.span[1] - claim.span[0]) + 30]
+
+
+def _decide(claim: Any, text: str, question: str, sources: list[Source]) -> tuple[Any, str, dict[str, Any]]:
+    """(the candidate that provably fills the claim's slot or None, why, the slots compared)."""
+    from ..kb import slots
+
+    c_slot, clause = _claim_slot(claim, text, question)
+    facts = [s.fact for s in sources]
+    cands = slots.candidates(claim, facts)
+    pick, why = slots.choose(c_slot, clause, cands)
+    if pick is None:
+        # A scheme or rule named in the sentence pins what the figure is about, where the words around it
+        # did not ("The Deutschlandstipendium pays €250 a month").
+        s0, s1 = _sentence(text, claim.span[0])
+        anchored = slots.anchored_subject(text[s0:s1], facts)
+        if anchored and anchored != c_slot.subject:
+            from dataclasses import replace
+
+            c_slot = replace(c_slot, subject=anchored)
+            pick, why = slots.choose(c_slot, clause, cands)
+            why = f"{why} (subject from the scheme the sentence names)" if pick is not None else why
+    info: dict[str, Any] = {"claim_slot": c_slot.to_dict()}
+    if pick is not None:
+        info.update({"fact_slot": pick.slot.to_dict(), "value_key": pick.key})
+    return pick, why, info
+
+
+def _supported_for_another_slot(claim: Any, text: str, question: str, sources: list[Source]) -> Any:
+    """A figure that a fact states, but for another level / group / period / place than the student's
+    ("10 hours a week" is the below-degree limit; the student asked about a master's). Returns what
+    ``_decide`` returns for it, or None when the figure fits the claim's slot."""
+    from ..kb import slots
+
+    fact = next((s.fact for s in sources if s.fact.id == claim.fact_id), None)
+    if fact is None or slots.claim_number(claim) is None or str(claim.kind) == "entity":
+        return None
+    c_slot, _ = _claim_slot(claim, text, question)
+    own = [c for c in slots.candidates(claim, [fact]) if slots._label_number(c.label) == slots.claim_number(claim)]
+    if not own:
+        return None
+    matches = [slots.same_slot(c_slot, c.slot) for c in own]
+    if any(m.ok for m in matches) or not any(m.reason.startswith(_QUALIFIER_REASONS) for m in matches):
+        return None
+    if any(slots.same_slot(c_slot, c.slot, lenient=True).ok for c in own):
+        return None  # the mismatch is only a qualifier the claim leaves unstated: nothing says it is wrong
+    pick, why, info = _decide(claim, text, question, sources)
+    if pick is not None and slots._label_number(pick.label) == slots.claim_number(claim):
+        return None
+    return pick, (why if pick is not None else matches[0].reason), info
+
+
 def correct_rules(text: str, question: str, sources: list[Source]) -> tuple[str, list[GateChange]]:
     """Sentences whose yes/no contradicts a retrieved fact that states the rule are replaced by the fact."""
     from ..kb.geo import detect_destinations
@@ -229,13 +328,11 @@ def correct_rules(text: str, question: str, sources: list[Source]) -> tuple[str,
     if not fact_rules:
         return text, []
     edits = []
-    pos = 0
-    while pos < len(text):
-        a, b = _sentence(text, pos)
+    for a, b in sentences(text):
         sentence = text[a:b]
         if sentence.strip():
             named = detect_destinations(sentence)
-            claim = rule_of(sentence, named[0] if named else fallback)
+            claim = rule_of(sentence, named[0] if named else fallback, claim=True)
             if claim is not None:
                 if claim.level is None:  # the question says who is asking ("during my taught master's")
                     claim = type(claim)(claim.subject, claim.positive, claim.only, level_in(question),
@@ -245,7 +342,6 @@ def correct_rules(text: str, question: str, sources: list[Source]) -> tuple[str,
                     if why:
                         edits.append((a, b, s, rule, claim, why))
                         break
-        pos = max(b + 1, a + 1)
     changes = []
     for a, b, s, rule, claim, why in reversed(edits):
         replacement = f"{s.fact.statement} [{s.n}]"

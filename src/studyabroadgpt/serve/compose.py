@@ -1,0 +1,97 @@
+"""The composed answers: built from the knowledge base, never from the model.
+
+* ``compose_answer`` — a cited answer from the relevant retrieved facts and guidance, written by the synthesis
+  template writer (``synth.writers.TemplateWriter.compose``, the same writer that builds training answers;
+  there is no second template engine). It is the floor ``auto`` mode falls back to.
+* ``out_of_scope_answer`` — the plain answer to a question about a destination or institution the knowledge
+  base does not cover: we have no official information on it, here is the kind of official source to check.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .grounding import Source
+
+# Facts composed into one answer: the top relevant ones. More reads as a wall of rules; the student asked one
+# question (the real-style set's answers needed one or two facts).
+MAX_FACTS = 3
+
+
+def relevant_sources(question: str, sources: list[Source]) -> list[Source]:
+    """The sources that are about the question (same destination, shared words, above the threshold)."""
+    from .checks import off_topic_sources
+
+    off = {id(s) for s in off_topic_sources(question, sources, threshold=_threshold(sources))}
+    return [s for s in sources if id(s) not in off]
+
+
+def _threshold(sources: list[Source]) -> float | None:
+    return next((s.threshold for s in sources if s.threshold is not None), None)
+
+
+def compose_answer(question: str, sources: list[Source], messages: list[dict[str, str]] | None = None) -> str | None:
+    """A cited answer from the relevant sources, numbered as the server numbers them; None when none is
+    relevant. For a follow-up ("and for Canada?") the conversation's last two user turns make the question."""
+    from ..synth.writers import TemplateWriter, WriterError
+
+    users = [m["content"] for m in (messages or []) if m.get("role") == "user" and m.get("content", "").strip()]
+    asked = " ".join(users[-2:]) if len(users) > 1 else question
+    chosen = relevant_sources(asked, sources)[:MAX_FACTS]
+    if not chosen:
+        return None
+    try:
+        text, _ = TemplateWriter(seed=0).compose(question, [s.fact for s in chosen], numbers=[s.n for s in chosen],
+                                                 sources=False)
+    except WriterError:
+        return None
+    return text
+
+
+_INSTITUTION = re.compile(r"\b(?:university|college|institute|school|polytechnic|academy)\b|\b[A-Z]{3,6}\b",
+                          re.IGNORECASE)
+_VISA = re.compile(r"\b(?:visa|permit|immigration|residence|work|hours|dependants?|spouse|family)\b", re.IGNORECASE)
+_MONEY = re.compile(r"\b(?:scholarships?|funding|grant|stipend|cost|costs|budget|fees?|tuition|money)\b",
+                    re.IGNORECASE)
+_ADMISSION = re.compile(r"\b(?:admission|admissions|apply|application|requirements?|deadline|entry|enrol\w*)\b",
+                        re.IGNORECASE)
+
+
+def where_to_check(question: str, names: list[str]) -> list[str]:
+    """The kinds of official source that hold the answer, for what the question is about."""
+    places = " and ".join(names) if names else "that destination"
+    out = []
+    if _ADMISSION.search(question) or _INSTITUTION.search(question):
+        out.append("the university's own admissions page (and its international office, for questions about "
+                   "your application)")
+    if _VISA.search(question):
+        out.append(f"the official immigration website of the government, or the embassy or consulate of "
+                   f"{places} in your country")
+    if _MONEY.search(question):
+        out.append("the official scholarship or fees page of the government or university that runs it")
+    if not out:
+        out.append(f"the university's admissions page and the embassy or consulate of {places} in your country")
+    return out
+
+
+def out_of_scope_answer(question: str, scope: Any) -> str:
+    """The honest answer for a question about destinations / institutions the KB does not cover."""
+    from ..kb.schema import DESTINATIONS
+
+    names = list(getattr(scope, "uncovered", []) or [])
+    what = " and ".join(names) if names else "this destination"
+    covered = getattr(scope, "kb_destinations", None)
+    if covered is None:
+        covered = sorted(DESTINATIONS)
+    covered_names = ", ".join(DESTINATIONS.get(c, c) for c in covered)
+    checks = where_to_check(question, names)
+    lines = [f"I don't have official information on {what}: our knowledge base has no sourced facts about it, "
+             "so I can't give you reliable rules, figures or deadlines, and I won't guess.",
+             "",
+             "For accurate, current information, check:",
+             *[f"- {c}" for c in checks],
+             "",
+             "Rules and requirements change often, so rely on those official sources before you act."]
+    if covered_names:
+        lines.append(f"If you are also considering {covered_names}, I can answer with cited official facts.")
+    return "\n".join(lines)
