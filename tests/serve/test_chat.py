@@ -22,7 +22,7 @@ def test_chat_grounds_and_gates_each_turn(answerer):
     text = out.getvalue()
     assert answered == 2
     assert "GBP 1,483 per month [1]" in text and "£1,900" not in text.split("fact check")[0]
-    assert "fact check" in text and "corrected “£1,900 per month” → GBP 1,483 per month" in text
+    assert "fact check" in text and "“£1,900 per month” corrected to the official GBP 1,483 per month" in text
     assert "Sources" in text and "gov.uk" in text
     # The second turn carries the first (corrected) answer as history.
     second = gen.calls[1]

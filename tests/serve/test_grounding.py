@@ -68,7 +68,8 @@ def test_gate_in_stream_sends_corrections_in_the_last_chunk(grounded, client_for
     last = chunks[-1].model_extra
     assert last["gate"]["changed"] is True and last["sources"]
     # A plain client that just concatenates deltas sees the raw text, then the fact-check note and sources.
-    assert streamed.startswith(WRONG) and '"£1,900 per month" is wrong' in streamed and "**Sources**" in streamed
+    assert streamed.startswith(WRONG) and "“£1,900 per month” corrected to the official GBP 1,483 per month" in streamed \
+        and "**Sources**" in streamed
     # Our page swaps in the corrected answer carried by the gate field.
     corrected = last["gate"]["content"]
     assert "1,900" not in corrected.split("> **Fact check:**")[0]
@@ -107,7 +108,7 @@ def test_model_invented_citation_numbers_are_dropped(grounded, client_for):
     base, _ = grounded("You need £1,483 per month in London [7].")
     resp = client_for(base).chat.completions.create(model="m", messages=FUNDS_Q)
     assert "[7]" not in resp.choices[0].message.content
-    assert {"action": "dropped_citation", "citation": 7} in resp.model_extra["gate"]["changes"]
+    assert any(c["action"] == "dropped_citation" and c["citation"] == 7 for c in resp.model_extra["gate"]["changes"])
 
 
 @pytest.mark.integration

@@ -42,6 +42,7 @@ class Turn:
     mode: str = "generate"
     scope: Any = None                 # kb.coverage.Scope of the question (None without grounding)
     out_of_scope: bool = False        # names only destinations / institutions the KB does not cover
+    loop_stopped: bool = False        # stream_turn stopped the model because its text fell into a loop
 
     @property
     def generates(self) -> bool:
@@ -130,6 +131,8 @@ class Answerer:
         answer, loops = cut_loops(answer)
         changes += [GateChange("cut_loop", lp.unit, reason=f"repeated {lp.count} times", kind=lp.kind)
                     for lp in loops]
+        if turn.loop_stopped and not loops:
+            changes.append(GateChange("cut_loop", reason="the model was stopped when it started repeating itself"))
         policy = False
         if turn.gate:
             result = run_gate(self.auditor, answer, turn.question, turn.sources, kb=self.kb)
@@ -146,7 +149,7 @@ class Answerer:
         return self._assemble(turn, answer, changes, policy, mode="generate")
 
     def _assemble(self, turn: Turn, answer: str, changes: list[GateChange], policy: bool, mode: str,
-                  streamed_prefix: str = "") -> Final:
+                  streamed_prefix: str = "", streamed: bool = True) -> Final:
         from .premises import premise_notes
 
         cited = cited_numbers(answer)
@@ -176,7 +179,9 @@ class Answerer:
         sources_md = _sources_markdown(turn.sources, cited)
         appendix = [p for p in (*extra, caveat, sources_md) if p]
         content = "\n\n".join([answer, *([note] if note else []), *appendix]).strip()
-        if streamed_prefix:
+        if not streamed:  # nothing was streamed before (no model): the tail is the whole answer
+            tail = content
+        elif streamed_prefix:
             tail = "\n\n" + streamed_prefix + "\n\n" + content
         else:
             stream_note = _stream_note(changes)
@@ -206,7 +211,8 @@ class Answerer:
             prefix = (f"> **Replaced:** the model's answer above did not pass our checks ({reason}). "
                       "Read this answer, composed from the official sources, instead:")
         policy = any(s.fact.policy_sensitive for s in turn.sources)
-        return self._assemble(turn, text, changes, policy, mode="compose", streamed_prefix=prefix)
+        return self._assemble(turn, text, changes, policy, mode="compose", streamed_prefix=prefix,
+                              streamed=streamed)
 
     def _out_of_scope(self, turn: Turn, generated: str) -> Final:
         from .compose import out_of_scope_answer
@@ -229,13 +235,14 @@ class Answerer:
         note = _note(changes)
         gate = {"enabled": turn.gate, "changed": True, "changes": [c.to_dict() for c in changes], "note": note,
                 "content": content, "mode": mode, "requested_mode": turn.mode}
-        tail = "\n\n" + content if turn.generates else content
+        # Streamed: the model's text went out first, so the tail puts the honest answer after it.
+        tail = f"\n\n{honest}" if turn.generates and generated else content
         return Final(content, tail, [], gate, mode)
 
 
 def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: str | None) -> str | None:
     """Why a generated answer must not be served as it is (auto mode), or None."""
-    if loops:
+    if loops or any(c.action == "cut_loop" for c in changes):
         return "the model's answer was stuck in a repetition loop"
     if len(answer.strip()) < 20:
         return "the model's answer was empty"
@@ -310,7 +317,7 @@ async def stream_turn(generator: Generator, turn: Turn, params: GenParams,
     """The model's pieces for ``turn`` (none when the turn needs no model), shared by the server's JSON and
     SSE paths and the terminal chat.
 
-    Stops the model as soon as its text falls into a repetition loop (finish_reason ``loop``): the loop is
+    Stops the model as soon as its text falls into a repetition loop (``turn.loop_stopped``): the loop is
     cut anyway, so every further token is wasted CPU, and on the small model a loop runs to max_tokens.
     The generator enforces its own deadline; the outer wait is a backstop for one that does not.
     """
@@ -331,7 +338,8 @@ async def stream_turn(generator: Generator, turn: Turn, params: GenParams,
             if stop_on_loop and ((grown >= 80 and "\n" in piece.text) or grown >= 400):
                 checked = len(text)
                 if find_loops(text):
-                    yield Piece("", "loop")
+                    turn.loop_stopped = True  # finish() cuts the loop and says so; clients see "stop"
+                    yield Piece("", "stop")
                     return
 
 

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Header, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
-from .answer import Answerer, Turn
+from .answer import Answerer, Turn, collect, stream_turn
 from .errors import APIError, error_response, install_handlers
 from .generation import GenerationError, GenParams, Generator, Piece, PromptTooLong
 from .limits import Admission, BodyLimit, check_api_key
@@ -138,26 +138,17 @@ def _params(body: ChatCompletionRequest, settings: ServeSettings) -> GenParams:
                        "invalid_request_error", "max_tokens_too_large", "max_tokens")
     return GenParams(max_tokens=wanted or min(settings.default_max_tokens, settings.max_tokens_cap),
                      temperature=body.temperature, top_p=body.top_p, seed=body.seed,
-                     timeout_s=settings.request_timeout_s)
+                     timeout_s=settings.request_timeout_s, repetition_penalty=settings.repetition_penalty,
+                     no_repeat_ngram_size=settings.no_repeat_ngram_size)
 
 
 async def _generate(generator: Generator, turn: Turn, params: GenParams) -> tuple[str, Piece]:
-    parts: list[str] = []
-    last = Piece(finish_reason="stop")
     try:
-        # The generator enforces the deadline itself; the outer wait is a backstop for one that does not.
-        async with asyncio.timeout((params.timeout_s or 3600) + 10):
-            async for piece in generator.stream(turn.model_messages, params):
-                parts.append(piece.text)
-                if piece.finish_reason is not None:
-                    last = piece
-    except TimeoutError:
-        last = Piece(finish_reason="timeout")
+        return await collect(generator, turn, params)  # the one collect path, shared with the chat and eval
     except PromptTooLong as exc:
         raise APIError(400, str(exc), "invalid_request_error", "context_length_exceeded", "messages") from None
     except GenerationError as exc:
         raise APIError(502, f"the model backend failed: {exc}", "server_error", "backend_error") from None
-    return "".join(parts), last
 
 
 class _SlotStreamingResponse(StreamingResponse):
@@ -194,13 +185,13 @@ async def _sse(generator: Generator, answerer: Answerer, turn: Turn, params: Gen
     try:
         yield event(chunk_body(rid=rid, model=model, delta={"role": "assistant", "content": ""}))
         try:
-            async with asyncio.timeout((params.timeout_s or 3600) + 10):
-                async for piece in generator.stream(turn.model_messages, params):
-                    if piece.text:
-                        parts.append(piece.text)
-                        yield event(chunk_body(rid=rid, model=model, delta={"content": piece.text}))
-                    if piece.finish_reason is not None:
-                        last = piece
+            # stream_turn: the shared stream path (stops a looping model early; no model for composed turns)
+            async for piece in stream_turn(generator, turn, params):
+                if piece.text:
+                    parts.append(piece.text)
+                    yield event(chunk_body(rid=rid, model=model, delta={"content": piece.text}))
+                if piece.finish_reason is not None:
+                    last = piece
         except TimeoutError:
             last = Piece(finish_reason="timeout")
         if last.finish_reason == "timeout":

@@ -13,7 +13,8 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.panel import Panel
 
-from .answer import Answerer
+from .answer import Answerer, stream_turn
+from .gate import GateChange
 from .generation import GenParams, Generator
 
 
@@ -21,34 +22,36 @@ async def _stream_turn(generator: Generator, answerer: Answerer, history: list[d
                        params: GenParams, console: Console, rag: bool, gate: bool) -> tuple[str, dict]:
     turn = answerer.prepare(history, rag=rag, gate=gate)
     parts: list[str] = []
-    if console.is_terminal:
+    if console.is_terminal and turn.generates:
         # Live re-renders the Markdown as tokens arrive, then shows the gated answer in its place.
         with Live(Markdown(""), console=console, refresh_per_second=8, transient=True) as live:
-            async for piece in generator.stream(turn.model_messages, params):
+            async for piece in stream_turn(generator, turn, params):
                 parts.append(piece.text)
                 live.update(Markdown("".join(parts)))
     else:
-        async for piece in generator.stream(turn.model_messages, params):
+        async for piece in stream_turn(generator, turn, params):
             parts.append(piece.text)
     final = answerer.finish(turn, "".join(parts))
     console.print(Markdown(final.content))
+    console.print(f"[dim]answered by: {_mode_label(final)}[/]")
     if final.gate.get("changed"):
         console.print(Panel(_gate_summary(final.gate), title="fact check", border_style="yellow"))
     return final.content, final.gate
 
 
+def _mode_label(final) -> str:
+    """Which mode answered, as the web page shows it too."""
+    labels = {"generate": "the model (checked by the fact gate)", "compose": "composed from the official facts",
+              "out_of_scope": "no official information (honest answer)"}
+    label = labels.get(final.mode, final.mode)
+    reason = final.gate.get("fallback_reason")
+    return f"{label}: {reason}" if reason else label
+
+
 def _gate_summary(gate: dict) -> str:
-    lines = []
-    for c in gate["changes"]:
-        if c["action"] == "corrected":
-            lines.append(f"corrected “{c['claim']}” → {c['replacement']}")
-        elif c["action"] == "removed":
-            lines.append(f"removed “{c['claim']}” (contradicts the official source)")
-        elif c["action"] == "marked_unverified":
-            lines.append(f"marked “{c['claim']}” as unverified")
-        elif c["action"] == "added_caveat":
-            lines.append(f"added a caveat pointing to {c['url']} (as of {c['as_of']})")
-    return "\n".join(lines)
+    """One line per notable change: the same ``GateChange.describe()`` the stream note uses."""
+    changes = [GateChange(**{k: v for k, v in c.items() if k != "text"}) for c in gate["changes"]]
+    return "\n".join(c.describe() for c in changes if c.notable or c.action == "added_caveat")
 
 
 def run_chat(generator: Generator, answerer: Answerer, params: GenParams, console: Console | None = None,

@@ -102,8 +102,15 @@ def _line_phrase_runs(text: str) -> list[tuple[int, int, str, int]]:
     return runs
 
 
+_SOURCES = re.compile(r"^\s*(?:#{1,6}\s*)?\**\s*(?:Sources|References)\s*:?\**\s*:?\s*$", re.IGNORECASE | re.MULTILINE)
+
+
 def find_loops(text: str) -> list[Loop]:
-    """Repetition loops in ``text``: repeated units and back-to-back repeated phrases."""
+    """Repetition loops in ``text``: repeated units and back-to-back repeated phrases. A sources list at the
+    end is not advice (two facts from one page are two identical lines there)."""
+    m = _SOURCES.search(text)
+    if m:
+        text = text[:m.start()]
     counts = Counter(u for _, _, u in _units(text) if len(u) >= MIN_UNIT_CHARS)
     first: dict[str, str] = {}
     for s, e, u in _units(text):

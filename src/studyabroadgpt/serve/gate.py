@@ -91,7 +91,9 @@ class GateChange:
         return a
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        d = {k: v for k, v in asdict(self).items() if v is not None}
+        d["text"] = self.describe()
+        return d
 
 
 def _short(text: str | None, n: int = 80) -> str:

@@ -17,6 +17,15 @@ class GenParams:
     top_p: float = 1.0
     seed: int | None = None
     timeout_s: float | None = None  # the generator stops producing after this many seconds
+    # Anti-repetition decoding (defaults measured on the real-style prompt set: serve/settings.py).
+    repetition_penalty: float = field(default_factory=lambda: _decoding("repetition_penalty"))
+    no_repeat_ngram_size: int = field(default_factory=lambda: _decoding("no_repeat_ngram_size"))
+
+
+def _decoding(name: str):
+    from .settings import DECODING
+
+    return DECODING[name]
 
 
 @dataclass

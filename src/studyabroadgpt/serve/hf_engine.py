@@ -39,7 +39,8 @@ class _Job:
 
     def key(self) -> tuple:
         # Only requests with the same sampling settings can share one generate() call.
-        return (self.params.temperature > 0, self.params.temperature, self.params.top_p, self.params.seed)
+        return (self.params.temperature > 0, self.params.temperature, self.params.top_p, self.params.seed,
+                self.params.repetition_penalty, self.params.no_repeat_ngram_size)
 
     def push(self, piece: Piece) -> None:
         self.loop.call_soon_threadsafe(self.out.put_nowait, piece)
@@ -208,8 +209,12 @@ class HFGenerator:
         device = next(self.model.parameters()).device
         params = batch[0].params
         sampling: dict[str, Any] = {"do_sample": False}
+        if params.repetition_penalty and params.repetition_penalty != 1.0:
+            sampling["repetition_penalty"] = params.repetition_penalty
+        if params.no_repeat_ngram_size:
+            sampling["no_repeat_ngram_size"] = params.no_repeat_ngram_size
         if params.temperature > 0:
-            sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+            sampling.update({"do_sample": True, "temperature": params.temperature, "top_p": params.top_p})
             if params.seed is not None:
                 torch.manual_seed(params.seed)
         from transformers import StoppingCriteriaList

@@ -1,7 +1,12 @@
-"""Server limits and switches, one place (the CLI fills it from flags)."""
+"""Server limits and switches, one place (the CLI fills it from flags), and the decoding defaults."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+# Decoding defaults against degenerate repetition, which half of the small model's answers fell into with
+# greedy decoding. Measured with benchmarks/bench_decoding.py on the real-style prompt set and SmolLM2-135M
+# (docs/serving.md has the table): see there for the figures behind these values.
+DECODING = {"repetition_penalty": 1.15, "no_repeat_ngram_size": 4}
 
 
 @dataclass
@@ -17,3 +22,6 @@ class ServeSettings:
     cors_origins: list[str] = field(default_factory=list)
     rag: bool = True                     # retrieval grounding with citations
     gate: bool = True                    # factuality gate (only meaningful with rag)
+    answer_mode: str = "auto"            # generate | compose | auto (serve/answer.py)
+    repetition_penalty: float = DECODING["repetition_penalty"]
+    no_repeat_ngram_size: int = DECODING["no_repeat_ngram_size"]

@@ -141,6 +141,8 @@ class OpenAICompatGenerator:
                                 "top_p": params.top_p, "stream_options": {"include_usage": True}}
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.repetition_penalty and params.repetition_penalty != 1.0:
+            body["repetition_penalty"] = params.repetition_penalty  # a vLLM sampling extra (no n-gram ban there)
         timeout = httpx.Timeout(params.timeout_s or 600, connect=self.connect_timeout_s)
         deadline = time.monotonic() + params.timeout_s if params.timeout_s else None
         finish, usage = None, {}

@@ -40,11 +40,23 @@ function renderAnswer(div, markdown) {
 
 function describeChange(c) {
   const esc = SafeMarkdown.escapeHtml;
+  // c.text is the server's own one-line description (GateChange.describe), the same the terminal chat prints.
+  if (c.text && c.action !== "cited" && c.action !== "dropped_citation" && c.action !== "added_key_fact") return esc(c.text) + ".";
   if (c.action === "corrected") return "Corrected “" + esc(c.claim) + "” to the official value " + esc(c.replacement) + (c.citation ? " [" + c.citation + "]" : "") + ".";
   if (c.action === "removed") return "Removed “" + esc(c.claim) + "”: it contradicts the official source.";
   if (c.action === "marked_unverified") return "Marked “" + esc(c.claim) + "” as unverified: no official source here confirms it.";
   if (c.action === "added_caveat") return "Added a reminder to check the official source (information as of " + esc(c.as_of) + ").";
   return null;
+}
+
+const MODE_LABEL = { generate: "Answered by the model, checked by the fact gate", compose: "Composed from the official facts", out_of_scope: "No official information: honest answer" };
+
+function showMode(div, gate) {
+  if (!gate || !gate.mode) return;
+  const m = document.createElement("div");
+  m.className = "answer-mode";
+  m.textContent = (MODE_LABEL[gate.mode] || gate.mode) + (gate.fallback_reason ? " (" + gate.fallback_reason + ")" : "");
+  div.appendChild(m);
 }
 
 function showGate(div, gate) {
@@ -149,6 +161,7 @@ async function ask() {
       div._sources = final.sources || [];
       showSources(div._sources);
       showGate(div, gate);
+      showMode(div, gate);
       history.push({ role: "assistant", content });
     } else {
       history.push({ role: "assistant", content: raw });

@@ -1,0 +1,256 @@
+"""What a student reads, before and after: the real-style prompt set through the answer path.
+
+    python benchmarks/bench_answers.py --limit 24 --max-tokens 256 --out runs/bench_answers
+    python benchmarks/bench_answers.py --adapter /work/before/runs/quickstart/train/adapter ...
+
+For each prompt (spread over every category of ``eval/prompts/real_style.jsonl``) it generates ONE raw answer
+per system and scores the served text with the same checks the server runs (``serve/checks.py``):
+
+* ``before`` — the old code (``--before-src``, default /work/before/src) in a separate process: its prompt,
+  its greedy decoding, its gate;
+* ``after`` — this tree: the new decoding defaults, then the answer path in ``generate`` and ``auto`` mode
+  (both from the same raw text), and ``compose`` (no model).
+
+Reported per system: looping answers, URLs outside the KB, unverified named entities left unmarked,
+off-topic citations, out-of-scope questions answered honestly, and for ``after`` the answer-path latency
+(retrieval + gate + compose) against a 256-token generation, measured interleaved in the same run (median of
+>= 3) with the machine's load average recorded next to it. Writes ``answers.jsonl``, ``summary.json`` and
+``summary.md`` under ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pick_prompts(limit: int) -> list[dict[str, Any]]:
+    """``limit`` rows, round-robin over categories so every kind of question is represented."""
+    from studyabroadgpt.eval.prompts import CATEGORIES, load_real_style
+
+    rows = load_real_style()
+    by: dict[str, list[dict]] = {c: [r for r in rows if r["category"] == c] for c in CATEGORIES}
+    out: list[dict] = []
+    while len(out) < min(limit, len(rows)):
+        for c in CATEGORIES:
+            if by[c] and len(out) < limit:
+                out.append(by[c].pop(0))
+    return out
+
+
+def load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+# ----------------------------------------------------------------------------------------------- before
+
+BEFORE_SCRIPT = r'''
+import asyncio, json, sys
+from studyabroadgpt.serve.answer import Answerer
+from studyabroadgpt.serve.generation import GenParams
+from studyabroadgpt.serve.hf_engine import load_hf_generator
+rows = json.load(open(sys.argv[1])); adapter = sys.argv[3] or None; max_tokens = int(sys.argv[4])
+gen = load_hf_generator("default", adapter=adapter)
+answerer = Answerer.from_kb()
+async def main():
+    await gen.start()
+    turns = [answerer.prepare(r["messages"]) for r in rows]
+    async def one(t):
+        parts = []
+        async for p in gen.stream(t.model_messages, GenParams(max_tokens=max_tokens)):
+            parts.append(p.text)
+        return "".join(parts)
+    raws = await asyncio.gather(*[one(t) for t in turns])
+    out = []
+    for r, t, raw in zip(rows, turns, raws):
+        f = answerer.finish(t, raw)
+        out.append({"id": r["id"], "raw": raw, "content": f.content,
+                    "cited": [s["id"] for s in f.sources if s["cited"]]})
+    await gen.close()
+    json.dump(out, open(sys.argv[2], "w"))
+asyncio.run(main())
+'''
+
+
+def run_before(rows: list[dict], before_src: str, adapter: str | None, max_tokens: int, out: Path) -> list[dict]:
+    inp, res = out / "before_in.json", out / "before_out.json"
+    inp.write_text(json.dumps([{"id": r["id"], "messages": _messages(r)} for r in rows]))
+    env = {**os.environ, "PYTHONPATH": before_src, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    subprocess.run([sys.executable, "-c", BEFORE_SCRIPT, str(inp), str(res), adapter or "", str(max_tokens)],
+                   env=env, check=True)
+    return json.loads(res.read_text())
+
+
+def _messages(row: dict) -> list[dict]:
+    from studyabroadgpt.eval.prompts import messages_of
+
+    return messages_of(row)
+
+
+# ----------------------------------------------------------------------------------------------- after
+
+
+async def _generate_all(gen: Any, turns: list[Any], max_tokens: int) -> list[str]:
+    from studyabroadgpt.serve.answer import collect
+    from studyabroadgpt.serve.generation import GenParams
+
+    params = GenParams(max_tokens=max_tokens)
+    done = await asyncio.gather(*[collect(gen, t, params) for t in turns])
+    return [text for text, _ in done]
+
+
+def run_after(rows: list[dict], adapter: str | None, max_tokens: int) -> tuple[list[dict], dict]:
+    from studyabroadgpt.serve.answer import Answerer
+    from studyabroadgpt.serve.hf_engine import load_hf_generator
+
+    gen = load_hf_generator("default", adapter=adapter)
+    answerer = Answerer.from_kb(mode="auto")
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(gen.start())
+    out: list[dict] = []
+    path_ms: list[float] = []
+    try:
+        gen_turns = [answerer.prepare(_messages(r), mode="generate") for r in rows]
+        raws = loop.run_until_complete(_generate_all(gen, gen_turns, max_tokens))
+        for r, t, raw in zip(rows, gen_turns, raws):
+            rec: dict[str, Any] = {"id": r["id"], "raw": raw}
+            for mode in ("generate", "auto", "compose"):
+                t0 = time.perf_counter()
+                turn = answerer.prepare(_messages(r), mode=mode)
+                final = answerer.finish(turn, raw if turn.generates else "")
+                ms = (time.perf_counter() - t0) * 1000
+                if mode == "auto":
+                    path_ms.append(ms)
+                rec[mode] = {"content": final.content, "served_mode": final.mode,
+                             "cited": [s["id"] for s in final.sources if s["cited"]],
+                             "fallback": final.gate.get("fallback_reason")}
+            out.append(rec)
+        # A 256-token generation, three times, interleaved with the answer path on the same prompt.
+        from studyabroadgpt.serve.answer import collect
+        from studyabroadgpt.serve.generation import GenParams
+
+        gen_ms, path_again = [], []
+        probe = next(r for r in rows if r["category"] == "policy_rule")
+        for _ in range(3):
+            turn = answerer.prepare(_messages(probe), mode="generate")
+            t0 = time.perf_counter()
+            raw, last = loop.run_until_complete(collect(gen, turn, GenParams(max_tokens=256,
+                                                                              no_repeat_ngram_size=0,
+                                                                              repetition_penalty=1.0)))
+            gen_ms.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            answerer.finish(answerer.prepare(_messages(probe), mode="auto"), raw)
+            path_again.append((time.perf_counter() - t0) * 1000)
+        timing = {"answer_path_ms_median": statistics.median(path_ms + path_again),
+                  "answer_path_ms_probe": path_again, "generation_256_ms": gen_ms,
+                  "generation_256_tokens": last.completion_tokens,
+                  "ratio": statistics.median(path_again) / statistics.median(gen_ms), "load": load()}
+    finally:
+        loop.run_until_complete(gen.close())
+        loop.close()
+    return out, timing
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+
+
+def score(rows: list[dict], texts: dict[str, str], cited: dict[str, list[str]]) -> dict[str, Any]:
+    from studyabroadgpt.kb.store import load_kb
+    from studyabroadgpt.serve.checks import assess
+
+    kb = load_kb()
+    n = len(rows)
+    looping = urls = ents = offtopic = 0
+    oos_total = oos_honest = 0
+    per: dict[str, dict] = {}
+    for r in rows:
+        text = texts[r["id"]]
+        facts = [kb.by_id[i] for i in cited.get(r["id"], []) if i in kb.by_id]
+        a = assess(text, r["prompt"], kb, cited_sources=facts)
+        per[r["id"]] = a.to_dict()
+        looping += a.looping
+        urls += bool(a.foreign_urls)
+        ents += bool(a.unverified_entities)
+        offtopic += bool(a.off_topic_citations)
+        if r.get("checks", {}).get("out_of_scope"):
+            oos_total += 1
+            oos_honest += a.says_no_information and not a.off_topic_citations
+    return {"answers": n, "looping": looping, "with_foreign_urls": urls, "with_unmarked_unverified_names": ents,
+            "with_off_topic_citations": offtopic, "out_of_scope": oos_total, "out_of_scope_honest": oos_honest,
+            "per_answer": per}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--limit", type=int, default=24)
+    ap.add_argument("--max-tokens", type=int, default=256)
+    ap.add_argument("--adapter", default=None)
+    ap.add_argument("--before-src", default="/work/before/src")
+    ap.add_argument("--skip-before", action="store_true")
+    ap.add_argument("--out", default="runs/bench_answers")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = pick_prompts(args.limit)
+    started = {"load_start": load(), "prompts": len(rows), "max_tokens": args.max_tokens, "adapter": args.adapter}
+    before = [] if args.skip_before else run_before(rows, args.before_src, args.adapter, args.max_tokens, out)
+    after, timing = run_after(rows, args.adapter, args.max_tokens)
+    systems: dict[str, dict] = {}
+    if before:
+        systems["before"] = score(rows, {b["id"]: b["content"] for b in before}, {b["id"]: b["cited"] for b in before})
+    for mode in ("generate", "auto", "compose"):
+        systems[f"after:{mode}"] = score(rows, {a["id"]: a[mode]["content"] for a in after},
+                                         {a["id"]: a[mode]["cited"] for a in after})
+    systems["after:raw"] = score(rows, {a["id"]: a["raw"] for a in after}, {})
+    if before:
+        systems["before:raw"] = score(rows, {b["id"]: b["raw"] for b in before}, {})
+    fallbacks = sum(1 for a in after if a["auto"]["served_mode"] == "compose")
+    summary = {**started, "load_end": load(), "timing": timing, "auto_served_compose": fallbacks,
+               "systems": {k: {kk: vv for kk, vv in v.items() if kk != "per_answer"} for k, v in systems.items()}}
+    with open(out / "answers.jsonl", "w") as fh:
+        for r in rows:
+            b = next((x for x in before if x["id"] == r["id"]), None)
+            a = next(x for x in after if x["id"] == r["id"])
+            fh.write(json.dumps({"id": r["id"], "category": r["category"], "prompt": r["prompt"],
+                                 "expect": r["expect"], "before": b, "after": a,
+                                 "checks": {k: v["per_answer"][r["id"]] for k, v in systems.items()}},
+                                ensure_ascii=False) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.md").write_text(markdown(summary))
+    print(markdown(summary))
+
+
+def markdown(s: dict) -> str:
+    cols = ["looping", "with_foreign_urls", "with_unmarked_unverified_names", "with_off_topic_citations",
+            "out_of_scope_honest"]
+    lines = [f"Prompts: {s['prompts']} of the real-style set, max_tokens {s['max_tokens']}, adapter "
+             f"{s['adapter'] or 'none (default SmolLM2-135M-Instruct)'}; load average {s['load_start']} at start, "
+             f"{s['load_end']} at end (2 shared cores).", "",
+             "| system | answers | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    for name, v in s["systems"].items():
+        oos = f"{v['out_of_scope_honest']}/{v['out_of_scope']}"
+        vals = [str(v[c]) for c in cols[:-1]] + [oos]
+        lines.append(f"| {name} | {v['answers']} | " + " | ".join(vals) + " |")
+    t = s["timing"]
+    lines += ["", f"auto mode served the composed answer for {s['auto_served_compose']} of {s['prompts']} prompts.",
+              f"Answer path (retrieval + gate + checks + compose): median {t['answer_path_ms_median']:.0f} ms; "
+              f"a 256-token generation: {', '.join(f'{x / 1000:.1f}' for x in t['generation_256_ms'])} s "
+              f"({t['generation_256_tokens']} tokens); ratio {t['ratio']:.1%} (load {t['load']})."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "src"))
+    main()

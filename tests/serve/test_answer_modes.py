@@ -1,0 +1,159 @@
+"""The answer path end to end with a scripted model: loop cutting and early stop, the composed floor
+(compose / auto), honest out-of-scope answers, invented specifics, false premises and rule polarity."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from studyabroadgpt.serve.answer import collect
+from studyabroadgpt.serve.checks import assess, find_loops, says_no_information
+from studyabroadgpt.serve.generation import GenParams, ScriptedGenerator
+
+LOOP = "Here is what to do:\n" + "- Check the official website for the latest visa rules.\n" * 30
+WORK_Q = [{"role": "user", "content": "How many hours can I work per week on a UK Student visa during my master's?"}]
+FRIENDS_Q = [{"role": "user", "content": "How do I make friends as an international student?"}]
+
+
+def run(gen, turn, max_tokens=400):
+    return asyncio.run(collect(gen, turn, GenParams(max_tokens=max_tokens)))
+
+
+def test_looping_model_is_stopped_early_and_the_loop_cut(answerer):
+    gen = ScriptedGenerator(LOOP, piece_chars=6)
+    turn = answerer.prepare(WORK_Q, mode="generate")
+    raw, last = run(gen, turn)
+    assert turn.loop_stopped and last.finish_reason == "stop"
+    assert len(raw) < len(LOOP) / 3                       # the model was not left to loop to max_tokens
+    final = answerer.finish(turn, raw)
+    assert final.mode == "generate" and not find_loops(final.content)
+    assert final.content.count("Check the official website for the latest visa rules.") == 1
+    assert any(c["action"] == "cut_loop" for c in final.gate["changes"])
+
+
+def test_auto_serves_the_composed_answer_when_the_model_loops(answerer):
+    gen = ScriptedGenerator(LOOP, piece_chars=6)
+    turn = answerer.prepare(WORK_Q, mode="auto")
+    raw, _ = run(gen, turn)
+    final = answerer.finish(turn, raw)
+    assert final.mode == "compose" and final.gate["mode"] == "compose" and final.gate["requested_mode"] == "auto"
+    assert "repetition loop" in final.gate["fallback_reason"]
+    # The composed answer states the official fact, cited, and lists its source.
+    assert "20 hours a week" in final.content and "[1]" in final.content and "**Sources**" in final.content
+    assert not find_loops(final.content)
+    # A streaming client saw the looping text first: the tail says it is replaced and carries the new answer.
+    assert "did not pass our checks" in final.tail and final.content in final.tail
+
+
+def test_compose_mode_needs_no_model(answerer):
+    gen = ScriptedGenerator("never used")
+    turn = answerer.prepare(WORK_Q, mode="compose")
+    raw, _ = run(gen, turn)
+    assert gen.calls == [] and raw == ""
+    final = answerer.finish(turn, raw)
+    assert final.mode == "compose" and "20 hours a week" in final.content
+    assert final.tail == final.content                    # nothing was streamed before the last chunk
+    cited = [s for s in final.sources if s["cited"]]
+    assert cited and all(s["url"].startswith("https://") for s in cited)
+
+
+def test_auto_keeps_a_good_generated_answer(answerer):
+    reply = "At degree level you can work up to 20 hours a week during term time and full time in vacations."
+    turn = answerer.prepare(WORK_Q, mode="auto")
+    final = answerer.finish(turn, reply)
+    assert final.mode == "generate" and "fallback_reason" not in final.gate
+    assert "20 hours a week [1]" in final.content
+
+
+def test_auto_falls_back_when_specifics_cannot_be_verified(answerer):
+    reply = ("Apply to the Canadian Council of Scholarships and the MIT Open University fund "
+             "(www.denei.govt.nz) before applying for your visa.")
+    turn = answerer.prepare(WORK_Q, mode="auto")
+    final = answerer.finish(turn, reply)
+    assert final.mode == "compose" and "could not be verified" in final.gate["fallback_reason"]
+    assert "denei" not in final.content and "Canadian Council" not in final.content
+
+
+def test_generate_mode_marks_invented_names_and_removes_fake_urls(answerer):
+    reply = ("You can work 20 hours a week during term. The Canadian Council of Scholarships can help; see "
+             "www.denei.govt.nz for details.")
+    turn = answerer.prepare(WORK_Q, mode="generate")
+    final = answerer.finish(turn, reply)
+    assert "denei" not in final.content
+    assert "Canadian Council of Scholarships (unverified)" in final.content
+    a = assess(final.content, WORK_Q[0]["content"], answerer.kb)
+    assert a.foreign_urls == [] and a.unverified_entities == []
+    actions = {c["action"] for c in final.gate["changes"]}
+    assert {"removed_url", "marked_unverified"} <= actions
+    reasons = [c["reason"] for c in final.gate["changes"] if c["action"] in ("removed_url", "marked_unverified")]
+    assert all(reasons)                                   # every removal or mark says why
+
+
+def test_out_of_scope_question_gets_an_honest_answer_and_no_facts(answerer, monkeypatch):
+    scope = SimpleNamespace(covered=[], uncovered=["Bangladesh"], institutions=[])
+    monkeypatch.setattr(type(answerer), "_scope", lambda self, q: scope)
+    gen = ScriptedGenerator("The UCAT ANZ is required for admission.")
+    q = [{"role": "user", "content": "How do I get admission to a public university in Bangladesh?"}]
+    turn = answerer.prepare(q, mode="auto")
+    assert turn.out_of_scope and turn.sources == [] and not turn.generates
+    raw, _ = run(gen, turn)
+    final = answerer.finish(turn, raw)
+    assert gen.calls == [] and final.mode == "out_of_scope" and final.sources == []
+    assert says_no_information(final.content) and "Bangladesh" in final.content
+    assert "admissions page" in final.content and "UCAT" not in final.content
+    # generate mode keeps the model's general advice below the honest part, checked like any answer
+    turn = answerer.prepare(q, mode="generate")
+    assert "no official information about Bangladesh" in turn.model_messages[0]["content"]
+    final = answerer.finish(turn, "Start early and contact the Dhaka Council of Admissions.")
+    assert final.content.startswith("I don't have official information on Bangladesh")
+    assert "Dhaka Council of Admissions (unverified)" in final.content
+
+
+def test_rule_polarity_is_corrected_with_the_fact(answerer):
+    q = [{"role": "user", "content": "Can I bring my wife to the UK while I do a one-year taught master's?"}]
+    turn = answerer.prepare(q, mode="generate")
+    final = answerer.finish(turn, "Yes, you can bring your wife to the UK during your master's.")
+    fix = next(c for c in final.gate["changes"] if c["action"] == "corrected_rule")
+    assert fix["fact_id"] == "gb.dependants.restriction" and fix["slot"]["rule"] == "bring_family"
+    assert "Yes, you can bring your wife" not in final.content
+    assert "only if they study a postgraduate research course" in final.content
+
+
+def test_false_premises_are_corrected_with_citations(answerer):
+    q = [{"role": "user", "content": "I heard I can work 40 hours a week during term on a UK student visa. "
+                                     "Is that right?"}]
+    turn = answerer.prepare(q, mode="generate")
+    final = answerer.finish(turn, "Yes, you can work 40 hours a week during term.")
+    note = next(c for c in final.gate["changes"] if c["action"] == "corrected_premise")
+    assert note["replacement"] == "20 hours per week" and note["citation"]
+    assert "official figure is 20 hours per week" in final.content
+    q = [{"role": "user", "content": "Which US visa do I need to study in Toronto?"}]
+    final = answerer.finish(answerer.prepare(q, mode="generate"), "You need an F-1 visa.")
+    assert "Toronto is in Canada, not United States" in final.content
+    q = [{"role": "user", "content": "Do I need the UCAT for medical school in the USA?"}]
+    final = answerer.finish(answerer.prepare(q, mode="generate"), "Yes, you need a good UCAT score.")
+    assert "none of our official sources for United States asks for the UCAT" in final.content
+
+
+def test_off_topic_key_fact_is_not_added(answerer):
+    turn = answerer.prepare(FRIENDS_Q, mode="generate")
+    final = answerer.finish(turn, "Join clubs and societies, and say yes to invitations in your first weeks.")
+    assert "From the official source" not in final.content
+    assert not any(c["action"] == "added_key_fact" for c in final.gate["changes"])
+
+
+def test_every_change_has_one_description(answerer):
+    from studyabroadgpt.serve.chat import _gate_summary
+
+    q = [{"role": "user", "content": "How much money do I need to show for a UK student visa if I study in London?"}]
+    final = answerer.finish(answerer.prepare(q, mode="generate"), "In London you must show £1,900 per month.")
+    change = next(c for c in final.gate["changes"] if c["action"] == "corrected")
+    assert change["text"] == "“£1,900 per month” corrected to the official GBP 1,483 per month [1]"
+    assert change["text"] in _gate_summary(final.gate)
+    assert change["text"] in final.tail
+
+
+def test_bad_mode_is_a_clear_error(answerer):
+    with pytest.raises(ValueError, match="generate, compose, auto"):
+        answerer.prepare(WORK_Q, mode="fast")
