@@ -21,10 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [
     ("greedy (before)", 1.0, 0),
-    ("rp 1.1", 1.1, 0),
     ("ngram 4", 1.0, 4),
     ("rp 1.15 + ngram 4", 1.15, 4),
-    ("rp 1.2 + ngram 3", 1.2, 3),
+    ("rp 1.3 + ngram 3", 1.3, 3),
 ]
 
 
@@ -47,6 +46,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=200)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--adapter", default=None)
+    ap.add_argument("--configs", default=None, help="comma-separated names of CONFIGS to run (default: all)")
     ap.add_argument("--out", default="runs/bench_decoding")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -58,18 +58,19 @@ def main() -> None:
     from studyabroadgpt.serve.generation import GenParams
     from studyabroadgpt.serve.hf_engine import load_hf_generator
 
+    configs = [c for c in CONFIGS if not args.configs or c[0] in args.configs.split(",")]
     rows = pick_prompts(args.limit)
     answerer = Answerer.from_kb(mode="generate")
     turns = [answerer.prepare(messages_of(r), mode="generate") for r in rows]
     gen = load_hf_generator("default", adapter=args.adapter, max_batch=args.batch)
     loop = asyncio.new_event_loop()
     loop.run_until_complete(gen.start())
-    stats = {name: {"looping": 0, "tokens": 0, "seconds": 0.0, "loops": []} for name, _, _ in CONFIGS}
+    stats = {name: {"looping": 0, "tokens": 0, "seconds": 0.0, "loops": []} for name, _, _ in configs}
     load_start = load()
     try:
         for i in range(0, len(turns), args.batch):
             chunk, ids = turns[i:i + args.batch], [r["id"] for r in rows[i:i + args.batch]]
-            for name, rp, ng in CONFIGS:
+            for name, rp, ng in configs:
                 params = GenParams(max_tokens=args.max_tokens, repetition_penalty=rp, no_repeat_ngram_size=ng)
                 t0 = time.perf_counter()
                 results = loop.run_until_complete(_run(gen, chunk, params))

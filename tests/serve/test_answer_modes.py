@@ -157,3 +157,24 @@ def test_every_change_has_one_description(answerer):
 def test_bad_mode_is_a_clear_error(answerer):
     with pytest.raises(ValueError, match="generate, compose, auto"):
         answerer.prepare(WORK_Q, mode="fast")
+
+
+def test_compose_mode_per_request_over_http_and_stream(serve, answerer, client_for):
+    from studyabroadgpt.serve.app import create_app
+
+    gen = ScriptedGenerator("never used")
+    with serve(create_app(gen, answerer)) as base:
+        client = client_for(base)
+        resp = client.chat.completions.create(model="m", messages=WORK_Q, extra_body={"answer_mode": "compose"})
+        gate = resp.model_extra["gate"]
+        assert gate["mode"] == "compose" and "20 hours a week" in resp.choices[0].message.content
+        chunks = list(client.chat.completions.create(model="m", messages=WORK_Q, stream=True,
+                                                     extra_body={"answer_mode": "compose"}))
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert streamed == chunks[-1].model_extra["gate"]["content"]  # a plain client gets the whole answer
+        bad = client.chat.completions.with_raw_response.create
+        import openai
+
+        with pytest.raises(openai.BadRequestError):
+            bad(model="m", messages=WORK_Q, extra_body={"answer_mode": "fast"})
+    assert gen.calls == []

@@ -20,6 +20,8 @@ def generate_cmd(
     endpoint: List[str] = typer.Option([], help="Extra system NAME=URL of an OpenAI-compatible endpoint "
                                        "(repeatable), e.g. grounded=http://127.0.0.1:8000/v1."),
     endpoint_model: str = typer.Option("default", help="Model name sent to endpoints."),
+    answer_mode: Optional[str] = typer.Option(None, "--answer-mode", help="For our own server's endpoints: "
+                                              "generate | compose | auto per request (default: the server's)."),
     mode: str = typer.Option("first", help="Conversations: 'first' user turn or 'every' user turn with history."),
     split: Optional[str] = typer.Option(None, help="Split of a Hub dataset."),
     limit: Optional[int] = typer.Option(None, help="Only the first N items."),
@@ -36,7 +38,7 @@ def generate_cmd(
 
     items = with_system_prompt(load_items(prompts, mode=_mode(mode), split=split, limit=limit), system_prompt)
     model_cfg = None if base in (None, "none") else ModelConfig(base=base, adapter=adapter, dtype=dtype)
-    endpoints = [_endpoint(e, endpoint_model) for e in endpoint]
+    endpoints = [_endpoint(e, endpoint_model, answer_mode) for e in endpoint]
     systems = build_systems(model_cfg, endpoints, max_new_tokens, batch_size)
     _, gen = generate(systems, items, out / "outputs.jsonl")
     for name, g in gen.items():
@@ -148,14 +150,14 @@ def _mode(mode: str):
     return mode
 
 
-def _endpoint(spec: str, model: str):
+def _endpoint(spec: str, model: str, answer_mode: str | None = None):
     from ..config import ConfigError
     from .config import EndpointConfig
 
     name, sep, url = spec.partition("=")
     if not sep or not name or not url:
         raise ConfigError(f"--endpoint {spec!r} must look like NAME=URL, e.g. grounded=http://127.0.0.1:8000/v1")
-    return EndpointConfig(name=name, base_url=url, model=model)
+    return EndpointConfig(name=name, base_url=url, model=model, answer_mode=answer_mode)
 
 
 def register(app: typer.Typer) -> None:

@@ -31,6 +31,7 @@ class EndpointConfig(_Strict):
     base_url: str
     model: str = "default"
     api_key_env: str | None = None             # name of the env var holding the key (never the key itself)
+    answer_mode: Literal["generate", "compose", "auto"] | None = None  # our server's answer mode per request
 
 
 class GenerationConfig(_Strict):

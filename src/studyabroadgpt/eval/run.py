@@ -37,7 +37,7 @@ def build_systems(model_cfg, endpoints: list[EndpointConfig], max_new_tokens: in
                                     batch_size=batch_size))
     for ep in endpoints:
         systems.append(EndpointSystem(ep.name, ep.base_url, model=ep.model, api_key=_key(ep.api_key_env),
-                                      max_new_tokens=max_new_tokens))
+                                      max_new_tokens=max_new_tokens, answer_mode=ep.answer_mode))
     return systems
 
 

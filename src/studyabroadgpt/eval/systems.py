@@ -142,10 +142,14 @@ class EndpointSystem:
     """An OpenAI-compatible chat endpoint, called with temperature 0 and the same ``max_tokens``."""
 
     def __init__(self, name: str, base_url: str, model: str = "default", api_key: str | None = None,
-                 max_new_tokens: int = 256, timeout_s: float = 120.0, client: Any = None):
+                 max_new_tokens: int = 256, timeout_s: float = 120.0, client: Any = None,
+                 answer_mode: str | None = None):
         from openai import OpenAI
 
         self.name, self.model, self.max_new_tokens = name, model, max_new_tokens
+        # Our server's answer mode (generate | compose | auto), sent as a request extension; other servers
+        # ignore unknown fields.
+        self.extra_body = {"answer_mode": answer_mode} if answer_mode else None
         self.client = client or OpenAI(base_url=base_url, api_key=api_key or os.environ.get("OPENAI_API_KEY")
                                        or "EMPTY", timeout=timeout_s, max_retries=2)
 
@@ -154,7 +158,7 @@ class EndpointSystem:
         for it in items:
             t0 = time.perf_counter()
             resp = self.client.chat.completions.create(model=self.model, messages=it.messages, temperature=0.0,
-                                                       max_tokens=self.max_new_tokens)
+                                                       max_tokens=self.max_new_tokens, extra_body=self.extra_body)
             latency = time.perf_counter() - t0
             choice = resp.choices[0]
             usage = getattr(resp, "usage", None)

@@ -108,7 +108,8 @@ def create_app(generator: Generator, answerer: Answerer | None = None,
         handed_off = False
         try:
             # Retrieval embeds the query (tens of ms of CPU): keep it off the event loop.
-            turn = await asyncio.to_thread(answerer.prepare, body.plain_messages(), use_rag, settings.gate)
+            turn = await asyncio.to_thread(answerer.prepare, body.plain_messages(), use_rag, settings.gate,
+                                           body.answer_mode)
             if body.stream:
                 handed_off = True  # the response releases the slot when the stream ends, however it ends
                 return _SlotStreamingResponse(_sse(generator, answerer, turn, params, rid, request), release,

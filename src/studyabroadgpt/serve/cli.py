@@ -55,12 +55,18 @@ def _check_options(engine: str, adapter: Optional[str], merged: Optional[str], k
         kb_files(kb)
 
 
-def _answerer(rag: bool, gate: bool, kb: Optional[str], top_k: int):
-    from .answer import Answerer
+def _answerer(rag: bool, gate: bool, kb: Optional[str], top_k: int, mode: str = "auto"):
+    from .answer import MODES, Answerer
 
+    if mode not in MODES:
+        raise typer.BadParameter(f"use one of {', '.join(MODES)}", param_hint="--answer-mode")
     if not rag:
-        return Answerer(None, None, top_k)
-    return Answerer.from_kb(kb, top_k=top_k, gate=gate)
+        return Answerer(None, None, top_k, mode="generate")
+    return Answerer.from_kb(kb, top_k=top_k, gate=gate, mode=mode)
+
+
+_MODE_HELP = ("generate (the model, gated), compose (cited answer built from the facts, no model) or auto "
+              "(generate; serve the composed answer when the generated one fails the checks).")
 
 
 def register(app: typer.Typer) -> None:
@@ -89,6 +95,7 @@ def register(app: typer.Typer) -> None:
         quantization: Optional[str] = typer.Option(None, help="'nf4' to load the base in 4-bit (hf engine)."),
         vllm_port: int = typer.Option(8001, help="Loopback port for the vLLM subprocess."),
         vllm_arg: list[str] = typer.Option([], "--vllm-arg", help="Extra argument passed to `vllm serve` (repeatable)."),
+        answer_mode: str = typer.Option("auto", "--answer-mode", help=_MODE_HELP),
     ) -> None:
         """Serve the assistant: OpenAI-compatible API, web chat at /, grounding with citations, factuality gate."""
         import uvicorn
@@ -103,12 +110,13 @@ def register(app: typer.Typer) -> None:
             max_body_bytes=max_body_kb * 1024, max_tokens_cap=max_tokens_cap,
             default_max_tokens=min(384, max_tokens_cap), max_concurrency=max_concurrency, max_queue=queue,
             queue_timeout_s=queue_timeout, request_timeout_s=timeout, api_key=api_key or None,
-            cors_origins=list(cor for cor in cors_origin), rag=rag, gate=gate and rag)
-        answerer = _answerer(rag, gate, kb, top_k)
+            cors_origins=list(cor for cor in cors_origin), rag=rag, gate=gate and rag, answer_mode=answer_mode)
+        answerer = _answerer(rag, gate, kb, top_k, answer_mode)
         generator = _build_generator(engine, model, adapter, merged, dtype, quantization, max_concurrency,
                                      vllm_port, vllm_arg)
         typer.echo(f"StudyAbroadGPT on http://{host}:{port}/  (model {generator.model_name}, engine {engine}, "
-                   f"grounding {'on' if rag else 'off'}, gate {'on' if settings.gate else 'off'})", err=True)
+                   f"grounding {'on' if rag else 'off'}, gate {'on' if settings.gate else 'off'}, answers {answer_mode})",
+                   err=True)
         # log_config=None keeps uvicorn from replacing our JSON handlers; our middleware writes the access log.
         uvicorn.run(create_app(generator, answerer, settings), host=host, port=port, log_config=None,
                     access_log=False, timeout_graceful_shutdown=10)
@@ -125,6 +133,7 @@ def register(app: typer.Typer) -> None:
         max_tokens: int = typer.Option(384, min=1, max=4096),
         temperature: float = typer.Option(0.0, min=0.0, max=2.0),
         dtype: str = typer.Option("auto"),
+        answer_mode: str = typer.Option("auto", "--answer-mode", help=_MODE_HELP),
     ) -> None:
         """Chat in the terminal with the same grounding and factuality gate as the server."""
         from .chat import run_chat
@@ -133,7 +142,7 @@ def register(app: typer.Typer) -> None:
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         _check_options("hf", adapter, merged, kb)
-        answerer = _answerer(rag, gate, kb, top_k)
+        answerer = _answerer(rag, gate, kb, top_k, answer_mode)
         generator = load_hf_generator(model, adapter=adapter, merged=merged, dtype=dtype, max_batch=1)
         run_chat(generator, answerer, GenParams(max_tokens=max_tokens, temperature=temperature), rag=rag,
                  gate=gate and rag)

@@ -50,6 +50,8 @@ class ChatCompletionRequest(BaseModel):
     user: str | None = None
     # Our extension: skip grounding for this request (A/B comparisons from the web page or eval scripts).
     rag: bool | None = None
+    # Our extension: generate | compose | auto for this request (default: the server's --answer-mode).
+    answer_mode: Literal["generate", "compose", "auto"] | None = None
 
     @field_validator("messages")
     @classmethod
