@@ -23,14 +23,22 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; pass a YAML file (e.g. configs/smollm2-135m-cpu.yaml)")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    except ValueError as exc:  # PyYAML's resolvers: an unquoted impossible date (2024-13-45), a bad base-60 int
+        raise ConfigError(f"{path}: invalid value: {exc} (quote it to keep it as text)") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: nested too deeply to be a configuration") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -46,7 +54,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {item!r} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):  # not YAML: keep the text as the user typed it
         value = raw
     return key.strip().split("."), value
 
@@ -71,8 +79,9 @@ def build(model_cls: type[T], data: dict[str, Any], origin: str = "<config>") ->
         lines = [f"{origin}: invalid configuration:"]
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "<root>"
-            lines.append(f"  {field}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err and
-                                                        not isinstance(err["input"], dict) else ""))
+            got = repr(err["input"]) if "input" in err and not isinstance(err["input"], dict) else ""
+            lines.append(f"  {field}: {err['msg']}" + (f" (got {got[:80]}{'…' if len(got) > 80 else ''})"
+                                                        if got else ""))
         raise ConfigError("\n".join(lines)) from exc
 
 

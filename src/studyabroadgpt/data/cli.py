@@ -49,6 +49,10 @@ def _read(source: str, quarantine: Optional[Path], max_chars: int, *, clean: boo
     """load_valid with a progress counter; reports skipped files and where the rejected records went."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    if not console.is_terminal:  # a pipe, a log or a test: no live progress bar (its refresh thread costs ~0.1 s)
+        loaded = load_valid(source, split=split, max_chars=max_chars, clean=clean, quarantine=quarantine or True)
+        _report_skipped(loaded)
+        return loaded
     with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(bar_width=None),
                   TextColumn("{task.completed:,} records"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
@@ -56,11 +60,15 @@ def _read(source: str, quarantine: Optional[Path], max_chars: int, *, clean: boo
         loaded = load_valid(source, split=split, max_chars=max_chars, clean=clean,
                             quarantine=quarantine or True,
                             progress=lambda n: progress.update(task, completed=n))
+    _report_skipped(loaded)
+    return loaded
+
+
+def _report_skipped(loaded: Loaded) -> None:
     for sk in loaded.skipped[:10]:
         _say(("skipped ", "yellow"), sk)
     if len(loaded.skipped) > 10:
         _say(f"… and {len(loaded.skipped) - 10} more skipped files")
-    return loaded
 
 
 def _report_rejects(loaded: Loaded, show: int | None = None) -> Counter:
@@ -95,7 +103,7 @@ def _short(source: str) -> str:
 def _kv_table(title: str, rows: list[tuple[str, object]]) -> Table:
     table = Table(title=Text(title), show_header=False)
     table.add_column(style="bold")
-    table.add_column(justify="right")
+    table.add_column(justify="right", overflow="fold")  # paths are printed whole, never cut with "…"
     for k, v in rows:
         table.add_row(Text(k), Text(f"{v:,}" if isinstance(v, int) else str(v)))
     return table
