@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 import threading
+from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -24,14 +26,19 @@ from typing import Any
 import numpy as np
 
 from .caveats import has_caveat, is_policy_sensitive
-from .claims import Claim, ClaimKind, ClaimStatus, extract_claims, name_tokens, numbers_in, plausible_score, \
-    sentence_bounds
-from .geo import destination_mentions, detect_destinations
+from .claims import Claim, ClaimKind, ClaimStatus, SentenceIndex, extract_claims, name_tokens, numbers_in, \
+    plausible_score
+from .geo import destination_mentions, destination_spans, detect_destinations
 from .matching import Checkable, compatible, distance, fact_checkables, fact_names, from_claim, matches, same_name
 from .scaffolding import find_scaffolding
 from .schema import Fact
 from .search import tokenize
 from .store import KnowledgeBase, load_kb
+
+# Longer answers are audited up to here and say so (``AuditResult.truncated``). Served answers are at most
+# 1,024 tokens (a few thousand characters); 20,000 characters audit in well under a second even when written to
+# be slow (tests/kb/test_audit_limits.py), so a 200k-character row in a file cannot stall `sagpt audit`.
+MAX_AUDIT_CHARS = 20_000
 
 # ------------------------------------------------------------------------------------------------- results
 
@@ -46,6 +53,12 @@ class AuditResult:
     caveat: bool
     destination: str | None = None
     id: str | None = None
+    answer_chars: int | None = None   # set when the answer was longer than the audit reads (see ``truncated``)
+
+    @property
+    def truncated(self) -> bool:
+        """Only the first ``MAX_AUDIT_CHARS`` (or the Auditor's ``max_chars``) of the answer were audited."""
+        return self.answer_chars is not None
 
     @property
     def supported(self) -> list[Claim]:
@@ -76,6 +89,8 @@ class AuditResult:
             "policy_sensitive": self.policy_sensitive, "has_caveat": self.caveat,
             "missing_caveat": self.missing_caveat, "scaffolding": self.scaffolding,
             "claims": [c.to_dict() for c in self.claims],
+            **({"truncated": True, "answer_chars": self.answer_chars, "audited_chars": len(self.answer)}
+               if self.truncated else {}),
         }
 
 
@@ -95,15 +110,18 @@ class Auditor:
     _default: "Auditor | None" = None
     _lock = threading.Lock()
 
-    def __init__(self, kb: KnowledgeBase, retriever=None, dense: bool = False, support_top: int = 3):
+    def __init__(self, kb: KnowledgeBase, retriever=None, dense: bool = False, support_top: int = 3,
+                 max_chars: int = MAX_AUDIT_CHARS):
         from rank_bm25 import BM25Okapi
 
+        self.max_chars = max_chars
         self.support_top = support_top  # KB-wide audits: a figure must match one of the top-ranked facts
         self.kb = kb
         self.retriever = retriever
         self.dense = dense and retriever is not None
         self._checkables = {f.id: fact_checkables(f) for f in kb.facts}
         self._names: dict[tuple[str, int], list[frozenset[str]]] = {}
+        self._name_index: dict[int, dict[str, set[int]]] = {}  # level -> word -> positions of facts naming it
         if retriever is not None:
             self._bm25_scores = retriever.bm25_scores  # the retriever's index: one BM25 over the KB, not two
         else:
@@ -122,18 +140,27 @@ class Auditor:
 
     def audit_answer(self, answer: str, question: str = "", facts: list[Fact] | None = None,
                      id: str | None = None) -> AuditResult:
-        """Audit one answer. With ``facts``, only those facts count as support (what the server retrieved)."""
+        """Audit one answer. With ``facts``, only those facts count as support (what the server retrieved).
+
+        An answer longer than ``max_chars`` is audited up to the last blank before that point (so no figure is
+        cut in two) and the result says so; a question that long is read up to ``max_chars`` too.
+        """
+        full_chars = len(answer)
+        answer, question = _clip(answer, self.max_chars), _clip(question, self.max_chars)
         claims = extract_claims(answer, skip_numbers=numbers_in(question) if question else None)
         context_dest = _context_destination(question, answer, facts)
+        places = _Places(answer)
         for c in claims:
-            c.destination = _claim_destination(answer, c, context_dest)
+            c.destination = places.nearest(c, context_dest)
         if claims:
             pools = self._pools(claims, facts)
+            named: dict[tuple[str, str], set[str]] = {}
             for c, pool in zip(claims, pools):
-                self._check(c, pool, None if facts is not None else self.support_top)
+                self._check(c, pool, None if facts is not None else self.support_top, named)
         return AuditResult(answer=answer, question=question, claims=claims, scaffolding=find_scaffolding(answer),
                            policy_sensitive=is_policy_sensitive(answer) or is_policy_sensitive(question),
-                           caveat=has_caveat(answer), destination=context_dest, id=id)
+                           caveat=has_caveat(answer), destination=context_dest, id=id,
+                           answer_chars=full_chars if len(answer) < full_chars else None)
 
     # ----------------------------------------------------------------------------------------- internals
 
@@ -145,15 +172,23 @@ class Auditor:
         """
         if facts is not None:
             pools = []
+            words: dict[str, set[str]] = {}  # tokenised once per sentence, not once per claim in it
             for c in claims:
                 same = [f for f in facts if f.destination == c.destination] if c.destination else []
-                pools.append(_rank_by_overlap(c.sentence or c.text, same or list(facts)))
+                sentence = c.sentence or c.text
+                if sentence not in words:
+                    words[sentence] = set(tokenize(sentence))
+                pools.append(_rank_by_overlap(words[sentence], same or list(facts)))
             return pools
         ranked = self._rank(claims)
         pools = []
+        mine: dict[tuple[int, str], list[Fact]] = {}  # one filtered ranking per sentence and destination
         for c, order in zip(claims, ranked):
             if c.destination:
-                pools.append([f for f in order if f.destination == c.destination])
+                key = (id(order), c.destination)
+                if key not in mine:
+                    mine[key] = [f for f in order if f.destination == c.destination]
+                pools.append(mine[key])
             else:
                 pools.append(order)
         return pools
@@ -166,16 +201,33 @@ class Auditor:
 
             scores = [self.retriever.fused_scores(s, query_vec=v) for s, v in zip(unique, embed(unique))]
         else:
-            scores = [self._bm25_scores(s) for s in unique]
+            scores = [self._lexical_scores(s) for s in unique]
         # a retriever's scores cover all its entries (facts, then guidance); only facts can support a claim
         pool = self.retriever.entries if self.retriever is not None else self.kb.facts
         ranking = {s: [pool[i] for i in np.argsort(-np.asarray(sc), kind="stable") if pool[i].kind == "fact"]
                    for s, sc in zip(unique, scores)}
         return [ranking[s] for s in sentences]
 
-    def _check(self, c: Claim, pool: list[Fact], support_top: int | None = None) -> None:
+    def _lexical_scores(self, sentence: str) -> np.ndarray:
+        """BM25 of every fact for the sentence.
+
+        BM25 adds one term per query word, so a long sentence is scored word type by word type, each weighted by
+        its count: the same sum, but a 20,000-character run of one repeated figure costs one lookup, not 6,666.
+        Ordinary sentences take the plain call (same floating-point sums, same ties).
+        """
+        words = tokenize(sentence)
+        if len(words) <= _LONG_SENTENCE_WORDS:
+            return self._bm25_scores(sentence)
+        total = None
+        for word, count in Counter(words).items():
+            scores = count * self._bm25_scores(word)
+            total = scores if total is None else total + scores
+        return total
+
+    def _check(self, c: Claim, pool: list[Fact], support_top: int | None = None,
+               named: dict[tuple[str, str], set[str]] | None = None) -> None:
         if c.kind == ClaimKind.ENTITY:
-            self._check_entity(c, pool)
+            self._check_entity(c, pool, {} if named is None else named)
             return
         cc = from_claim(c)
         if c.kind == ClaimKind.SCORE:
@@ -199,7 +251,7 @@ class Auditor:
                 c.status, c.fact_id, c.expected = ClaimStatus.CONTRADICTED, fact.id, best.label
                 return
 
-    def _check_entity(self, c: Claim, pool: list[Fact]) -> None:
+    def _check_entity(self, c: Claim, pool: list[Fact], named_in: dict[tuple[str, str], set[str]]) -> None:
         level = c.value.get("level", 0)
         variants = [name_tokens(v, level) for v in c.value.get("variants", [c.value["name"]])]
         variants = [v for v in variants if v]
@@ -211,13 +263,16 @@ class Auditor:
             if known(fact):
                 c.status, c.fact_id = ClaimStatus.SUPPORTED, fact.id
                 return
-        elsewhere = [f for f in self.kb.facts if known(f)]
+        elsewhere = self._known_anywhere(variants, level)
         if not elsewhere:
             return  # a name the KB has never heard of: unsupported
         # A real scheme of another country. Fine when its own sentence places it there ("Ireland's Free Fees
         # Initiative", "the UK's Chevening"); a contradiction when the answer attaches it to another country.
         # (the name itself is left out: "Fulbright" or "Stamp 2" would otherwise always place itself)
-        named = {code for _, code in destination_mentions(c.sentence.replace(c.text, " "))}
+        key = (c.sentence, c.text)  # one scan per sentence and name: a long sentence repeating a name stays linear
+        if key not in named_in:
+            named_in[key] = {code for _, code in destination_mentions(c.sentence.replace(c.text, " "))}
+        named = set(named_in[key])
         possessive = re.match(r"^(?:the\s+)?([A-Z][\w .]*?)['’]s\s", c.text)  # "Ireland's Free Fees Initiative"
         if possessive:
             named |= set(detect_destinations(possessive.group(1)))
@@ -228,6 +283,28 @@ class Auditor:
         fact = elsewhere[0]
         c.status, c.fact_id = ClaimStatus.CONTRADICTED, fact.id
         c.expected = f"{c.value['name']} belongs to {fact.country}, not {_country(c.destination)}"
+
+    def _known_anywhere(self, variants: list[frozenset[str]], level: int) -> list[Fact]:
+        """The KB's facts (in KB order) that vouch for one of the name's variants.
+
+        Looked up by word (a known name must contain every word of the mention), not by scanning every fact for
+        every name: an answer listing hundreds of invented scholarships stays fast.
+        """
+        if level not in self._name_index:
+            index: dict[str, set[int]] = {}
+            for pos, fact in enumerate(self.kb.facts):
+                for name in self._names_of(fact, level):
+                    for word in name:
+                        index.setdefault(word, set()).add(pos)
+            self._name_index[level] = index
+        index = self._name_index[level]
+        hits: set[int] = set()
+        for v in variants:
+            word = min(v, key=lambda w: len(index.get(w, ())))  # the rarest word narrows the most
+            for pos in index.get(word, ()):
+                if pos not in hits and any(same_name(v, k) for k in self._names_of(self.kb.facts[pos], level)):
+                    hits.add(pos)
+        return [self.kb.facts[pos] for pos in sorted(hits)]
 
     def _checkables_of(self, fact: Fact) -> list[Checkable]:
         got = self._checkables.get(fact.id)
@@ -244,9 +321,8 @@ class Auditor:
         return self._names[key]
 
 
-def _rank_by_overlap(sentence: str, facts: list[Fact]) -> list[Fact]:
+def _rank_by_overlap(words: set[str], facts: list[Fact]) -> list[Fact]:
     """Facts ordered by how many of the sentence's words they share (stable: ties keep the given order)."""
-    words = set(tokenize(sentence))
     return sorted(facts, key=lambda f: -len(words & _fact_words(f)))
 
 
@@ -280,19 +356,69 @@ def _context_destination(question: str, answer: str, facts: list[Fact] | None) -
     return None
 
 
-def _claim_destination(answer: str, claim: Claim, fallback: str | None) -> str | None:
-    """The country named nearest to the claim in its own sentence (the claim's own words aside), else the answer's.
+def _clip(text: str, max_chars: int) -> str:
+    """``text`` up to ``max_chars``, cut after the last sentence or line end before it (else the last blank), so
+    no figure or name is cut in two."""
+    if len(text) <= max_chars:
+        return text
+    for ends in ((". ", "\n"), (" ", "\t")):
+        cut = max(text.rfind(e, 0, max_chars) for e in ends)
+        if cut >= max_chars // 2:
+            return text[:cut + 1]
+    return text[:max_chars]
 
-    Nearest rather than most-mentioned: in "in Australia you can work 48 hours per fortnight; in Canada…" the
-    48 hours belongs to Australia.
+
+_LONG_SENTENCE_WORDS = 256
+_WORDISH = re.compile(r"[\w-]")  # what keeps a destination cue from matching next to it
+_EDGE = 64  # longer than any destination cue (the longest, "third level graduate programme", is 30)
+
+
+class _Places:
+    """Where one answer names destinations: found once, looked up per claim in O(log n).
+
+    Scanning each claim's sentence again made the audit quadratic in a long sentence's length.
     """
-    s0, s1 = sentence_bounds(answer, claim.span[0])
-    a, b = claim.span
-    before = [code for _, code in destination_mentions(answer[s0:a])]
-    if before:
-        return before[-1]
-    after = [code for _, code in destination_mentions(answer[b:s1])]
-    return after[0] if after else fallback
+
+    def __init__(self, answer: str):
+        self.sentences = SentenceIndex(answer)
+        self.spans = destination_spans(answer)
+        self.starts = [start for start, _, _ in self.spans]
+
+    def nearest(self, claim: Claim, fallback: str | None) -> str | None:
+        """The country named nearest to the claim in its own sentence (the claim's words aside), else the answer's.
+
+        Nearest rather than most-mentioned: in "in Australia you can work 48 hours per fortnight; in Canada…" the
+        48 hours belongs to Australia.
+        """
+        s0, s1 = self.sentences.bounds(claim.span[0])
+        a, b = claim.span
+        best = None
+        i = bisect_left(self.starts, a) - 1  # the last mention before the claim that ends before it
+        while i >= 0 and self.starts[i] >= s0:
+            if self.spans[i][1] <= a:
+                best = self.spans[i]
+                break
+            i -= 1  # a name the claim sits in ("1" of "Stamp 1G"): not before it
+        # A name glued to the claim ("Canada20 hours") counts, as it did when each sentence was scanned alone.
+        text = self.sentences.text
+        if a > s0 and not text[a - 1].isspace() and _WORDISH.match(text, a):
+            w0 = max(s0, a - _EDGE)
+            glued = [sp for sp in destination_spans(text[w0:a]) if sp[1] == a - w0 and (sp[0] or w0 == s0)]
+            if glued and (best is None or w0 + glued[-1][0] >= best[0]):
+                return glued[-1][2]
+        if best is not None:
+            return best[2]
+        if b < s1 and not text[b].isspace() and _WORDISH.match(text, b - 1):
+            window = text[b:min(s1, b + _EDGE)]
+            glued = destination_spans(window)
+            if glued and glued[0][0] == 0 and (glued[0][1] < len(window) or b + len(window) == s1):
+                return glued[0][2]
+        j = bisect_left(self.starts, b)      # the first mention after it, inside the sentence
+        while j < len(self.spans) and self.starts[j] < s1:
+            if self.spans[j][1] <= s1:
+                return self.spans[j][2]
+            j += 1
+        return fallback
 
 
 

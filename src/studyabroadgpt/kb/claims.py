@@ -12,7 +12,9 @@ funds, tests and the like (``_DOMAIN_CUES``). Money, scores, dates and names alw
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, insort
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from enum import Enum
 from typing import Any, Iterator
 
@@ -156,10 +158,14 @@ class Claim:
 
 # ------------------------------------------------------------------------------------------------- masking
 
-_SOURCES_HEADING = re.compile(r"^\s*(?:#{1,6}\s*)?\**\s*(?:Sources|References|Sources and further reading)\s*:?\**"
-                              r"\s*:?\s*$", re.IGNORECASE | re.MULTILINE)
-_URL = re.compile(r"https?://\S+|www\.\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:gov|gov\.uk|govt\.nz|gc\.ca|gov\.au|edu|org|"
-                  r"ie|nl|de|ca)\b\S*")
+# Linear time matters here: every answer the server gives goes through these patterns. Adjacent quantifiers over
+# the same characters (``^\s*\**\s*``, ``\s*`` that crosses lines) backtrack quadratically on a long blank run —
+# a newline plus 16k spaces took 25 s — so each run of blanks has exactly one quantifier that can take it.
+_SOURCES_HEADING = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?(?:Sources|References|Sources and further "
+                              r"reading)[ \t:*]*$", re.IGNORECASE | re.MULTILINE)
+# A domain starts where no word, dot or dash precedes: from "\b" every dot of "a.a.a…" was a new start.
+_URL = re.compile(r"https?://\S+|www\.\S+|(?<![\w.-])[\w-]+(?:\.[\w-]+)*\.(?:gov|gov\.uk|govt\.nz|gc\.ca|gov\.au|"
+                  r"edu|org|ie|nl|de|ca)\b\S*")
 _CITATION = re.compile(r"\[\d+(?:\s*[,–-]\s*\d+)*\]")
 # ISO dates in answers are "as of" stamps of sources, metadata rather than advice ("as of 2025-01-01").
 _ISO_DATE = re.compile(r"\b(?:19|20)\d\d-[01]\d-[0-3]\d\b")
@@ -173,22 +179,80 @@ def auditable_text(text: str) -> str:
     masked = text
     m = _SOURCES_HEADING.search(masked)
     if m:
-        masked = masked[:m.start()] + " " * (len(masked) - m.start())
+        # The blank lines just above the heading go with it (so the sentence before runs to the end, as ever).
+        kept = len(masked[:m.start()].rstrip())
+        start = masked.find("\n", kept) + 1 if kept else 0
+        masked = masked[:start] + " " * (len(masked) - start)
     for pat in (_URL, _CITATION, _ISO_DATE):
         masked = pat.sub(lambda mm: " " * len(mm.group(0)), masked)
     return masked
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?\]])\s+(?=[A-Z*#\-\d\[])|\n+")
+_SENTENCE_END_ALTS = re.compile(r"(?<=[.!?\]])(\s+)(?=[A-Z*#\-\d\[])|(\n+)")  # the same, telling which part matched
+
+
+class SentenceIndex:
+    """Sentence bounds of one text at any position in O(log n): the breaks are found once.
+
+    Scanning from the start of the text for every claim made the audit quadratic in its length. The bounds are
+    exactly those of scanning ``text[:pos]`` for the last break (a break whose look-ahead character lies at or
+    after ``pos`` does not count there) and ``text[pos:]`` for the next one.
+    """
+
+    def __init__(self, text: str):
+        self.text = text
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.lookahead: list[bool] = []  # the break needs the character after it (not a plain run of newlines)
+        for m in _SENTENCE_END_ALTS.finditer(text):
+            self.starts.append(m.start())
+            self.ends.append(m.end())
+            self.lookahead.append(m.group(1) is not None)
+
+    def bounds(self, pos: int) -> tuple[int, int]:
+        """The sentence (or bullet / line) around ``pos``."""
+        j = bisect_left(self.starts, pos) - 1  # the last break that starts before pos
+        if j < 0:
+            return 0, self.starts[0] if self.starts else len(self.text)
+        s, e = self.starts[j], self.ends[j]
+        if e < pos or (e == pos and not self.lookahead[j]):
+            start = e
+        else:
+            # The break reaches pos: cut there, only its newlines still end a line.
+            nl = self.text.rfind("\n", s, pos)
+            start = nl + 1 if nl >= 0 else (self.ends[j - 1] if j > 0 else 0)
+        if e > pos:  # pos inside the break: the next newline in it ends the sentence
+            nl = self.text.find("\n", pos, e)
+            if nl >= 0:
+                return start, nl
+        return start, self.starts[j + 1] if j + 1 < len(self.starts) else len(self.text)
+
+
+@lru_cache(maxsize=16)
+def sentence_index(text: str) -> SentenceIndex:
+    return SentenceIndex(text)
 
 
 def sentence_bounds(text: str, pos: int) -> tuple[int, int]:
     """The sentence (or bullet / line) around ``pos``."""
-    start = 0
-    for m in _SENTENCE_END.finditer(text, 0, pos):
-        start = m.end()
-    m = _SENTENCE_END.search(text, pos)
-    return start, m.start() if m else len(text)
+    return sentence_index(text).bounds(pos)
+
+
+class Spans:
+    """Non-overlapping [start, end) spans with an O(log n) overlap test (a list scan made extraction quadratic)."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+
+    def overlaps(self, start: int, end: int) -> bool:
+        i = bisect_left(self.starts, end) - 1  # the last span starting before ``end``: it ends latest of those
+        return i >= 0 and self.ends[i] > start
+
+    def add(self, start: int, end: int) -> None:
+        insort(self.starts, start)
+        insort(self.ends, end)
 
 
 # ------------------------------------------------------------------------------------------------- extractors
@@ -412,10 +476,10 @@ def _name_run(text: str, head_start: int) -> list[tuple[int, int]]:
 
 
 def _entities(text: str) -> Iterator[tuple[int, int, dict]]:
-    seen: list[tuple[int, int]] = []
+    seen = Spans()
     for m in _CODE_RE.finditer(text):
         code = re.sub(r"\s+", " ", m.group(1))
-        seen.append((m.start(), m.end()))
+        seen.add(m.start(), m.end())
         yield m.start(), m.end(), {"name": code, "type": "visa", "variants": [code], "level": 0}
     for hm in _HEAD_RE.finditer(text):
         head = hm.group(1)
@@ -423,7 +487,7 @@ def _entities(text: str) -> Iterator[tuple[int, int, dict]]:
         if not run:
             continue
         start, end = run[0][0], hm.end()
-        if any(s < end and start < e for s, e in seen):
+        if seen.overlaps(start, end):
             continue
         name = re.sub(r"[*_]+", "", text[start:end]).strip()
         kind = ENTITY_HEADS[head.lower()]
@@ -441,7 +505,7 @@ def _entities(text: str) -> Iterator[tuple[int, int, dict]]:
             continue  # "Demonstrating Your Understanding of the Program" is a title-case heading, not a name
         if len(variants) > 1:
             start = run[1][0]
-        seen.append((start, end))
+        seen.add(start, end)
         yield start, end, {"name": variants[-1], "type": kind, "variants": variants, "level": level}
 
 
@@ -461,24 +525,31 @@ def extract_claims(text: str, skip_numbers: set[float] | None = None) -> list[Cl
     masked = auditable_text(text)
     skip_numbers = skip_numbers or set()
     claims: list[Claim] = []
-    taken: list[tuple[int, int]] = []
+    taken = Spans()
+    sentences = SentenceIndex(masked)
+    cued: dict[tuple[int, int], bool] = {}       # one look for advising words per sentence, not per claim
+    originals: dict[tuple[int, int], str] = {}   # and one copy of each sentence
     for kind, extractor in _EXTRACTORS:
         for start, end, value in extractor(masked):
-            if any(s < end and start < e for s, e in taken):
+            if taken.overlaps(start, end):
                 continue  # one span, one claim: "£1,483 per month" is money, not also a duration
             number = value.get("amount", value.get("score"))
             if number is not None and number in skip_numbers:
                 continue
-            s0, s1 = sentence_bounds(masked, start)
-            sentence = masked[s0:s1]
-            if kind in (ClaimKind.DURATION, ClaimKind.PERCENTAGE) and not (_DOMAIN_CUES.search(sentence) or
-                                                           _MONEY_CUE.search(sentence)):
-                continue
+            bounds = sentences.bounds(start)
+            if kind in (ClaimKind.DURATION, ClaimKind.PERCENTAGE):
+                if bounds not in cued:
+                    sentence = masked[bounds[0]:bounds[1]]
+                    cued[bounds] = bool(_DOMAIN_CUES.search(sentence) or _MONEY_CUE.search(sentence))
+                if not cued[bounds]:
+                    continue
             if kind == ClaimKind.DURATION and value["unit"] == "years" and value["amount"] >= 1900:
                 continue
-            taken.append((start, end))
+            taken.add(start, end)
+            if bounds not in originals:
+                originals[bounds] = text[bounds[0]:bounds[1]]
             claims.append(Claim(text=text[start:end], kind=kind, span=(start, end), value=value,
-                                sentence=text[s0:s1]))
+                                sentence=originals[bounds]))
     claims.sort(key=lambda c: c.span)
     return claims
 

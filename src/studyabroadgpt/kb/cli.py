@@ -250,4 +250,9 @@ def _print_summary(s: dict) -> None:
                                                         f"{s['scaffolding_rate']:.1%}")
     if s["skipped_records"]:
         table.add_row("unusable records skipped", str(s["skipped_records"]))
+    if s.get("answers_truncated"):
+        from .audit import MAX_AUDIT_CHARS
+
+        table.add_row(f"answers longer than {MAX_AUDIT_CHARS:,} characters (audited up to there)",
+                      str(s["answers_truncated"]))
     console.print(table)

@@ -89,12 +89,17 @@ def _matchers() -> tuple[re.Pattern, re.Pattern, dict[str, str]]:
     return loose_re, strict_re, to_code
 
 
+def destination_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, ISO code) of every destination cue in ``text``, in reading order."""
+    loose_re, strict_re, to_code = _matchers()
+    found = [(m.start(), m.end(), to_code.get(" ".join(m.group(0).lower().split()))) for m in loose_re.finditer(text)]
+    found += [(m.start(), m.end(), to_code.get(m.group(0))) for m in strict_re.finditer(text)]
+    return sorted((start, end, code) for start, end, code in found if code is not None)
+
+
 def destination_mentions(text: str) -> list[tuple[int, str]]:
     """(position, ISO code) of every destination cue in ``text``, in reading order."""
-    loose_re, strict_re, to_code = _matchers()
-    found = [(m.start(), to_code.get(" ".join(m.group(0).lower().split()))) for m in loose_re.finditer(text)]
-    found += [(m.start(), to_code.get(m.group(0))) for m in strict_re.finditer(text)]
-    return sorted((pos, code) for pos, code in found if code is not None)
+    return [(start, code) for start, _, code in destination_spans(text)]
 
 
 # A place named as where the student comes from ("I'm from Ghana", "Indian students", "return to Nepal") is not

@@ -60,6 +60,7 @@ class FileAudit:
             "answers_with_scaffolding": scaffold, "scaffolding_rate": scaffold / n if n else 0.0,
             "claims": dict(statuses), "claims_by_kind": {f"{k}:{s}": v for (k, s), v in sorted(by_kind.items())},
             "skipped_records": len(self.skipped),
+            "answers_truncated": sum(r.result.truncated for r in self.rows),  # audited only up to the limit
         }
 
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import re
 
+# One quantifier per run of blanks: "^[ \t]*(?:[-*][ \t]*)?\**[ \t]*" split a long blank line between its three
+# blank-eaters in every possible way before failing (16k spaces: minutes).
 _SCAFFOLD_LABELS = re.compile(
-    r"^[ \t]*(?:[-*][ \t]*|#{1,6}[ \t]*)?\**[ \t]*(Clear statement|Reasoning explanation|Supporting evidence|"
+    r"^[ \t]*(?:[-*#][ \t]*|#{2,6}[ \t]*)?(?:\*+[ \t]*)?(Clear statement|Reasoning explanation|Supporting evidence|"
     r"Specific example|"
     r"Practical implication|Acknowledge the question|Preview(?: \d+(?:-\d+)?)? key points|Because of|"
     r"This leads to|Cause|Effect|Building on (?:our|the) previous discussion|Introduction|Main Content|"
