@@ -179,7 +179,8 @@ def auditable_text(text: str) -> str:
     masked = text
     m = _SOURCES_HEADING.search(masked)
     if m:
-        # The blank lines just above the heading go with it (so the sentence before runs to the end, as ever).
+        # The blank lines above the heading, all but the first newline, are blanked with it (as the former
+        # "^\\s*" heading pattern did).
         kept = len(masked[:m.start()].rstrip())
         start = masked.find("\n", kept) + 1 if kept else 0
         masked = masked[:start] + " " * (len(masked) - start)
