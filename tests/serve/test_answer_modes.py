@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
-
+import re
 import pytest
 
 from studyabroadgpt.serve.answer import collect
@@ -40,7 +39,7 @@ def test_auto_serves_the_composed_answer_when_the_model_loops(answerer):
     assert final.mode == "compose" and final.gate["mode"] == "compose" and final.gate["requested_mode"] == "auto"
     assert "repetition loop" in final.gate["fallback_reason"]
     # The composed answer states the official fact, cited, and lists its source.
-    assert "20 hours a week" in final.content and "[1]" in final.content and "**Sources**" in final.content
+    assert re.search(r"20 hours a week during term time.*\[\d\]", final.content) and "**Sources**" in final.content
     assert not find_loops(final.content)
     # A streaming client saw the looping text first: the tail says it is replaced and carries the new answer.
     assert "did not pass our checks" in final.tail and final.content in final.tail
@@ -63,7 +62,7 @@ def test_auto_keeps_a_good_generated_answer(answerer):
     turn = answerer.prepare(WORK_Q, mode="auto")
     final = answerer.finish(turn, reply)
     assert final.mode == "generate" and "fallback_reason" not in final.gate
-    assert "20 hours a week [1]" in final.content
+    assert re.search(r"20 hours a week \[\d\]", final.content)
 
 
 def test_auto_falls_back_when_specifics_cannot_be_verified(answerer):
@@ -90,9 +89,7 @@ def test_generate_mode_marks_invented_names_and_removes_fake_urls(answerer):
     assert all(reasons)                                   # every removal or mark says why
 
 
-def test_out_of_scope_question_gets_an_honest_answer_and_no_facts(answerer, monkeypatch):
-    scope = SimpleNamespace(covered=[], uncovered=["Bangladesh"], institutions=[])
-    monkeypatch.setattr(type(answerer), "_scope", lambda self, q: scope)
+def test_out_of_scope_question_gets_an_honest_answer_and_no_facts(answerer):
     gen = ScriptedGenerator("The UCAT ANZ is required for admission.")
     q = [{"role": "user", "content": "How do I get admission to a public university in Bangladesh?"}]
     turn = answerer.prepare(q, mode="auto")
@@ -101,13 +98,20 @@ def test_out_of_scope_question_gets_an_honest_answer_and_no_facts(answerer, monk
     final = answerer.finish(turn, raw)
     assert gen.calls == [] and final.mode == "out_of_scope" and final.sources == []
     assert says_no_information(final.content) and "Bangladesh" in final.content
-    assert "admissions page" in final.content and "UCAT" not in final.content
+    assert "embassy or consulate of Bangladesh" in final.content and "UCAT" not in final.content
     # generate mode keeps the model's general advice below the honest part, checked like any answer
     turn = answerer.prepare(q, mode="generate")
     assert "no official information about Bangladesh" in turn.model_messages[0]["content"]
     final = answerer.finish(turn, "Start early and contact the Dhaka Council of Admissions.")
     assert final.content.startswith("I don't have official information on Bangladesh")
     assert "Dhaka Council of Admissions (unverified)" in final.content
+
+
+def test_uncovered_institution_is_named_as_not_covered(answerer):
+    q = [{"role": "user", "content": "What are the admission requirements for the University of Dhaka?"}]
+    final = answerer.finish(answerer.prepare(q, mode="auto"), "")
+    assert final.mode == "out_of_scope" and "University of Dhaka" in final.content
+    assert "admissions and international-student pages of University of Dhaka" in final.content
 
 
 def test_rule_polarity_is_corrected_with_the_fact(answerer):
@@ -136,11 +140,13 @@ def test_false_premises_are_corrected_with_citations(answerer):
     assert "none of our official sources for United States asks for the UCAT" in final.content
 
 
-def test_off_topic_key_fact_is_not_added(answerer):
-    turn = answerer.prepare(FRIENDS_Q, mode="generate")
-    final = answerer.finish(turn, "Join clubs and societies, and say yes to invitations in your first weeks.")
-    assert "From the official source" not in final.content
-    assert not any(c["action"] == "added_key_fact" for c in final.gate["changes"])
+def test_key_fact_added_only_when_on_topic(answerer):
+    # retrieval ranks an Australian rule first for this UK question: it must never be added as "the key fact"
+    turn = answerer.prepare(WORK_Q, mode="generate")
+    final = answerer.finish(turn, "Plan your week around your classes and keep your visa documents safe.")
+    added = [c for c in final.gate["changes"] if c["action"] == "added_key_fact"]
+    by_n = {s.n: s.fact for s in turn.sources}
+    assert added and all(by_n[c["citation"]].destination in ("GB", "any") for c in added)
 
 
 def test_every_change_has_one_description(answerer):

@@ -98,8 +98,7 @@ class Answerer:
             # Without grounding there is nothing to compose from: the model answers, ungated.
             return Turn(messages, list(messages), question, mode="generate")
         scope = self._scope(question)
-        out = bool(scope is not None and scope.uncovered and not scope.covered and
-                   not getattr(scope, "institutions", None))
+        out = bool(scope is not None and getattr(scope, "out_of_scope", False))
         sources = [] if out else retrieve(self.searcher, messages, self.top_k)
         model_messages = grounded_messages(messages, sources, out_of_scope=scope.uncovered if out else None)
         return Turn(messages, model_messages, question, sources, rag=True, gate=gate and self.auditor is not None,
@@ -160,8 +159,13 @@ class Answerer:
                 changes.append(change)
                 if change.citation:
                     cited.add(change.citation)
-        top = turn.sources[0] if turn.sources else None
-        if mode == "generate" and top is not None and top.n not in cited and _on_topic(turn.question, top):
+        if turn.scope is not None and getattr(turn.scope, "uncovered", None):
+            from .compose import not_covered_note
+
+            extra.append(not_covered_note(turn.scope))
+        # The most relevant fact that is about the question (retrieval may rank another country's rule first).
+        top = next((s for s in turn.sources if _on_topic(turn.question, s)), None)
+        if mode == "generate" and top is not None and top.n not in cited:
             # The answer does not use the most relevant fact (small models often drift to a side issue):
             # state it ourselves, cited, so a grounded answer always carries the official fact it needs.
             extra.append(f"**From the official source:** {top.fact.statement} [{top.n}]")

@@ -4,11 +4,11 @@
   template writer (``synth.writers.TemplateWriter.compose``, the same writer that builds training answers;
   there is no second template engine). It is the floor ``auto`` mode falls back to.
 * ``out_of_scope_answer`` — the plain answer to a question about a destination or institution the knowledge
-  base does not cover: we have no official information on it, here is the kind of official source to check.
+  base does not cover: we have no official information on it, here is the kind of official source to check
+  (``kb.coverage.Scope.where_to_check``).
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from .grounding import Source
@@ -48,30 +48,15 @@ def compose_answer(question: str, sources: list[Source], messages: list[dict[str
     return text
 
 
-_INSTITUTION = re.compile(r"\b(?:university|college|institute|school|polytechnic|academy)\b|\b[A-Z]{3,6}\b",
-                          re.IGNORECASE)
-_VISA = re.compile(r"\b(?:visa|permit|immigration|residence|work|hours|dependants?|spouse|family)\b", re.IGNORECASE)
-_MONEY = re.compile(r"\b(?:scholarships?|funding|grant|stipend|cost|costs|budget|fees?|tuition|money)\b",
-                    re.IGNORECASE)
-_ADMISSION = re.compile(r"\b(?:admission|admissions|apply|application|requirements?|deadline|entry|enrol\w*)\b",
-                        re.IGNORECASE)
-
-
-def where_to_check(question: str, names: list[str]) -> list[str]:
-    """The kinds of official source that hold the answer, for what the question is about."""
-    places = " and ".join(names) if names else "that destination"
-    out = []
-    if _ADMISSION.search(question) or _INSTITUTION.search(question):
-        out.append("the university's own admissions page (and its international office, for questions about "
-                   "your application)")
-    if _VISA.search(question):
-        out.append(f"the official immigration website of the government, or the embassy or consulate of "
-                   f"{places} in your country")
-    if _MONEY.search(question):
-        out.append("the official scholarship or fees page of the government or university that runs it")
-    if not out:
-        out.append(f"the university's admissions page and the embassy or consulate of {places} in your country")
-    return out
+def not_covered_note(scope: Any) -> str:
+    """For a question that names covered destinations AND something uncovered (an institution we hold nothing
+    on): the answer covers what the KB has and says plainly what it does not."""
+    names = list(getattr(scope, "uncovered", []) or [])
+    if not names:
+        return ""
+    checks = scope.where_to_check() if hasattr(scope, "where_to_check") else []
+    where = f" Check {'; and '.join(checks)}." if checks else ""
+    return f"**Not covered:** the knowledge base has no official information on {' and '.join(names)}.{where}"
 
 
 def out_of_scope_answer(question: str, scope: Any) -> str:
@@ -80,11 +65,10 @@ def out_of_scope_answer(question: str, scope: Any) -> str:
 
     names = list(getattr(scope, "uncovered", []) or [])
     what = " and ".join(names) if names else "this destination"
-    covered = getattr(scope, "kb_destinations", None)
-    if covered is None:
-        covered = sorted(DESTINATIONS)
+    covered = getattr(scope, "kb_destinations", None) or sorted(DESTINATIONS)
     covered_names = ", ".join(DESTINATIONS.get(c, c) for c in covered)
-    checks = where_to_check(question, names)
+    checks = scope.where_to_check() if hasattr(scope, "where_to_check") else []
+    checks = checks or [f"the university's admissions page and the embassy or consulate of {what} in your country"]
     lines = [f"I don't have official information on {what}: our knowledge base has no sourced facts about it, "
              "so I can't give you reliable rules, figures or deadlines, and I won't guess.",
              "",
