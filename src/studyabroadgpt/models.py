@@ -116,7 +116,7 @@ def load(source: str = DEFAULT_MODEL, quantization: str | None = None, dtype: st
     ``dtype``: weights dtype (``float32``, ``bfloat16``, ``float16``); with nf4 it is the compute dtype.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     path = resolve(source)
     torch_dtype = getattr(torch, dtype)
@@ -132,17 +132,35 @@ def load(source: str = DEFAULT_MODEL, quantization: str | None = None, dtype: st
         raise ModelLoadError(f"unknown quantization {quantization!r}; use 'nf4' or 'none'")
     if device_map is not None:
         kwargs["device_map"] = device_map
+    tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code, source_name=source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise ModelLoadError(f"cannot load model {source!r} ({path}): {exc}") from exc
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return Loaded(model, tokenizer, source, path)
+
+
+def load_tokenizer(source: str = DEFAULT_MODEL, *, trust_remote_code: bool = False,
+                   source_name: str | None = None) -> Any:
+    """The tokenizer of a model source (anything ``load`` takes), ready for training and generation.
+
+    The one place tokenizers are loaded: it guarantees a chat template (ChatML when the tokenizer ships none)
+    and a pad token, so token counts in dataset stats, ``train --plan`` and training itself agree.
+    ``source_name`` only names the source in error messages when ``source`` is an already resolved path.
+    """
+    from transformers import AutoTokenizer
+
+    path = resolve(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load the tokenizer of {source_name or source!r} ({path}): {exc}") from exc
     _ensure_chat_template(tokenizer)
     if tokenizer.pad_token_id is None:
         # A distinct pad token matters: padding with EOS and masking pads would also mask the real EOS.
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return Loaded(model, tokenizer, source, path)
+    return tokenizer
 
 
 # ChatML, the format SmolLM2 was tuned with; used only when a tokenizer ships without a template.

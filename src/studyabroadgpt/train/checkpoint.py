@@ -81,6 +81,10 @@ def load_rng(bundle: Path, rank: int) -> dict[str, Any] | None:
     return torch.load(f, weights_only=False)
 
 
+def load_optimizer(bundle: Path) -> dict[str, Any]:
+    return torch.load(Path(bundle) / "optimizer.pt", weights_only=False)
+
+
 def load_adapter_weights(model: Any, bundle: Path) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file

@@ -31,29 +31,25 @@ def train(
     show_labels: Optional[int] = typer.Option(None, "--show-labels", help="Print N encoded samples with trained "
                                               "tokens highlighted and masked ones dimmed; do not train."),
 ) -> None:
-    # OMP_WAIT_POLICY=PASSIVE is set once, in studyabroadgpt/cli.py, before any stage module imports torch.
     from rich.console import Console
 
-    from ..config import ConfigError, apply_overrides, build, load_yaml
-    from .config import TrainConfig
+    from ..config import ConfigError
+    from .config import load_train_config
 
     console = Console(stderr=True)
     if config is None and resume is None:
         raise ConfigError("pass --config configs/<recipe>.yaml (or --resume BUNDLE to continue a run)")
     if config is not None:
-        data = load_yaml(config)
-        origin = str(config)
+        cfg = load_train_config(config, overrides or [])
     else:
         from .checkpoint import find_bundle
 
-        bundle = find_bundle(resume)
-        data, origin = load_yaml(bundle / "config.yaml"), str(bundle / "config.yaml")
-    cfg = build(TrainConfig, apply_overrides(data, overrides or []), origin)
+        cfg = load_train_config(find_bundle(resume) / "config.yaml", overrides or [])
 
     if plan:
         from .plan import plan_report
 
-        Console().print(plan_report(cfg, gpu or "t4"))
+        Console().print(plan_report(cfg, gpu or "t4"), markup=False, highlight=False)
         return
     if show_labels is not None:
         _show_labels(cfg, show_labels)
@@ -66,26 +62,19 @@ def train(
 
 def _show_labels(cfg, n: int) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.panel import Panel
 
     from ..data.load import load_valid
+    from ..models import load_tokenizer
     from .formatting import encode_all, render_labels
 
     out = Console()
-    tok = _tokenizer(cfg.model)
+    tok = load_tokenizer(cfg.model)
     convs = load_valid(cfg.phases[0].dataset if cfg.phases and cfg.phases[0].dataset else cfg.dataset).conversations
     examples, stats = encode_all(tok, convs[:n], cfg.seq_len)
     for ex in examples:
-        title = (f"{ex.conv_id}: {len(ex)} tokens, {ex.n_trained} trained"
+        title = (f"{escape(ex.conv_id)}: {len(ex)} tokens, {ex.n_trained} trained"
                  f"{', truncated' if ex.truncated else ''}{', system folded into user' if ex.system_folded else ''}")
         out.print(Panel(render_labels(tok, ex), title=title, subtitle="[on green]trained[/] / [dim]masked[/]"))
 
-
-def _tokenizer(source: str):
-    from transformers import AutoTokenizer
-
-    from .. import models
-
-    tok = AutoTokenizer.from_pretrained(models.resolve(source))
-    models._ensure_chat_template(tok)
-    return tok

@@ -135,6 +135,13 @@ def parse_duration(text: str | float | int) -> float:
     return seconds
 
 
+def format_duration(seconds: float) -> str:
+    """Seconds → ``"1h05m"`` / ``"2m03s"``: what reports print, and what ``parse_duration`` reads back."""
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
 def load_train_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     return load_config(TrainConfig, path, overrides)
 
@@ -145,5 +152,5 @@ def dump_yaml(cfg: TrainConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
-__all__ = ["TrainConfig", "LoraSettings", "Phase", "parse_duration", "load_train_config", "dump_yaml",
-           "ConfigError"]
+__all__ = ["TrainConfig", "LoraSettings", "Phase", "parse_duration", "format_duration", "load_train_config",
+           "dump_yaml", "ConfigError"]

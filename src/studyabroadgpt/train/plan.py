@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig
+from .config import TrainConfig, format_duration
 
 
 @dataclass(frozen=True)
@@ -144,12 +144,13 @@ def dataset_tokens(cfg: TrainConfig) -> tuple[int, float, str]:
     dataset = cfg.phases[0].dataset if cfg.phases and cfg.phases[0].dataset else cfg.dataset
     if not Path(dataset).exists():
         return 0, 0.55, f"dataset {dataset} not found here: assuming every sample fills seq_len"
-    from .cli import _tokenizer
+    from ..models import load_tokenizer
 
     try:
-        tok, how = _tokenizer(cfg.model), "the recipe's tokenizer"
+        tok, how = load_tokenizer(cfg.model), "the recipe's tokenizer"
     except Exception:
-        tok, how = _tokenizer("default"), "SmolLM2's tokenizer as a stand-in (the recipe's is not available offline)"
+        tok = load_tokenizer("default")
+        how = "SmolLM2's tokenizer as a stand-in (the recipe's is not available offline)"
     convs = load_valid(dataset).conversations
     examples, _ = encode_all(tok, convs, cfg.seq_len)
     tokens = sum(len(e) for e in examples)
@@ -199,18 +200,13 @@ def plan_report(cfg: TrainConfig, gpu_name: str) -> str:
     else:
         lines.append("  largest batch that fits: none — shorten seq_len or enable gradient checkpointing")
     lines.append(f"  throughput: {fpt / 1e9:.1f} GFLOP/token at {util:.0%} of {gpu.tflops_16:.0f} TFLOP/s "
-                 f"→ ~{tok_s:,.0f} tokens/s, ~{_hms(1e6 / tok_s)} per million tokens")
+                 f"→ ~{tok_s:,.0f} tokens/s, ~{format_duration(1e6 / tok_s)} per million tokens")
     if tokens:
         per_epoch = tokens / tok_s
-        lines.append(f"  time per epoch: ~{_hms(per_epoch)} for {tokens:,} tokens ({data_note}); "
-                     f"{cfg.epochs:g} epoch(s) ≈ {_hms(per_epoch * cfg.epochs)}")
+        lines.append(f"  time per epoch: ~{format_duration(per_epoch)} for {tokens:,} tokens ({data_note}); "
+                     f"{cfg.epochs:g} epoch(s) ≈ {format_duration(per_epoch * cfg.epochs)}")
     else:
-        lines.append(f"  time per epoch: {data_note}; at {cfg.seq_len} tokens each, ~{_hms(1000 * cfg.seq_len / tok_s)}"
-                     " per 1,000 conversations")
+        per_1000 = format_duration(1000 * cfg.seq_len / tok_s)
+        lines.append(f"  time per epoch: {data_note}; at {cfg.seq_len} tokens each, ~{per_1000} per 1,000 conversations")
     return "\n".join(lines)
 
-
-def _hms(seconds: float) -> str:
-    h, rem = divmod(int(seconds), 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
