@@ -156,8 +156,11 @@ def stage_train(cfg: QuickstartConfig, d: Path, data: dict[str, Any]) -> dict[st
     overrides = [f"model={cfg.model}", f"dataset={data['train']}", f"output_dir={d.parent}", f"name={d.name}",
                  *cfg.train_overrides]
     tcfg = load_train_config(cfg.train_config, overrides)
-    # Resume an interrupted quickstart from its last checkpoint / handoff bundle instead of starting over.
-    has_state = (d / "checkpoints").exists() or (d / "handoff").exists()
+    # Resume an interrupted quickstart from its newest intact checkpoint / handoff bundle instead of starting over
+    # (a save killed half-way leaves only leftovers, which the fresh run cleans up).
+    from .train.checkpoint import resumable
+
+    has_state = resumable(d) is not None
     run_dir = train_run(tcfg, time_budget=cfg.time_budget, resume=d if has_state else None,
                         overwrite=not has_state, console=console,
                         command=["sagpt", "quickstart"])

@@ -20,8 +20,7 @@ class MetricsLog:
         self.path = path
         self.rows: list[dict[str, Any]] = []
         if path.exists():
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            self.rows = [r for r in rows if resume_step is not None and r["step"] <= resume_step]
+            self.rows = [r for r in _read_rows(path) if resume_step is not None and r["step"] <= resume_step]
         atomic_write_jsonl(path, self.rows)
 
     def append(self, row: dict[str, Any]) -> None:
@@ -32,6 +31,25 @@ class MetricsLog:
 
     def train_rows(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if "loss" in r]
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of an existing metrics.jsonl. A run killed mid-append leaves a torn last line: skip unreadable lines
+    (they belong to a step after the last checkpoint, which the resumed run logs again)."""
+    import logging
+
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            logging.getLogger(__name__).warning("%s:%d: unreadable metrics row skipped (torn write)", path, n)
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
 
 
 def peak_memory_mb(device: str) -> float:

@@ -130,7 +130,11 @@ class LoRARecipe:
         self.console = console or Console(stderr=True)
         budget = time_budget or cfg.time_budget
         self.budget_text: str | None = budget
-        self.budget = Budget(parse_duration(budget) if budget else None, self.started)
+        try:
+            seconds = parse_duration(budget) if budget else None
+        except ValueError as exc:
+            raise ConfigError(f"--time-budget: {exc}") from None
+        self.budget = Budget(seconds, self.started)
         self.run_dir: Path = cfg.run_dir()
         self.phases: list[TrainConfig] = cfg.resolved_phases()
         self.phase_names: list[str] = cfg.phase_names()
@@ -186,8 +190,11 @@ class LoRARecipe:
         if self.device == "cpu" and cfg.threads:
             torch.set_num_threads(_cpu_threads(cfg.threads, self.console))
         _check_trackers(cfg.report_to)
+        skipped: list[tuple[Path, str]] = []
         if self.resume_arg:
             self.bundle = ckpt.find_bundle(self.resume_arg)
+            if not (self.resume_arg / "state.json").exists():  # a run dir: say which damaged bundles were passed over
+                skipped = ckpt.newest_valid(self.resume_arg)[1]
             self.bundle_state = ckpt.read_state(self.bundle)
             self.state = RunState.from_dict(self.bundle_state)
         self._read_datasets()  # before the model: a missing or empty dataset should not cost a model load
@@ -200,6 +207,10 @@ class LoRARecipe:
         self.say(f"[bold]recipe[/] {escape(cfg.name)}  →  {escape(str(self.run_dir))}")
         if self.main:
             self.console.print_json(cfg.model_dump_json())
+        for p, problem in skipped:
+            self.say(f"[yellow]skipped damaged bundle[/] {escape(str(p))}: {escape(problem)}")
+        if self.bundle:
+            self.say(f"resuming from {escape(str(self.bundle))} (step {self.state.global_step})")
         sharded = self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
         self.model, self.tok, self.prec = load_for_training(cfg, self.device, sharded)
         self.n_train, self.n_total = trainable_parameters(self.model)
@@ -211,7 +222,8 @@ class LoRARecipe:
         if self.bundle:
             ckpt.load_adapter_weights(self.model, self.bundle)
         if self.main:
-            _prepare_run_dir(self.run_dir, fresh=self.bundle is None, overwrite=self.overwrite)
+            _prepare_run_dir(self.run_dir, fresh=self.bundle is None, overwrite=self.overwrite, say=self.say)
+            ckpt.clean_stale(self.run_dir, keep=self.bundle)
             atomic_write_text(self.run_dir / "config.yaml", dump_yaml(cfg))
             self._report_data()
             self.metrics = MetricsLog(self.run_dir / "metrics.jsonl",
@@ -519,6 +531,7 @@ class LoRARecipe:
         plot_metrics(self.metrics.rows, run_dir / "loss.png", f"{cfg.name} ({cfg.model})")
         if self.stopped_by == "completed":
             (run_dir / "RESUME.txt").unlink(missing_ok=True)
+        ckpt.clean_stale(run_dir)
         self.console.print(f"[bold green]{self.stopped_by}[/]: {state.global_step} steps, loss "
                            f"{summary['first_loss']} → {summary['last_loss']} ({summary['loss_reduction_pct']}%), "
                            f"{summary['tokens_per_s']} tok/s, peak {summary['peak_memory_mb']:.0f} MB; adapter in "
@@ -563,14 +576,20 @@ def _check_trackers(report_to: list[str]) -> None:
         raise ConfigError(f"report_to: tracker package not installed: {', '.join(missing)}")
 
 
-def _prepare_run_dir(run_dir: Path, fresh: bool, overwrite: bool) -> None:
+def _prepare_run_dir(run_dir: Path, fresh: bool, overwrite: bool, say: Any = None) -> None:
+    """A fresh run refuses to clobber resumable checkpoints (unless ``overwrite``); leftovers that hold nothing
+    resumable (a first save killed half-way) are removed instead of blocking every later run."""
     import shutil
 
-    old = [p for p in (run_dir / "checkpoints", run_dir / "handoff") if p.exists()]
+    old = [p for p in (run_dir / "checkpoints", run_dir / "handoff", run_dir / ".handoff.old") if p.exists()]
     if fresh and old:
-        if not overwrite:
+        found, damaged = ckpt.newest_valid(run_dir)
+        if found is not None and not overwrite:
             raise ConfigError(f"{run_dir} already holds checkpoints of an earlier run; continue it with "
                               f"`sagpt train --resume {run_dir}`, or pass --overwrite to start over")
+        if found is None and damaged and say is not None:
+            say(f"[yellow]removed {len(damaged)} damaged bundle(s)[/] of an interrupted earlier run in "
+                f"{escape(str(run_dir))} (nothing in them could be resumed)")
         for p in old:
             shutil.rmtree(p)
     run_dir.mkdir(parents=True, exist_ok=True)
