@@ -184,3 +184,30 @@ def test_compose_mode_per_request_over_http_and_stream(serve, answerer, client_f
         with pytest.raises(openai.BadRequestError):
             bad(model="m", messages=WORK_Q, extra_body={"answer_mode": "fast"})
     assert gen.calls == []
+
+
+@pytest.mark.integration
+def test_real_smollm2_answers_with_the_new_decoding_and_checks(smollm2, answerer):
+    """The real SmolLM2-135M on one real-style question: what is served has no loop, no foreign URL and no
+    unmarked invented name, whichever mode ``auto`` ends up serving."""
+    from studyabroadgpt.eval.prompts import load_real_style, messages_of
+    from studyabroadgpt.serve.hf_engine import HFGenerator
+
+    model, tok = smollm2
+    gen = HFGenerator(model, tok, model_name="smollm2")
+    row = next(r for r in load_real_style() if r["id"] == "soft-budget-london")
+    turn = answerer.prepare(messages_of(row), mode="auto")
+
+    async def go():
+        await gen.start()
+        try:
+            return await collect(gen, turn, GenParams(max_tokens=96))
+        finally:
+            await gen.close()
+
+    raw, last = asyncio.run(go())
+    final = answerer.finish(turn, raw)
+    a = assess(final.content, row["prompt"], answerer.kb)
+    assert final.mode in ("generate", "compose") and final.content.strip()
+    assert not a.looping and a.foreign_urls == [] and a.unverified_entities == []
+    assert "**Sources**" in final.content or final.mode == "generate"

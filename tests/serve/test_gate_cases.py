@@ -31,18 +31,23 @@ def run_case(case: dict[str, Any], auditor: Any, kb: Any) -> dict[str, Any]:
 
     sources = [Source(i + 1, kb.by_id[fid]) for i, fid in enumerate(case["facts"])]
     result = run_gate(auditor, case["answer"], case["question"], sources, kb=kb)
-    edits = [c for c in result.changes if c.action in CORRECTIONS]
+    edits = [c.to_dict() for c in result.changes if c.action in CORRECTIONS]
+    return {**match_edits(case, edits), "text": result.text}
+
+
+def match_edits(case: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which of the gate's corrections (dicts with action, claim, replacement, fact_id) the case asked for."""
     expected = [("corrected", e["claim"], str(e["to"])) for e in case.get("corrections", [])]
     expected += [("corrected_rule", None, fid) for fid in case.get("rules", [])]
     right, matched = [], set()
     for e in edits:
         hit = None
         for j, (action, claim, to) in enumerate(expected):
-            if j in matched or e.action != action:
+            if j in matched or e["action"] != action:
                 continue
-            if action == "corrected" and e.claim == claim and to in (e.replacement or ""):
+            if action == "corrected" and e.get("claim") == claim and to in (e.get("replacement") or ""):
                 hit = j
-            elif action == "corrected_rule" and e.fact_id == to:
+            elif action == "corrected_rule" and e.get("fact_id") == to:
                 hit = j
             if hit is not None:
                 break
@@ -50,12 +55,16 @@ def run_case(case: dict[str, Any], auditor: Any, kb: Any) -> dict[str, Any]:
             matched.add(hit)
         right.append(hit is not None)
     return {"id": case["id"], "kind": case["kind"], "edits": len(edits), "right": sum(right),
-            "wrong": [e.describe() for e, ok in zip(edits, right) if not ok],
-            "expected": len(expected), "found": len(matched), "text": result.text}
+            "wrong": [f"{e['action']}: {e.get('claim')} -> {e.get('replacement') or e.get('reason')}"
+                      for e, ok in zip(edits, right) if not ok],
+            "expected": len(expected), "found": len(matched)}
 
 
 def score_cases(cases: list[dict[str, Any]], auditor: Any, kb: Any) -> dict[str, Any]:
-    rows = [run_case(c, auditor, kb) for c in cases]
+    return summarize([run_case(c, auditor, kb) for c in cases])
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     edits = sum(r["edits"] for r in rows)
     right = sum(r["right"] for r in rows)
     expected = sum(r["expected"] for r in rows)
