@@ -103,6 +103,7 @@ STAGES = [
     "studyabroadgpt.eval.cli",
     "studyabroadgpt.publish.cli",
     "studyabroadgpt.serve.cli",
+    "studyabroadgpt.review.cli",
     "studyabroadgpt.quickstart",
 ]
 

@@ -36,17 +36,30 @@ def create_app(generator: Generator, answerer: Answerer | None = None,
     answerer = answerer or Answerer(None, None)
     admission = Admission(settings.max_concurrency, settings.max_queue, settings.queue_timeout_s)
 
+    conversation_log = _open_log(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await generator.start()
+        purger = (asyncio.create_task(_purge_forever(conversation_log, settings.log_retention_days))
+                  if conversation_log is not None and settings.log_retention_days else None)
         log.info("ready", extra={"event": "ready", "model": generator.model_name, "rag": settings.rag,
                                  "gate": settings.gate})
         yield
+        if purger is not None:
+            purger.cancel()
         await generator.close()
+        if conversation_log is not None:
+            conversation_log.close()
 
     app = FastAPI(title="StudyAbroadGPT", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.admission, app.state.settings, app.state.generator = admission, settings, generator
     install_handlers(app)
+    app.state.conversation_log = conversation_log
+    if conversation_log is not None:
+        from ..review.web import add_review_routes
+
+        add_review_routes(app, conversation_log, settings.adviser_key, _kb_version(answerer), settings.api_key)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
@@ -103,6 +116,7 @@ def create_app(generator: Generator, answerer: Answerer | None = None,
         params = _params(body, settings)
         use_rag = settings.rag if body.rag is None else (body.rag and settings.rag)
         rid = new_id()
+        request.state.started = time.perf_counter()
         await admission.acquire()  # before retrieval: a full server answers 429 without doing any work
         release = admission.releaser()
         handed_off = False
@@ -124,6 +138,7 @@ def create_app(generator: Generator, answerer: Answerer | None = None,
                            "server_error", "timeout")
         final = answerer.finish(turn, text)
         _log_answer(request, last, final.gate)
+        await _record_turn(request, rid, turn, text, final, generator.model_name, answerer, settings)
         usage = _usage(last)
         return JSONResponse(completion_body(rid=rid, model=generator.model_name, content=final.content,
                                             finish_reason=last.finish_reason, usage=usage,
@@ -202,6 +217,8 @@ async def _sse(generator: Generator, answerer: Answerer, turn: Turn, params: Gen
             return
         final = answerer.finish(turn, "".join(parts))
         _log_answer(request, last, final.gate)
+        await _record_turn(request, rid, turn, "".join(parts), final, model, answerer,
+                           request.app.state.settings)
         yield event(chunk_body(rid=rid, model=model, delta={"content": final.tail} if final.tail else {},
                                finish_reason=last.finish_reason, usage=_usage(last), sources=final.sources,
                                gate=final.gate))
@@ -228,3 +245,49 @@ def _log_answer(request: Request, last: Piece, gate: dict[str, Any]) -> None:
     log.info("answer", extra={"event": "answer", "request_id": request.state.request_id,
                               "finish_reason": last.finish_reason, "completion_tokens": last.completion_tokens,
                               "gate_changes": len(gate.get("changes", []))})
+
+
+def _open_log(settings: ServeSettings) -> Any:
+    if not settings.log_db:
+        return None
+    from ..review.store import LogStore
+
+    return LogStore(settings.log_db)
+
+
+def _kb_version(answerer: Answerer) -> str | None:
+    kb = getattr(getattr(answerer, "searcher", None), "kb", None)
+    return getattr(kb, "version", None)
+
+
+async def _purge_forever(store: Any, days: int) -> None:
+    while True:
+        try:
+            n = await asyncio.to_thread(store.purge, days)
+            log.info("log retention", extra={"event": "retention", "deleted_turns": n, "days": days})
+        except Exception:  # noqa: BLE001 - a failed purge must not take the server down; it is retried
+            log.exception("log retention failed", extra={"event": "error"})
+        await asyncio.sleep(6 * 3600)
+
+
+async def _record_turn(request: Request, rid: str, turn: Turn, raw: str, final: Any, model_id: str,
+                       answerer: Answerer, settings: ServeSettings) -> None:
+    """Write the answered turn to the conversation log (opt-in), off the event loop. A logging failure is
+    logged, never shown to the student: the answer has been produced and must be delivered."""
+    store = request.app.state.conversation_log
+    if store is None:
+        return
+    import hashlib
+
+    conv = request.headers.get("x-conversation-id", "").strip()[:64]
+    if not conv:  # a plain OpenAI client sends no id: the same opening question groups one conversation
+        first = next((m["content"] for m in turn.messages if m["role"] == "user"), "")
+        conv = "h-" + hashlib.sha256(first.encode("utf-8", "replace")).hexdigest()[:16]
+    latency = (time.perf_counter() - getattr(request.state, "started", time.perf_counter())) * 1000
+    try:
+        await asyncio.to_thread(
+            store.record_turn, request_id=rid, conversation_id=conv, messages=turn.messages, answer=final.content,
+            raw_text=raw, gate=final.gate, sources=final.sources, kb_version=_kb_version(answerer),
+            model_id=model_id, adapter_id=settings.adapter_id, latency_ms=latency)
+    except Exception:  # noqa: BLE001
+        log.exception("conversation log write failed", extra={"event": "error", "request_id": rid})

@@ -55,6 +55,14 @@ def _check_options(engine: str, adapter: Optional[str], merged: Optional[str], k
         kb_files(kb)
 
 
+def _log_db(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    from ..review.cli import resolve_db
+
+    return resolve_db(value)
+
+
 def _answerer(rag: bool, gate: bool, kb: Optional[str], top_k: int, mode: str = "auto"):
     from .answer import MODES, Answerer
 
@@ -96,6 +104,14 @@ def register(app: typer.Typer) -> None:
         vllm_port: int = typer.Option(8001, help="Loopback port for the vLLM subprocess."),
         vllm_arg: list[str] = typer.Option([], "--vllm-arg", help="Extra argument passed to `vllm serve` (repeatable)."),
         answer_mode: str = typer.Option("auto", "--answer-mode", help=_MODE_HELP),
+        log_db: Optional[str] = typer.Option(None, "--log-db", help="Log answered turns for adviser review at "
+                                             "/review: 'sqlite' (runs/serve/conversations.db), a file, or a "
+                                             "database URL (postgresql://user@host/db). Off by default."),
+        log_retention_days: Optional[int] = typer.Option(None, "--log-retention-days", min=1,
+                                                         help="Delete logged turns older than this."),
+        adviser_key: Optional[str] = typer.Option(None, "--adviser-key", envvar="SAGPT_ADVISER_KEY",
+                                                  help="Key for the /review page (env SAGPT_ADVISER_KEY); "
+                                                       "without it the review page stays closed."),
     ) -> None:
         """Serve the assistant: OpenAI-compatible API, web chat at /, grounding with citations, factuality gate."""
         import uvicorn
@@ -110,7 +126,9 @@ def register(app: typer.Typer) -> None:
             max_body_bytes=max_body_kb * 1024, max_tokens_cap=max_tokens_cap,
             default_max_tokens=min(384, max_tokens_cap), max_concurrency=max_concurrency, max_queue=queue,
             queue_timeout_s=queue_timeout, request_timeout_s=timeout, api_key=api_key or None,
-            cors_origins=list(cor for cor in cors_origin), rag=rag, gate=gate and rag, answer_mode=answer_mode)
+            cors_origins=list(cor for cor in cors_origin), rag=rag, gate=gate and rag, answer_mode=answer_mode,
+            log_db=_log_db(log_db), log_retention_days=log_retention_days, adviser_key=adviser_key or None,
+            adapter_id=adapter)
         answerer = _answerer(rag, gate, kb, top_k, answer_mode)
         generator = _build_generator(engine, model, adapter, merged, dtype, quantization, max_concurrency,
                                      vllm_port, vllm_arg)

@@ -25,3 +25,8 @@ class ServeSettings:
     answer_mode: str = "auto"            # generate | compose | auto (serve/answer.py)
     repetition_penalty: float = DECODING["repetition_penalty"]
     no_repeat_ngram_size: int = DECODING["no_repeat_ngram_size"]
+    # Conversation log for adviser review (opt-in): a SQLAlchemy URL (sqlite:///file.db, postgresql://...).
+    log_db: str | None = None
+    log_retention_days: int | None = None  # turns older than this are deleted at start-up and every 6 hours
+    adviser_key: str | None = None       # the /review page's key; separate from api_key (students hold that)
+    adapter_id: str | None = None        # recorded with each logged turn
