@@ -50,11 +50,16 @@ def postgres_server(tmp_path_factory):
                 os.chmod(p, os.stat(p).st_mode | 0o011)
     port = _free_port()
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-    subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(data), "-U", "sagpt", "-A", "trust",
-                              "-E", "UTF8", "--no-sync"], check=True, capture_output=True, env=env)
-    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log.txt"), "-w",
-                              "-o", f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off",
-                              "start"], check=True, capture_output=True, env=env, timeout=60)
+    def run(cmd: list[str]) -> None:
+        res = subprocess.run(as_user + cmd, capture_output=True, text=True, env=env, timeout=240)
+        if res.returncode != 0:
+            log = (root / "log.txt").read_text() if (root / "log.txt").exists() else ""
+            raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stdout}{res.stderr}{log}")
+
+    run([str(bindir / "initdb"), "-D", str(data), "-U", "sagpt", "-A", "trust", "-E", "UTF8", "--no-sync"])
+    # -t: a 2-core CI box under load can take well over pg_ctl's default 60 s to accept connections.
+    run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log.txt"), "-w", "-t", "180",
+         "-o", f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
     import psycopg
 
     deadline = time.monotonic() + 30
