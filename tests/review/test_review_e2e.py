@@ -131,7 +131,7 @@ def test_serve_log_review_export_train_propose(browser, tmp_path):
 
         # ---- the adviser, in the browser
         browser.get(base + "/review")
-        wait = WebDriverWait(browser, 30)
+        wait = WebDriverWait(browser, 90)  # generous: CI boxes are slow and shared
         browser.find_element(By.ID, "reviewer").send_keys("AB")
         browser.find_element(By.ID, "key").send_keys(ADVISER_KEY)
         browser.find_element(By.ID, "connect").click()
