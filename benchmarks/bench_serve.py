@@ -1,12 +1,19 @@
-"""Serving benchmark: N concurrent streaming clients on loopback against the real server stack.
+"""Serving benchmark: engines side by side, N concurrent streaming clients on loopback against the real stack.
 
-For each configuration (grounding on/off × client counts) it sends a bounded number of requests within a
-bounded time and reports requests/s, completion tokens/s, p50/p95 latency, p50 time to first token, errors
-and the process's peak RSS. The server runs in this process (uvicorn in a thread), so the RSS includes the
-clients — a few tens of MB over the server alone.
+Every engine (``--engines hf,llamacpp``; ``openai`` with ``--upstream``) serves the same questions through the
+same app (grounding, gate, limits, streaming). Configurations are interleaved — for each repeat, for each client
+count, each engine in turn — so a change in the shared machine's load hits every engine alike; each figure is
+the median over ``--repeats``. Per configuration: completion tokens/s (all clients together), requests/s,
+p50/p95 latency, p50 time to first token, errors, and peak RSS; the grounding overhead comes from the same
+questions with grounding off (1 client). ``uptime``'s load average is recorded before and after each run.
 
-    python benchmarks/bench_serve.py --model default --clients 1,4 --requests 8 --max-tokens 64
-    python benchmarks/bench_serve.py --model tiny-random --requests 16   # the plumbing only, in seconds
+Answer mode ``generate`` (the model always answers) so tokens/s measures the engine, not how often ``auto``
+falls back to a composed answer. Peak RSS: the hf engine lives in this process (which also holds the
+retrieval encoder, the gate and the clients); the llama.cpp engine is this process *before* the hf model was
+loaded plus the llama.cpp server subprocess.
+
+    python benchmarks/bench_serve.py --engines hf,llamacpp --clients 1,4,16 --repeats 3 --max-tokens 64
+    python benchmarks/bench_serve.py --model tiny-random --engines hf --clients 1,4 --repeats 1   # plumbing
 
 Writes ``results.json``, ``results.md`` and ``bench_serve.png`` into ``--out`` (atomically).
 """
@@ -47,17 +54,32 @@ def questions(sample: str | None) -> list[str]:
 
 
 class PeakRSS:
-    """Samples this process's resident memory every 50 ms (psutil) and keeps the maximum."""
+    """Samples resident memory every 50 ms (psutil) and keeps the maximum, for this process and, separately,
+    for an engine subprocess (``watch(pid)``)."""
 
     def __init__(self) -> None:
         import psutil
 
-        self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self.psutil = psutil
+        self.proc, self.peak, self.child_peak, self._stop = psutil.Process(), 0, 0, threading.Event()
+        self.child = None
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def watch(self, pid: int | None) -> None:
+        self.child = self.psutil.Process(pid) if pid else None
+
+    def reset(self) -> None:
+        self.peak = self.child_peak = 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.peak = max(self.peak, self.proc.memory_info().rss)
+            child = self.child
+            if child is not None:
+                try:
+                    self.child_peak = max(self.child_peak, child.memory_info().rss)
+                except self.psutil.Error:
+                    pass
             time.sleep(0.05)
 
     def __enter__(self) -> "PeakRSS":
@@ -67,6 +89,10 @@ class PeakRSS:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 async def one_request(client, base: str, question: str, max_tokens: int, rag: bool) -> dict:
@@ -92,7 +118,7 @@ async def one_request(client, base: str, question: str, max_tokens: int, rag: bo
     except Exception as exc:  # a benchmark counts failures rather than stopping at the first
         return {"ok": False, "status": type(exc).__name__, "latency": time.perf_counter() - start}
     return {"ok": True, "latency": time.perf_counter() - start, "ttft": first,
-            "tokens": int(usage.get("completion_tokens", 0))}
+            "tokens": int(usage.get("completion_tokens", 0)), "prompt_tokens": int(usage.get("prompt_tokens", 0))}
 
 
 async def run_clients(base: str, qs: list[str], clients: int, total: int, time_limit: float, max_tokens: int,
@@ -127,22 +153,72 @@ def pct(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
 
 
-def summarise(name: str, rag: bool, clients: int, results: list[dict], wall: float, peak_rss: int) -> dict:
+def summarise(engine: str, rag: bool, clients: int, results: list[dict], wall: float, rss_mb: float,
+              load: tuple[float, float]) -> dict:
     ok = [r for r in results if r["ok"]]
     lat = [r["latency"] for r in ok]
     ttft = [r["ttft"] for r in ok if r.get("ttft") is not None]
     tokens = sum(r["tokens"] for r in ok)
-    return {"config": name, "grounding": rag, "clients": clients, "requests": len(results), "ok": len(ok),
-            "errors": len(results) - len(ok), "error_statuses": sorted({str(r["status"]) for r in results if not r["ok"]}),
+    return {"engine": engine, "grounding": rag, "clients": clients, "requests": len(results), "ok": len(ok),
+            "errors": len(results) - len(ok),
+            "error_statuses": sorted({str(r["status"]) for r in results if not r["ok"]}),
             "wall_s": round(wall, 2), "requests_per_s": round(len(ok) / wall, 3) if wall else None,
             "tokens_per_s": round(tokens / wall, 1) if wall else None, "completion_tokens": tokens,
             "p50_latency_s": _r(pct(lat, 0.5)), "p95_latency_s": _r(pct(lat, 0.95)),
-            "p50_ttft_s": _r(pct(ttft, 0.5)), "mean_latency_s": _r(statistics.fmean(lat) if lat else None),
-            "peak_rss_mb": round(peak_rss / 2**20)}
+            "p50_ttft_s": _r(pct(ttft, 0.5)), "peak_rss_mb": round(rss_mb),
+            "mean_prompt_tokens": round(statistics.fmean(r["prompt_tokens"] for r in ok)) if ok else None,
+            "load_before": load[0],
+            "load_after": load[1]}
 
 
 def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
+
+
+def median_rows(runs: list[dict]) -> list[dict]:
+    """One row per (engine, grounding, clients): the median of each figure over the repeats."""
+    keys = sorted({(r["engine"], r["grounding"], r["clients"]) for r in runs},
+                  key=lambda k: (not k[1], k[2], k[0]))
+    rows = []
+    for engine, rag, clients in keys:
+        reps = [r for r in runs if (r["engine"], r["grounding"], r["clients"]) == (engine, rag, clients)]
+        row = {"engine": engine, "grounding": rag, "clients": clients, "repeats": len(reps),
+               "ok": sum(r["ok"] for r in reps), "errors": sum(r["errors"] for r in reps)}
+        for key in ("tokens_per_s", "requests_per_s", "p50_latency_s", "p95_latency_s", "p50_ttft_s", "peak_rss_mb",
+                    "mean_prompt_tokens"):
+            vals = [r[key] for r in reps if r[key] is not None]
+            row[key] = round(statistics.median(vals), 3) if vals else None
+        row["tokens_per_s_runs"] = [r["tokens_per_s"] for r in reps]
+        row["load"] = [min(r["load_before"] for r in reps), max(r["load_after"] for r in reps)]
+        rows.append(row)
+    return rows
+
+
+def ratios(rows: list[dict], engine: str, baseline: str = "hf") -> dict:
+    """``engine``'s tokens/s over the baseline's, per client count, grounding on."""
+    out = {}
+    for row in rows:
+        if row["engine"] != engine or not row["grounding"]:
+            continue
+        base = next((b for b in rows if b["engine"] == baseline and b["grounding"] and b["clients"] == row["clients"]),
+                    None)
+        if base and base["tokens_per_s"] and row["tokens_per_s"]:
+            out[row["clients"]] = round(row["tokens_per_s"] / base["tokens_per_s"], 2)
+    return out
+
+
+def overhead(rows: list[dict]) -> dict:
+    """Grounding's cost per engine at 1 client: p50 latency and tokens/s with grounding on vs off."""
+    out = {}
+    for engine in sorted({r["engine"] for r in rows}):
+        on = next((r for r in rows if r["engine"] == engine and r["grounding"] and r["clients"] == 1), None)
+        off = next((r for r in rows if r["engine"] == engine and not r["grounding"] and r["clients"] == 1), None)
+        if on and off and on["p50_latency_s"] and off["p50_latency_s"]:
+            out[engine] = {"p50_latency_on_s": on["p50_latency_s"], "p50_latency_off_s": off["p50_latency_s"],
+                           "extra_latency_s": round(on["p50_latency_s"] - off["p50_latency_s"], 3),
+                           "ttft_on_s": on["p50_ttft_s"], "ttft_off_s": off["p50_ttft_s"],
+                           "tokens_per_s_on": on["tokens_per_s"], "tokens_per_s_off": off["tokens_per_s"]}
+    return out
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -152,34 +228,70 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     from studyabroadgpt.utils import save_figure
 
-    labels = [r["config"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    engines = sorted({r["engine"] for r in rows})
+    grounded = [r for r in rows if r["grounding"]]
+    clients = sorted({r["clients"] for r in grounded})
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    width = 0.8 / max(1, len(engines))
     for ax, key, title in zip(axes, ("tokens_per_s", "p95_latency_s", "p50_ttft_s"),
                               ("completion tokens/s", "p95 latency (s)", "p50 time to first token (s)")):
-        vals = [r[key] or 0 for r in rows]
-        bars = ax.bar(labels, vals, color=["#2458d3" if r["grounding"] else "#9aa6b8" for r in rows])
-        ax.bar_label(bars, fmt="%.2f")
+        for i, engine in enumerate(engines):
+            vals = [next((r[key] or 0 for r in grounded if r["engine"] == engine and r["clients"] == c), 0)
+                    for c in clients]
+            bars = ax.bar([j + i * width for j in range(len(clients))], vals, width, label=engine)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.set_xticks([j + width * (len(engines) - 1) / 2 for j in range(len(clients))], [f"{c} clients" for c in clients])
         ax.set_title(title)
-        ax.tick_params(axis="x", rotation=30)
-    fig.suptitle("StudyAbroadGPT serving benchmark (blue: grounded + gate, grey: --no-rag)")
+    axes[0].legend()
+    fig.suptitle("StudyAbroadGPT serving benchmark: grounding + gate on, medians over repeats")
     fig.tight_layout()
     save_figure(fig, path)
 
 
+def build_engine(name: str, args, rss: PeakRSS):
+    """The generator for one engine, plus the subprocess pid to watch (None when in this process)."""
+    if name == "hf":
+        from studyabroadgpt.serve.hf_engine import load_hf_generator
+
+        return load_hf_generator(args.model, adapter=args.adapter, dtype=args.dtype, max_batch=max(args.clients_list),
+                                 threads=args.threads)
+    if name == "llamacpp":
+        from studyabroadgpt.serve.llamacpp_engine import load_llamacpp_generator
+
+        return load_llamacpp_generator(args.model, adapter=args.adapter, parallel=max(args.clients_list),
+                                       ctx_per_slot=args.ctx_per_slot, threads=args.llamacpp_threads)
+    if name == "openai":
+        from studyabroadgpt.serve.openai_engine import OpenAICompatGenerator
+
+        if not args.upstream:
+            raise SystemExit("--engines openai needs --upstream URL")
+        return OpenAICompatGenerator(args.upstream, args.upstream_model)
+    raise SystemExit(f"unknown engine {name!r}: use hf, llamacpp or openai")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--engines", default="hf,llamacpp", help="comma-separated: hf, llamacpp, openai")
     p.add_argument("--model", default="default")
     p.add_argument("--adapter", default=None)
-    p.add_argument("--clients", default="1,4", help="comma-separated concurrent client counts")
-    p.add_argument("--requests", type=int, default=8, help="requests per configuration")
-    p.add_argument("--time-limit", type=float, default=240.0, help="seconds per configuration")
+    p.add_argument("--clients", default="1,4,16", help="comma-separated concurrent client counts")
+    p.add_argument("--requests", type=int, default=4,
+                   help="requests per configuration at 1 client; N clients send max(N, this)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats; figures are medians")
+    p.add_argument("--no-rag-clients", default="1", help="client counts also run with grounding off ('' for none)")
+    p.add_argument("--time-limit", type=float, default=600.0, help="seconds per configuration")
     p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--max-concurrency", type=int, default=4)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="hf engine torch threads (default: torch's)")
+    p.add_argument("--llamacpp-threads", type=int, default=None, help="llama.cpp threads (default: cores - 1)")
+    p.add_argument("--ctx-per-slot", type=int, default=2048)
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--upstream", default=None)
+    p.add_argument("--upstream-model", default=None)
     p.add_argument("--sample", default="/work/shared/data/studyabroadgpt-sample/conversations.jsonl")
     p.add_argument("--out", default="runs/bench-serve")
     args = p.parse_args(argv)
+    args.clients_list = [int(c) for c in args.clients.split(",")]
+    no_rag_clients = [int(c) for c in args.no_rag_clients.split(",") if c.strip()]
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -191,53 +303,87 @@ def main(argv: list[str] | None = None) -> int:
     from conftest import running  # the same loopback uvicorn-in-a-thread helper the tests use
     from studyabroadgpt.serve.answer import Answerer
     from studyabroadgpt.serve.app import create_app
-    from studyabroadgpt.serve.hf_engine import load_hf_generator
     from studyabroadgpt.serve.settings import ServeSettings
     from studyabroadgpt.utils import atomic_write_json, atomic_write_text, library_versions
 
     console = Console()
-    client_counts = [int(c) for c in args.clients.split(",")]
     qs = questions(args.sample)
-    console.print(f"loading {args.model} and the knowledge base…")
-    generator = load_hf_generator(args.model, adapter=args.adapter, dtype=args.dtype,
-                                  max_batch=args.max_concurrency, threads=args.threads)
-    answerer = Answerer.from_kb()
-    rows = []
-    with PeakRSS() as rss, Progress(console=console) as progress:
-        for rag in (True, False):
-            settings = ServeSettings(rag=rag, gate=rag, max_concurrency=args.max_concurrency,
-                                     max_queue=max(client_counts) * 2, max_tokens_cap=max(args.max_tokens, 1024),
-                                     request_timeout_s=args.time_limit, queue_timeout_s=args.time_limit)
-            with running(create_app(generator, answerer if rag else Answerer(None, None), settings)) as base:
-                for clients in client_counts:
-                    name = f"{'rag' if rag else 'no-rag'} ×{clients}"
-                    task = progress.add_task(name, total=args.requests)
-                    rss.peak = 0
-                    results, wall = asyncio.run(run_clients(base, qs, clients, args.requests, args.time_limit,
+    engine_names = [e.strip() for e in args.engines.split(",") if e.strip()]
+    console.print(f"loading the knowledge base and {', '.join(engine_names)} for {args.model}…")
+    grounded = Answerer.from_kb(mode="generate")
+    plain = Answerer(None, None)
+    runs: list[dict] = []
+    with PeakRSS() as rss:
+        base_rss = rss.proc.memory_info().rss  # grounding stack only, before any in-process model
+        generators = {name: build_engine(name, args, rss) for name in engine_names}
+        pids = {}
+        for name, gen in generators.items():
+            asyncio.run(gen.start())  # the llama.cpp server starts once, for all repeats
+            proc = getattr(gen, "process", None)
+            pids[name] = proc.proc.pid if proc is not None and proc.proc is not None else None
+        plan = [(rep, rag, clients, name) for rep in range(args.repeats)
+                for rag, counts in ((True, args.clients_list), (False, no_rag_clients)) for clients in counts
+                for name in engine_names]
+        # Interleave: every repeat runs each configuration on each engine back to back.
+        with Progress(console=console) as progress:
+            overall = progress.add_task("configurations", total=len(plan))
+            for rep, rag, clients, name in plan:
+                gen = generators[name]
+                total = max(clients, args.requests)
+                settings = ServeSettings(rag=rag, gate=rag, max_concurrency=max(args.clients_list),
+                                         max_queue=max(args.clients_list) * 2,
+                                         max_tokens_cap=max(args.max_tokens, 1024),
+                                         request_timeout_s=args.time_limit, queue_timeout_s=args.time_limit)
+                with running(create_app(gen, grounded if rag else plain, settings)) as base:
+                    task = progress.add_task(f"#{rep + 1} {name} {'rag' if rag else 'no-rag'} ×{clients}",
+                                             total=total)
+                    rss.watch(pids[name])
+                    rss.reset()
+                    load0 = load_average()
+                    results, wall = asyncio.run(run_clients(base, qs, clients, total, args.time_limit,
                                                             args.max_tokens, rag, progress, task))
-                    rows.append(summarise(name, rag, clients, results, wall, rss.peak))
+                    load1 = load_average()
+                    peak = rss.peak if pids[name] is None else base_rss + rss.child_peak
+                    runs.append(summarise(name, rag, clients, results, wall, peak / 2**20, (load0, load1)))
+                    progress.remove_task(task)
+                progress.advance(overall)
+        for gen in generators.values():
+            asyncio.run(gen.close())
 
-    table = Table(title=f"bench_serve: {generator.model_name}, max_tokens={args.max_tokens}")
-    cols = ["config", "ok", "errors", "requests_per_s", "tokens_per_s", "p50_latency_s", "p95_latency_s",
-            "p50_ttft_s", "peak_rss_mb"]
+    rows = median_rows(runs)
+    cols = ["engine", "grounding", "clients", "ok", "errors", "tokens_per_s", "requests_per_s", "p50_latency_s",
+            "p95_latency_s", "p50_ttft_s", "mean_prompt_tokens", "peak_rss_mb", "load"]
+    table = Table(title=f"bench_serve: {args.model}, max_tokens={args.max_tokens}, medians of {args.repeats}")
     for c in cols:
         table.add_column(c)
     for r in rows:
         table.add_row(*[str(r[c]) for c in cols])
     console.print(table)
+    speedups = {e: ratios(rows, e) for e in engine_names if e != "hf"} if "hf" in engine_names else {}
+    costs = overhead(rows)
+    console.print(f"tokens/s over hf (grounding on), per client count: {speedups}")
+    console.print(f"grounding overhead at 1 client: {costs}")
+    hf_gen = generators.get("hf")
+    meta = {"model": args.model, "adapter": args.adapter, "engines": engine_names,
+            "model_names": {n: g.model_name for n, g in generators.items()}, "max_tokens": args.max_tokens,
+            "requests_at_1_client": args.requests, "repeats": args.repeats, "answer_mode": "generate",
+            "max_concurrency": max(args.clients_list), "hf_threads": args.threads,
+            "llamacpp_threads": args.llamacpp_threads, "ctx_per_slot": args.ctx_per_slot, "cpu_count": os.cpu_count(),
+            "api_rss_before_models_mb": round(base_rss / 2**20),
+            "hf_mean_batch": round(statistics.fmean(hf_gen.batches), 2) if hf_gen and hf_gen.batches else None,
+            "versions": library_versions()}
     out = Path(args.out)
-    meta = {"model": generator.model_name, "max_tokens": args.max_tokens, "requests": args.requests,
-            "max_concurrency": args.max_concurrency, "threads": args.threads, "cpu_count": os.cpu_count(),
-            "batches_run": len(generator.batches), "mean_batch": round(statistics.fmean(generator.batches), 2)
-            if generator.batches else None, "versions": library_versions()}
-    atomic_write_json(out / "results.json", {"meta": meta, "results": rows})
+    atomic_write_json(out / "results.json", {"meta": meta, "rows": rows, "runs": runs, "speedup_vs_hf": speedups,
+                                             "grounding_overhead": costs})
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    atomic_write_text(out / "results.md", f"model {generator.model_name}, max_tokens {args.max_tokens}, "
-                      f"{args.requests} requests per config\n\n" + "\n".join(md) + "\n")
+    atomic_write_text(out / "results.md", f"model {args.model}, max_tokens {args.max_tokens}, medians of "
+                      f"{args.repeats} interleaved repeats, load = 1-min load average [min before, max after]\n\n"
+                      + "\n".join(md) + f"\n\nspeed-up over hf (tokens/s, grounding on): {speedups}\n\n"
+                      f"grounding overhead (1 client): {costs}\n")
     plot(rows, out / "bench_serve.png")
     console.print(f"wrote {out}/results.json, results.md, bench_serve.png")
-    return 0 if all(r["errors"] == 0 for r in rows) else 1
+    return 0 if all(r["errors"] == 0 for r in runs) else 1
 
 
 if __name__ == "__main__":

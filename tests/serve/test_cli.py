@@ -3,6 +3,7 @@ bad options with one clean line (exit 2) instead of a traceback."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -58,6 +59,7 @@ def test_serve_command_end_to_end(tmp_path, client_for):
     (["--adapter", "/nonexistent/adapter"], "not a PEFT adapter directory"),
     (["--kb", "/nonexistent/kb"], "no such knowledge-base file"),
     (["--engine", "vllm"], "--engine vllm needs vLLM"),
+    (["--engine", "openai"], "--engine openai needs --upstream URL"),
 ])
 def test_serve_bad_options_are_one_clean_line(args, message):
     import shutil
@@ -68,3 +70,31 @@ def test_serve_bad_options_are_one_clean_line(args, message):
                        timeout=180)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"engine": "openai", "upstream": "localhost:11434"}, "give an http(s) URL"),
+    ({"engine": "openai", "upstream": "http://127.0.0.1:9/v1", "upstream_key_env": "SAGPT_NO_SUCH_VAR"},
+     "SAGPT_NO_SUCH_VAR is not set"),
+    ({"engine": "hf", "upstream": "http://127.0.0.1:9/v1"}, "--upstream is for --engine openai"),
+    ({"engine": "llamacpp", "adapter": "/nonexistent/lora.gguf"}, "GGUF LoRA file not found"),
+])
+def test_engine_options_are_checked_before_loading(kwargs, message):
+    """The same checks, in process (each costs a CLI start-up otherwise)."""
+    from studyabroadgpt.config import ConfigError
+    from studyabroadgpt.models import ModelLoadError
+    from studyabroadgpt.serve.cli import EngineOptions
+
+    with pytest.raises((ConfigError, ModelLoadError), match=re.escape(message)):
+        EngineOptions(**kwargs).check()
+
+
+def test_engine_openai_key_comes_from_the_named_variable(monkeypatch):
+    from studyabroadgpt.serve.cli import EngineOptions
+
+    monkeypatch.setenv("SAGPT_TEST_UPSTREAM_KEY", "s3cret")
+    opts = EngineOptions(engine="openai", upstream="https://api.example.org/v1", upstream_model="m",
+                         upstream_key_env="SAGPT_TEST_UPSTREAM_KEY")
+    opts.check()
+    gen = opts.build()
+    assert gen.api_key == "s3cret" and gen.base_url == "https://api.example.org" and gen.model_name == "m"

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from studyabroadgpt.models import ModelLoadError
-from studyabroadgpt.serve.generation import GenParams, complete
+from studyabroadgpt.serve.generation import GenParams, Piece
 from studyabroadgpt.serve.hf_engine import HFGenerator, load_hf_generator
 
 
@@ -30,6 +30,16 @@ def adapter_dir(tmp_path_factory, tiny_model):
 
 
 MSGS = [{"role": "user", "content": "Can I work while studying in Canada?"}]
+
+
+async def complete(gen, messages, params) -> Piece:
+    """The whole answer of one request: text joined, with the last piece's finish reason and counts."""
+    parts, last = [], Piece(finish_reason="stop")
+    async for piece in gen.stream(messages, params):
+        parts.append(piece.text)
+        if piece.finish_reason is not None:
+            last = piece
+    return Piece("".join(parts), last.finish_reason, last.prompt_tokens, last.completion_tokens)
 
 
 async def _run(gen: HFGenerator, requests: list[tuple[list, GenParams]]):

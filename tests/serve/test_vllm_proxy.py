@@ -59,7 +59,11 @@ def test_proxy_grounds_and_gates_the_upstream_answer(serve, answerer, client_for
     assert "GBP 1,483 per month [1]" in content and resp.usage.completion_tokens == len(WRONG.split())
     assert resp.model_extra["gate"]["changed"] and resp.model_extra["sources"][0]["id"] == "gb.funds.monthly"
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
-    assert streamed.startswith(WRONG) and "is wrong: the official figure is GBP 1,483 per month" in streamed
+    # The streamed raw text cannot be taken back: the final chunk's fact-check note names the wrong figure and
+    # the official one.
+    note = streamed[len(WRONG):]
+    assert streamed.startswith(WRONG) and "Fact check" in note and "£1,900 per month" in note
+    assert "GBP 1,483 per month" in note
 
 
 def test_proxy_upstream_errors_are_clean(serve, answerer, http):

@@ -29,8 +29,12 @@ def generate_cmd(
     batch_size: int = typer.Option(4),
     dtype: str = typer.Option("float32"),
     system_prompt: Optional[str] = typer.Option(None, help="System message for items without one."),
+    engine: str = typer.Option("hf", help="'hf' (transformers, one model load) or 'llamacpp' (base and adapter "
+                               "as GGUFs through llama.cpp: several times faster on CPU)."),
 ) -> None:
     """Answer every prompt with the base model and the adapter (one model load), plus any endpoints."""
+    import contextlib
+
     from .config import ModelConfig
     from .generate import generate
     from .run import build_systems, with_system_prompt
@@ -39,8 +43,19 @@ def generate_cmd(
     items = with_system_prompt(load_items(prompts, mode=_mode(mode), split=split, limit=limit), system_prompt)
     model_cfg = None if base in (None, "none") else ModelConfig(base=base, adapter=adapter, dtype=dtype)
     endpoints = [_endpoint(e, endpoint_model, answer_mode) for e in endpoint]
-    systems = build_systems(model_cfg, endpoints, max_new_tokens, batch_size)
-    _, gen = generate(systems, items, out / "outputs.jsonl")
+    if engine not in ("hf", "llamacpp"):
+        from ..config import ConfigError
+
+        raise ConfigError(f"unknown engine {engine!r}; use 'hf' or 'llamacpp'")
+    with contextlib.ExitStack() as stack:
+        if engine == "llamacpp" and model_cfg is not None:
+            from ..serve.llamacpp_engine import eval_systems
+
+            systems = eval_systems(stack, base, adapter, model_cfg.base_name, model_cfg.tuned_name, max_new_tokens)
+            systems += build_systems(None, endpoints, max_new_tokens, batch_size)
+        else:
+            systems = build_systems(model_cfg, endpoints, max_new_tokens, batch_size)
+        _, gen = generate(systems, items, out / "outputs.jsonl")
     for name, g in gen.items():
         typer.echo(f"{name}: {g['samples_per_s']:.2f} samples/s, {g['tokens_per_s']:.1f} tokens/s, "
                    f"truncated {g['truncation_rate']:.0%}")

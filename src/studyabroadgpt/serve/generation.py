@@ -1,8 +1,9 @@
 """The seam between the server and whatever produces text.
 
 A generator turns chat messages into a stream of text pieces. The server, the terminal chat and the
-benchmark only talk to this protocol, so the local transformers engine, the vLLM proxy and a test's scripted
-generator are interchangeable (``create_app(generator=...)``).
+benchmark only talk to this protocol, so the local transformers engine (``hf_engine``), llama.cpp
+(``llamacpp_engine``), any OpenAI-compatible upstream (``openai_engine``, which the vLLM engine uses too) and a
+test's scripted generator are interchangeable (``create_app(generator=...)``).
 """
 from __future__ import annotations
 
@@ -38,19 +39,6 @@ class Piece:
     completion_tokens: int = 0
 
 
-@dataclass
-class Completion:
-    text: str
-    finish_reason: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    extra: dict = field(default_factory=dict)
-
-
-class GenerationTimeout(Exception):
-    """Raised when a request's generation ran past its deadline."""
-
-
 class GenerationError(Exception):
     """The backend failed to generate (a crashed batch, an unreachable upstream server)."""
 
@@ -70,20 +58,9 @@ class Generator(Protocol):
     def stream(self, messages: list[dict[str, str]], params: GenParams) -> AsyncIterator[Piece]: ...
 
 
-async def complete(generator: Generator, messages: list[dict[str, str]], params: GenParams) -> Completion:
-    """Collect a whole answer from a generator's stream."""
-    parts: list[str] = []
-    last = Piece(finish_reason="stop")
-    async for piece in generator.stream(messages, params):
-        parts.append(piece.text)
-        if piece.finish_reason is not None:
-            last = piece
-    return Completion("".join(parts), last.finish_reason or "stop", last.prompt_tokens, last.completion_tokens)
-
-
 class ScriptedGenerator:
     """Replies with fixed text, streamed in small pieces: for demos, benchmarks of the serving stack itself
-    (``--engine scripted``) and tests that need a known answer to check grounding and the gate against."""
+    and tests that need a known answer to check grounding and the gate against."""
 
     def __init__(self, reply: str | list[str], model_name: str = "scripted", piece_chars: int = 8,
                  delay_s: float = 0.0):

@@ -1,0 +1,297 @@
+"""Fast CPU serving with llama.cpp: a GGUF behind llama.cpp's own server, with our grounding and gate in front.
+
+Why llama.cpp: on CPU it runs SmolLM2-135M several times faster than transformers (quantised matmuls, no
+Python per token), and its server does continuous batching over parallel slots, so concurrent students are
+served together instead of one by one.
+
+How it is installed: ``xllamacpp`` (a dependency of this package) ships llama.cpp's C++ server as a prebuilt
+wheel (34 MB, seconds to install). ``llama-cpp-python`` has no binary wheel and builds from source (~3.5 min on a
+quiet 2-core machine, far longer on a busy one); its built-in server also handles one request at a time.
+
+How it runs: ``python -m studyabroadgpt.serve.llamacpp_engine --model X.gguf --port P`` is a small llama.cpp
+server process (xllamacpp's ``Server`` listening on loopback). ``--engine llamacpp`` starts it as a subprocess
+and streams from it through :class:`~.openai_engine.OpenAICompatGenerator`, exactly as ``--engine openai``
+streams from a server someone else runs. A separate process keeps a crash in native code from taking the API
+down and lets us stop it cleanly with the app.
+
+What it runs (:func:`resolve_gguf`): the default model's own Q4_1 GGUF; any ``.gguf`` (e.g. what
+``sagpt export gguf`` wrote); a merged HF checkpoint, converted once to GGUF; or base + PEFT adapter, merged and
+converted once (cached under the cache dir by the adapter's fingerprint). A GGUF LoRA file given as
+``--adapter x.gguf`` is applied by llama.cpp itself on top of the base GGUF.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .openai_engine import OpenAICompatGenerator, UpstreamProcess
+
+log = logging.getLogger("studyabroadgpt.serve")
+
+# llama.cpp's threads spin-wait between ops by default (poll=50). On a shared CPU that is ruinous: measured on
+# this 2-core machine at load ~12, 48 tokens took 82 s with 2 polling threads and 5.5 s with 1 thread, poll 0
+# (2 threads without polling did not finish in 150 s: every op waits for both threads to be scheduled).
+DEFAULT_POLL = 0
+
+
+def default_threads() -> int:
+    """All cores but one: the API process next to it needs a core for retrieval, the gate and HTTP."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+DEFAULT_CTX_PER_SLOT = 4096
+# The merged/converted GGUF type: q8_0 generates about as fast as the embedded Q4_1 and close to f16 in quality
+# (environment notes: 157 vs 161 vs 120 tokens/s single stream).
+CONVERTED_TYPE = "q8_0"
+
+
+def require_xllamacpp():
+    try:
+        import xllamacpp
+    except ImportError as exc:  # pragma: no cover - a dependency; only a broken install lacks it
+        from ..models import ModelLoadError
+
+        raise ModelLoadError("--engine llamacpp needs the xllamacpp package (`pip install xllamacpp`), which "
+                             f"ships llama.cpp's server prebuilt: {exc}") from None
+    return xllamacpp
+
+
+@dataclass(frozen=True)
+class GGUFModel:
+    """What the llama.cpp server loads: one GGUF, optionally a GGUF LoRA on top, and the served name."""
+
+    path: Path
+    lora: Path | None = None
+    name: str = "model"
+
+
+def _merged_cache(key: str) -> Path:
+    from ..utils import cache_dir
+
+    return cache_dir() / "llamacpp" / key
+
+
+def gguf_from_hf(model_dir: str | Path, outtype: str = CONVERTED_TYPE) -> Path:
+    """Convert a HF checkpoint directory to GGUF once (cached by its fingerprint) with the export converter."""
+    from ..publish.gguf import convert
+    from ..utils import fingerprint_paths
+
+    model_dir = Path(model_dir).resolve()
+    out = _merged_cache(f"{model_dir.name}-{fingerprint_paths([model_dir])[:12]}") / f"{model_dir.name}-{outtype}.gguf"
+    if out.exists() and out.stat().st_size > 0:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log.info("converting %s to GGUF %s for llama.cpp (one-off)", model_dir, outtype)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        convert(model_dir, tmp, outtype)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def merged_adapter_gguf(adapter: str | Path, base: str | None = None, outtype: str = CONVERTED_TYPE) -> Path:
+    """Merge a PEFT adapter into its base (checked by ``publish.merge``) and convert it, once per adapter."""
+    from ..publish.merge import merge_adapter
+    from ..utils import fingerprint_paths
+
+    adapter = Path(adapter).resolve()
+    key = f"{adapter.parent.name}-{adapter.name}-{fingerprint_paths([adapter])[:12]}"
+    merged = _merged_cache(key) / "merged"
+    if not (merged / "config.json").exists():
+        log.info("merging %s for llama.cpp (one-off)", adapter)
+        # float32: the GGUF is quantised to q8_0 next, so a half-precision intermediate would only add error.
+        merge_adapter(adapter, merged, dtype="float32", base=base)
+    return gguf_from_hf(merged, outtype)
+
+
+def resolve_gguf(model: str = "default", adapter: str | None = None, merged: str | None = None) -> GGUFModel:
+    """Map the serve/chat/eval model options onto a GGUF file (converting once where needed)."""
+    from .. import models
+    from ..models import ModelLoadError
+
+    lora = None
+    if merged:
+        if not (Path(merged) / "config.json").exists():
+            raise ModelLoadError(f"{merged}: not a merged model directory (no config.json)")
+        return GGUFModel(gguf_from_hf(merged), None, Path(merged).resolve().name)
+    if adapter and not str(adapter).lower().endswith(".gguf"):
+        if not (Path(adapter) / "adapter_config.json").exists():
+            raise ModelLoadError(f"{adapter}: not a PEFT adapter directory (no adapter_config.json)")
+        base = None if model == models.DEFAULT_MODEL else model
+        return GGUFModel(merged_adapter_gguf(adapter, base=base), None,
+                         f"{_display(model)}+{Path(adapter).resolve().name}")
+    if adapter:
+        lora = Path(adapter)
+        if not lora.exists():
+            raise ModelLoadError(f"{adapter}: GGUF LoRA file not found")
+    if model == models.DEFAULT_MODEL:
+        path = models.default_gguf_path()
+    elif str(model).lower().endswith(".gguf"):
+        path = Path(model)
+        if not path.exists():
+            raise ModelLoadError(f"{model}: GGUF file not found")
+    elif model == models.TINY_MODEL:
+        path = gguf_from_hf(models.tiny_random_dir(), "f16")
+    else:
+        path = gguf_from_hf(models.resolve(model))
+    name = _display(model) + (f"+{lora.stem}" if lora else "")
+    return GGUFModel(path.resolve(), lora.resolve() if lora else None, name)
+
+
+def _display(model: str) -> str:
+    from .. import models
+
+    return models.DEFAULT_NAME if model == models.DEFAULT_MODEL else str(model)
+
+
+def server_command(gguf: GGUFModel, port: int, parallel: int = 4, ctx_per_slot: int = DEFAULT_CTX_PER_SLOT,
+                   threads: int | None = None, host: str = "127.0.0.1") -> list[str]:
+    """The exact command line of the llama.cpp server subprocess (this module run as a script)."""
+    cmd = [sys.executable, "-m", "studyabroadgpt.serve.llamacpp_engine", "--model", str(gguf.path),
+           "--host", host, "--port", str(port), "--parallel", str(parallel), "--ctx-per-slot", str(ctx_per_slot),
+           "--alias", gguf.name]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    if gguf.lora:
+        cmd += ["--lora", str(gguf.lora)]
+    return cmd
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def llamacpp_process(gguf: GGUFModel, port: int | None = None, parallel: int = 4,
+                     ctx_per_slot: int = DEFAULT_CTX_PER_SLOT, threads: int | None = None,
+                     startup_timeout_s: float = 180.0) -> UpstreamProcess:
+    from ..utils import cache_dir
+
+    port = port or _free_port()
+    env = {"PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).resolve().parents[2]),
+                                                     os.environ.get("PYTHONPATH", "")] if p)}
+    return UpstreamProcess(server_command(gguf, port, parallel, ctx_per_slot, threads),
+                           f"http://127.0.0.1:{port}", startup_timeout_s=startup_timeout_s, name="llama.cpp server",
+                           log_path=cache_dir() / "logs" / f"llamacpp-{port}.log", env=env)
+
+
+def load_llamacpp_generator(model: str = "default", adapter: str | None = None, merged: str | None = None,
+                            parallel: int = 4, ctx_per_slot: int = DEFAULT_CTX_PER_SLOT, threads: int | None = None,
+                            port: int | None = None) -> OpenAICompatGenerator:
+    """``--engine llamacpp``: resolve the GGUF, and a generator that starts the llama.cpp server with the app."""
+    require_xllamacpp()
+    gguf = resolve_gguf(model, adapter, merged)
+    proc = llamacpp_process(gguf, port, parallel, ctx_per_slot, threads)
+    return OpenAICompatGenerator(proc.base_url, gguf.name, model_name=gguf.name, process=proc,
+                                 repetition_field="repeat_penalty")
+
+
+@contextlib.contextmanager
+def running_llamacpp(gguf: GGUFModel, **kwargs) -> Iterator[str]:
+    """``with running_llamacpp(gguf) as base_url:`` a llama.cpp server for synchronous callers (eval)."""
+    proc = llamacpp_process(gguf, **kwargs)
+    proc.start()
+    try:
+        yield proc.base_url
+    finally:
+        proc.stop()
+
+
+def eval_systems(stack: contextlib.ExitStack, base: str, adapter: str | None, base_name: str, tuned_name: str,
+                 max_new_tokens: int, threads: int | None = None) -> list:
+    """``eval generate --engine llamacpp``: the base model and (if given) base + adapter, each as a GGUF in its
+    own llama.cpp server (alive until ``stack`` closes), answered through the eval's endpoint system with the
+    same greedy settings as the hf systems."""
+    from ..eval.systems import EndpointSystem
+
+    systems = []
+    for name, gguf in [(base_name, resolve_gguf(base)),
+                       *([(tuned_name, resolve_gguf(base, adapter))] if adapter else [])]:
+        url = stack.enter_context(running_llamacpp(gguf, parallel=1, threads=threads))
+        systems.append(EndpointSystem(name, f"{url}/v1", model=gguf.name, max_new_tokens=max_new_tokens))
+    return systems
+
+
+# ------------------------------------------------------------------------------------------ server process
+
+
+def _context_length(path: Path) -> int | None:
+    """The model's trained context (GGUF metadata ``<arch>.context_length``), read without loading weights."""
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+        arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+        field = reader.fields.get(f"{arch}.context_length")
+        return int(field.parts[-1][0]) if field is not None else None
+    except Exception:  # noqa: BLE001 - metadata is advisory here; llama.cpp reports real errors itself
+        return None
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="A llama.cpp server (OpenAI-compatible /v1, parallel slots with "
+                                "continuous batching) for one GGUF, on loopback by default.")
+    p.add_argument("--model", required=True, help="GGUF file")
+    p.add_argument("--lora", default=None, help="GGUF LoRA adapter applied on top")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--parallel", type=int, default=4, help="slots: requests decoded together")
+    p.add_argument("--ctx-per-slot", type=int, default=DEFAULT_CTX_PER_SLOT,
+                   help="context tokens per slot (capped at the model's trained context)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores but one)")
+    p.add_argument("--poll", type=int, default=DEFAULT_POLL, help="thread spin-wait level 0-100 (0 on shared CPUs)")
+    p.add_argument("--alias", default=None, help="model name the API reports")
+    p.add_argument("--api-key", default=os.environ.get("LLAMA_API_KEY"), help="require this key (env LLAMA_API_KEY)")
+    args = p.parse_args(argv)
+
+    xlc = require_xllamacpp()
+    model = Path(args.model)
+    if not model.exists():
+        print(f"error: {model}: GGUF file not found", file=sys.stderr)
+        return 2
+    trained = _context_length(model)
+    per_slot = min(args.ctx_per_slot, trained) if trained else args.ctx_per_slot
+    params = xlc.CommonParams()
+    params.model.path = str(model)
+    params.hostnames = [args.host]
+    params.port = args.port
+    params.n_parallel = args.parallel
+    params.n_ctx = per_slot * args.parallel  # split evenly: each slot gets per_slot tokens
+    params.kv_unified = False
+    params.cont_batching = True
+    threads = args.threads or default_threads()
+    for cpu in (params.cpuparams, params.cpuparams_batch):
+        cpu.n_threads = threads
+        cpu.poll = args.poll
+    if args.alias:
+        params.model_alias = {args.alias}
+    if args.api_key:
+        params.api_keys = [args.api_key]
+    if args.lora:
+        params.lora_adapters = [xlc.CommonAdapterLoraInfo(str(Path(args.lora).resolve()), 1.0)]
+    params.verbosity = 2  # warnings and errors
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server = xlc.Server(params)  # loads the model and starts listening; returns when ready
+    print(f"llama.cpp server for {model.name} on {server.listening_address} ({args.parallel} slots x {per_slot} "
+          f"tokens, {threads} threads)", file=sys.stderr, flush=True)
+    stop.wait()
+    del server
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve_main())

@@ -1,0 +1,192 @@
+"""``--engine llamacpp``: the embedded SmolLM2 GGUF served by a real llama.cpp server process (xllamacpp),
+behind our grounding and gate; ``--engine openai`` in front of that same real server.
+
+One llama.cpp server for the module (loading takes a few seconds); every request is short (max_tokens ≤ 24)
+so the module stays well under a minute on 2 quiet cores.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import httpx
+import pytest
+
+from studyabroadgpt.models import ModelLoadError, default_gguf_path
+from studyabroadgpt.serve.app import create_app
+from studyabroadgpt.serve.generation import GenParams
+from studyabroadgpt.serve.llamacpp_engine import (GGUFModel, load_llamacpp_generator, resolve_gguf,
+                                                  server_command)
+from studyabroadgpt.serve.openai_engine import OpenAICompatGenerator, normalize_base_url
+from studyabroadgpt.serve.settings import ServeSettings
+
+FUNDS_Q = [{"role": "user", "content": "How much money do I need for a UK student visa in London?"}]
+
+
+def test_resolve_gguf_maps_the_model_options(tmp_path):
+    default = resolve_gguf("default")
+    assert default.path == default_gguf_path().resolve() and default.lora is None
+    assert default.name == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    own = tmp_path / "exported-q8_0.gguf"
+    own.write_bytes(b"GGUF")
+    assert resolve_gguf(str(own)).path == own.resolve()
+    lora = tmp_path / "adapter.gguf"
+    lora.write_bytes(b"GGUF")
+    with_lora = resolve_gguf("default", adapter=str(lora))
+    assert with_lora.lora == lora.resolve() and with_lora.name.endswith("+adapter")
+    with pytest.raises(ModelLoadError, match="GGUF file not found"):
+        resolve_gguf(str(tmp_path / "missing.gguf"))
+    with pytest.raises(ModelLoadError, match="adapter_config.json"):
+        resolve_gguf("default", adapter=str(tmp_path))
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        resolve_gguf("default", merged=str(tmp_path))
+    cmd = server_command(GGUFModel(own, lora, "m"), port=9999, parallel=8, ctx_per_slot=2048, threads=2)
+    assert cmd[1:3] == ["-m", "studyabroadgpt.serve.llamacpp_engine"]
+    assert cmd[cmd.index("--parallel") + 1] == "8" and cmd[cmd.index("--lora") + 1] == str(lora)
+    assert normalize_base_url("http://127.0.0.1:11434/v1/") == "http://127.0.0.1:11434"
+    assert normalize_base_url("https://openrouter.ai/api/v1") == "https://openrouter.ai/api"
+
+
+@pytest.fixture(scope="module")
+def answerer(answerer):
+    """The shipped KB's grounding and gate with 2 facts instead of 4: half the prompt to prefill per request."""
+    from studyabroadgpt.serve.answer import Answerer
+
+    return Answerer(answerer.searcher, answerer.auditor, top_k=2)
+
+
+@pytest.fixture(scope="module")
+def llamacpp():
+    """The default model's own Q4_1 GGUF in a real llama.cpp server with 4 slots (1 thread: the tests must
+    also pass on a busy shared machine, where spinning threads stall each other)."""
+    gen = load_llamacpp_generator("default", parallel=4, ctx_per_slot=2048, threads=1)
+    asyncio.run(gen.start())
+    yield gen
+    asyncio.run(gen.close())
+    assert not gen.process.running()
+
+
+@pytest.mark.integration
+def test_llamacpp_grounded_answer_stream_and_json(llamacpp, serve, answerer, client_for):
+    with serve(create_app(llamacpp, answerer, ServeSettings())) as base:
+        client = client_for(base)
+        resp = client.chat.completions.create(model=llamacpp.model_name, messages=FUNDS_Q, max_tokens=24)
+        chunks = list(client.chat.completions.create(model=llamacpp.model_name, messages=FUNDS_Q,
+                                                     max_tokens=24, stream=True))
+        models = client.models.list().data
+    assert models[0].id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    content = resp.choices[0].message.content
+    assert 0 < resp.usage.completion_tokens <= 24 and resp.usage.prompt_tokens > 100  # the grounded prompt
+    assert resp.choices[0].finish_reason in ("stop", "length")
+    # Grounding and the gate ran on llama.cpp's text: the key fact is cited and listed under Sources.
+    assert "**Sources**" in content and "[1]" in content
+    assert resp.model_extra["sources"] and resp.model_extra["gate"]["enabled"] is True
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    assert "**Sources**" in streamed and chunks[-1].model_extra["gate"]["content"]
+    # (No token-for-token comparison of the two: llama.cpp reuses the first request's cached prompt for the
+    # second, and a differently batched prefill may change a greedy choice.)
+    assert len(streamed.split("**Sources**")[0].split()) >= 3
+
+
+@pytest.mark.integration
+def test_llamacpp_serves_concurrent_requests_in_parallel_slots(llamacpp, serve, answerer):
+    """Four concurrent requests are decoded together (llama.cpp's slots), not one after another."""
+    busy_max = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal busy_max
+        with httpx.Client(timeout=5) as c:
+            while not done.is_set():
+                try:
+                    slots = c.get(f"{llamacpp.base_url}/slots").json()
+                    busy_max = max(busy_max, sum(bool(s.get("is_processing")) for s in slots))
+                except (httpx.HTTPError, ValueError):
+                    pass
+                time.sleep(0.05)
+
+    settings = ServeSettings(max_concurrency=4)
+    with serve(create_app(llamacpp, answerer, settings)) as base:
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+
+        async def ask(i: int) -> int:
+            async with httpx.AsyncClient(timeout=120) as c:
+                r = await c.post(f"{base}/v1/chat/completions",
+                                 json={"messages": [{"role": "user", "content": f"Question {i}: can I work on a "
+                                                     "student visa in Canada?"}], "max_tokens": 24})
+                return r.status_code
+
+        async def all_four():
+            return await asyncio.gather(*(ask(i) for i in range(4)))
+
+        statuses = asyncio.run(all_four())
+        done.set()
+        watcher.join(5)
+    assert statuses == [200] * 4
+    assert busy_max >= 2, f"llama.cpp never had more than {busy_max} slot busy at once"
+
+
+@pytest.mark.integration
+def test_llamacpp_limits_map_to_openai_errors(llamacpp, serve, answerer, http):
+    with serve(create_app(llamacpp, answerer, ServeSettings())) as base:
+        long = {"messages": [{"role": "user", "content": "visa " * 3000}], "max_tokens": 8}
+        r = http.post(f"{base}/v1/chat/completions", json=long)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    # The per-request deadline: the generator stops, the app answers 504.
+    with serve(create_app(llamacpp, answerer, ServeSettings(request_timeout_s=0.05))) as base:
+        r = http.post(f"{base}/v1/chat/completions", json={"messages": FUNDS_Q, "max_tokens": 200})
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+
+
+@pytest.mark.integration
+def test_openai_engine_in_front_of_a_real_llamacpp_server(llamacpp, serve, answerer, client_for):
+    """``--engine openai --upstream URL``: no model named, so it asks the upstream's /v1/models."""
+    gen = OpenAICompatGenerator(f"{llamacpp.base_url}/v1", None)
+    with serve(create_app(gen, answerer, ServeSettings())) as base:
+        client = client_for(base)
+        resp = client.chat.completions.create(model="x", messages=FUNDS_Q, max_tokens=16)
+    assert gen.model_name == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "**Sources**" in resp.choices[0].message.content and resp.usage.completion_tokens > 0
+
+
+def test_llamacpp_server_process_reports_a_bad_gguf(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    gen = load_llamacpp_generator(str(bad), threads=1)
+    from studyabroadgpt.serve.generation import GenerationError
+
+    with pytest.raises(GenerationError, match="exited with code"):
+        asyncio.run(gen.start())
+    assert not gen.process.running()
+
+
+def test_params_reach_the_upstream_request():
+    gen = OpenAICompatGenerator("http://127.0.0.1:1", "m", extra_body={"lora": [{"id": 0, "scale": 1.0}]})
+    body = gen.request_body(FUNDS_Q, GenParams(max_tokens=7, temperature=0.5, top_p=0.9, seed=3))
+    assert body["max_tokens"] == 7 and body["seed"] == 3 and body["lora"] == [{"id": 0, "scale": 1.0}]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.integration
+def test_eval_generate_with_the_llamacpp_engine(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from studyabroadgpt.cli import app
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "prompt": q}) + "\n" for i, q in
+                               enumerate(["What is a student visa?", "Can I work while I study in Canada?"])))
+    out = tmp_path / "eval"
+    r = CliRunner().invoke(app, ["eval", "generate", "--engine", "llamacpp", "-p", str(prompts), "-o", str(out),
+                                 "--max-new-tokens", "8"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(ln) for ln in (out / "outputs.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in rows] == ["q0", "q1"] and all(row["response"].strip() for row in rows)
+    assert all(0 < row["new_tokens"] <= 8 for row in rows)
+    gen = json.loads((out / "generation.json").read_text())
+    assert list(gen) == [rows[0]["system"]] and gen[rows[0]["system"]]["n"] == 2
