@@ -17,6 +17,7 @@ says so and names the kind of official source to check, with no unrelated facts 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -331,8 +332,11 @@ async def stream_turn(generator: Generator, turn: Turn, params: GenParams,
     from .checks import find_loops
 
     text, checked = "", 0
-    async with asyncio.timeout((params.timeout_s or 3600) + 10):
-        async for piece in generator.stream(turn.model_messages, params):
+    # aclosing: leaving the loop early (a loop detected) closes the engine's stream at once, which frees its
+    # batch row, instead of whenever the abandoned generator is collected.
+    async with asyncio.timeout((params.timeout_s or 3600) + 10), \
+            contextlib.aclosing(generator.stream(turn.model_messages, params)) as pieces:
+        async for piece in pieces:
             yield piece
             if piece.finish_reason is not None:
                 return

@@ -121,6 +121,11 @@ def describe_expected(expected: Any) -> str | None:
     return str(expected)
 
 
+def _mark(text: str, end: int) -> str:
+    """``text`` with "(unverified)" after position ``end`` (once)."""
+    return text if text[end:end + len(UNVERIFIED)] == UNVERIFIED else text[:end] + UNVERIFIED + text[end:]
+
+
 def _cited_in(text: str) -> set[int]:
     return {int(m.group(1)) for m in _CITATION.finditer(text)}
 
@@ -194,8 +199,7 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
                 else:
                     # Not provably the same rule: say we cannot vouch for it, and name the nearest fact so a
                     # reader can check, but never put that fact's figure in the student's answer.
-                    if text[end:end + len(UNVERIFIED)] != UNVERIFIED:
-                        text = text[:end] + UNVERIFIED + text[end:]
+                    text = _mark(text, end)
                     changes.append(GateChange("marked_unverified", claim.text, fact_id=claim.fact_id,
                                               reason=f"not corrected: {why}", slot=info))
             else:
@@ -209,7 +213,7 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
             floor = start
         elif status == "unsupported":
             if text[end:end + len(UNVERIFIED)] != UNVERIFIED:
-                text = text[:end] + UNVERIFIED + text[end:]
+                text = _mark(text, end)
                 changes.append(GateChange("marked_unverified", claim.text, kind=str(claim.kind),
                                           reason="no retrieved official fact states it"))
             floor = start
@@ -224,8 +228,7 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
                                               reason=f"the answer's figure is the official one for another case; "
                                                      f"{why}", slot=info))
                 else:
-                    if text[end:end + len(UNVERIFIED)] != UNVERIFIED:
-                        text = text[:end] + UNVERIFIED + text[end:]
+                    text = _mark(text, end)
                     changes.append(GateChange("marked_unverified", claim.text, fact_id=claim.fact_id,
                                               reason=f"the official figure is for another case: {why}", slot=info))
                 floor = start
