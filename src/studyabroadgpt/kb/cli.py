@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+
+import numpy as np
 from typing import Optional
 
 import typer
@@ -153,6 +155,52 @@ def coverage(
     console.print(Text(f"institutions with facts: {', '.join(table_data['institutions']) or 'none'}"))
     console.print(Text("destinations with no entries (answers say so): "
                        + ", ".join(f"{DESTINATIONS[c]} ({c})" for c in table_data["not_covered"])))
+
+
+@kb_app.command()
+def calibrate(
+    queries: Path = typer.Option(Path("tests/kb/queries.yaml"), "--queries",
+                                 help="Labelled queries: YAML list of {query, relevant: [ids]} (relevant [] = none)."),
+    kb: Optional[Path] = KBOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the calibration (default: the shipped "
+                                                           "kb/calibration.json)."),
+    folds: int = typer.Option(5, min=2, help="Cross-validation folds for the held-out figures."),
+) -> None:
+    """Fit the relevance model and threshold on labelled queries; print held-out recall and false retrieval."""
+    import datetime as _dt
+
+    from .relevance import CALIBRATION_PATH, candidate_rows, cross_validate, fit, load_queries, metrics_at
+    from .schema import KBError
+    from .search import Retriever
+    from .store import load_kb
+
+    try:
+        labelled = load_queries(queries)
+    except (OSError, ValueError) as exc:
+        raise KBError(f"--queries: {exc}") from exc
+    knowledge = load_kb(kb)
+    unknown = sorted({i for q in labelled for i in q.relevant if i not in knowledge.by_id})
+    if unknown:
+        raise KBError(f"{queries}: names entries the knowledge base lacks: {', '.join(unknown[:8])}")
+    retriever = Retriever.from_kb(knowledge)
+    X, y, qi, ranks = candidate_rows(retriever, labelled)
+    cv = cross_validate(X, y, qi, ranks, labelled, folds=folds)
+    cal = fit(X, y, qi, ranks, labelled)
+    train = metrics_at(np.array([cal.relevance(x) for x in X]), y, qi, ranks, labelled, cal.threshold)
+    cal.meta = {"kb_version": knowledge.version, "queries": len(labelled), "fitted_on": str(_dt.date.today()),
+                "train": {k: v for k, v in train.items()},
+                "cross_validated": {k: v for k, v in cv.items() if k != "by_kind"}}
+    path = cal.save(out or CALIBRATION_PATH)
+    table = Table(title=f"relevance calibration on {len(labelled)} labelled queries → {path}")
+    for col in ("", "recall@5", "kept recall@5", "false retrieval (uncovered)", "threshold"):
+        table.add_column(col)
+    for name, m in (("training set", train), (f"{folds}-fold held out", cv)):
+        table.add_row(name, f"{m['recall_at_5']:.3f}", f"{m['kept_recall_at_5']:.3f}",
+                      f"{m['false_retrieval_rate']:.3f} of {m['uncovered_queries']}", f"{m['threshold']:.2f}")
+    for kind, m in cv["by_kind"].items():
+        table.add_row(f"  held out: {kind} ({m['queries']})", f"{m['recall_at_5']:.3f}",
+                      f"{m['kept_recall_at_5']:.3f}", f"{m['false_retrieval_rate']:.3f}", "")
+    console.print(table)
 
 
 @kb_app.command()

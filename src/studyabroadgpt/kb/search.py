@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +20,8 @@ import numpy as np
 
 from ..utils import atomic_dir, cache_dir
 from .geo import detect_destinations, normalise_destination
+from .relevance import QueryContext, load_calibration
+from .relevance import features as relevance_features
 from .schema import ANY, Entry
 from .store import KnowledgeBase, load_kb
 
@@ -53,6 +55,7 @@ class Hit:
     fact: Entry
     score: float
     relevance: float = 0.0
+    features: list[float] | None = field(default=None, repr=False)  # what ``relevance`` was computed from
 
     @property
     def entry(self) -> Entry:
@@ -111,6 +114,12 @@ class Retriever:
         self.index_dir = index_dir
         self._bm25 = BM25Okapi([tokenize(e.search_text()) for e in self.entries])
         self._dest = np.array([e.destination for e in self.entries])
+        self.calibration = _shipped_calibration()
+
+    @property
+    def threshold(self) -> float:
+        """Relevance below which a hit is not used (calibrated on tests/kb/queries.yaml; see kb/relevance.py)."""
+        return self.calibration.threshold if self.calibration is not None else _FALLBACK_THRESHOLD
 
     # ----------------------------------------------------------------------------------------- building
 
@@ -137,16 +146,17 @@ class Retriever:
     # ----------------------------------------------------------------------------------------- searching
 
     def search(self, query: str, k: int = 5, destination: str | None = None,
-               query_vec: np.ndarray | None = None) -> list[Hit]:
-        """Top-``k`` entries (facts and guidance) for ``query``.
+               query_vec: np.ndarray | None = None, with_features: bool = False) -> list[Hit]:
+        """Top-``k`` entries (facts and guidance) for ``query``, each with a calibrated ``relevance``.
 
         ``destination`` (ISO code or name) restricts results to that country and destination-neutral guidance.
-        Without it, a destination the query mentions ("in Toronto", "on Stamp 2") ranks that country's entries
-        and destination-neutral guidance first; the rest fill up after.
+        Without it, a destination the query mentions as a destination ("in Toronto", "on Stamp 2"; not "I'm from
+        Ghana") ranks that country's entries and destination-neutral guidance first; the rest fill up after.
+        The ranking never drops an entry; :meth:`relevant` keeps only hits at or above :attr:`threshold`.
         """
         if not query.strip() or k <= 0:
             return []
-        fused = self.fused_scores(query, query_vec)
+        dense, sparse, fused = self._scores(query, query_vec)
         order = np.argsort(-fused, kind="stable")
         dest = normalise_destination(destination)
         if dest is not None:
@@ -156,14 +166,35 @@ class Retriever:
             if mentioned:  # the named country's entries and destination-neutral guidance first
                 in_dest = np.isin(self._dest[order], [*mentioned, ANY])
                 order = np.concatenate([order[in_dest], order[~in_dest]])
-        return [Hit(self.entries[i], float(fused[i])) for i in order[:k]]
+        ctx = self._context(query, dense, sparse, dest)
+        hits = []
+        for rank, i in enumerate(order[:k], start=1):
+            entry = self.entries[i]
+            x = relevance_features(ctx, int(i), rank, entry.destination, entry.kind)
+            rel = self.calibration.relevance(x) if self.calibration is not None else max(0.0, float(dense[i]))
+            hits.append(Hit(entry, float(fused[i]), rel, x if with_features else None))
+        return hits
 
-    def search_many(self, queries: list[str], k: int = 5,
-                    destinations: list[str | None] | None = None) -> list[list[Hit]]:
+    def relevant(self, query: str, k: int = 5, destination: str | None = None,
+                 query_vec: np.ndarray | None = None) -> list[Hit]:
+        """The hits of :meth:`search` whose relevance is at or above :attr:`threshold` (possibly none)."""
+        return [h for h in self.search(query, k, destination, query_vec) if h.relevance >= self.threshold]
+
+    def search_many(self, queries: list[str], k: int = 5, destinations: list[str | None] | None = None,
+                    with_features: bool = False) -> list[list[Hit]]:
         """:meth:`search` for many queries with one batched encoder call (evaluation, audits)."""
         destinations = destinations or [None] * len(queries)
         vecs = embed(queries) if queries else np.zeros((0, self.embeddings.shape[1]), dtype=np.float32)
-        return [self.search(q, k, d, query_vec=v) for q, d, v in zip(queries, destinations, vecs)]
+        return [self.search(q, k, d, query_vec=v, with_features=with_features)
+                for q, d, v in zip(queries, destinations, vecs)]
+
+    def _context(self, query: str, dense: np.ndarray, sparse: np.ndarray, dest: str | None):
+        from .coverage import detect_scope
+
+        scope = detect_scope(query, self.kb)
+        covered = [dest] if dest is not None else scope.covered
+        return QueryContext(dense, sparse, covered, out_of_scope=scope.out_of_scope and dest is None,
+                            uncovered_named=bool(scope.uncovered))
 
     def bm25_scores(self, query: str) -> np.ndarray:
         """BM25 score of every entry (in ``kb.entries`` order) for ``query``; 0 where no query word occurs."""
@@ -174,6 +205,9 @@ class Retriever:
 
         ``query_vec`` lets a caller that embedded many queries in one batch (the audit) skip the encoder.
         """
+        return self._scores(query, query_vec)[2]
+
+    def _scores(self, query: str, query_vec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(self.entries)
         dense = self.embeddings @ (embed([query])[0] if query_vec is None else query_vec)
         sparse = self.bm25_scores(query)
@@ -182,9 +216,19 @@ class Retriever:
             ranks = np.empty(n, dtype=np.int64)
             ranks[np.argsort(-scores, kind="stable")] = np.arange(1, n + 1)
             fused += 1.0 / (RRF_K + ranks)
-        # a fact with no query word at all gets no BM25 credit beyond the dense ranking
+        # an entry with no query word at all gets no BM25 credit beyond the dense ranking
         fused[sparse <= 0] -= 1.0 / (RRF_K + n)
-        return fused
+        return dense, sparse, fused
+
+
+_FALLBACK_THRESHOLD = 0.5  # cosine, used only when no calibration file can be read
+_calibration_cache: list = []
+
+
+def _shipped_calibration():
+    if not _calibration_cache:
+        _calibration_cache.append(load_calibration())
+    return _calibration_cache[0]
 
 
 def _manifest(kb: KnowledgeBase, dim: int) -> dict:

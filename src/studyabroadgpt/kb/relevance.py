@@ -1,0 +1,223 @@
+"""Calibrated relevance: the probability that a retrieved entry answers the query, and the threshold below which
+the answer path does not use it.
+
+Reciprocal-rank fusion orders entries well but its scores mean nothing on their own — the top hit for "how do I
+apply to a university in Uzbekistan" has a fused score much like the top hit for a question the KB answers. So
+every hit gets a ``relevance`` in [0, 1] from a logistic regression over a few features of the (query, entry)
+pair (dense cosine, its gap to the best cosine, normalised BM25, rank, whether the entry's destination matches the
+one the query names, whether the query names only places or institutions the KB does not cover), fitted on the
+labelled query set ``tests/kb/queries.yaml`` (``sagpt kb calibrate``). The threshold is chosen on the same set to
+maximise (share of relevant top-5 entries kept) − (share of uncovered questions that still get an entry), and
+``benchmarks/bench_retrieval.py`` reports both figures under 5-fold cross-validation, so the shipped numbers are not
+only training-set numbers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from ..utils import atomic_write_json
+
+if TYPE_CHECKING:
+    from .search import Retriever
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_PATH = Path(__file__).resolve().parent / "calibration.json"
+CANDIDATES = 10  # entries scored per query when fitting: the top of the ranking is where decisions are made
+FEATURES = ("cosine", "cosine_gap", "bm25_rel", "bm25_log", "inv_rank", "dest_match", "dest_any", "dest_mismatch",
+            "dest_none", "out_of_scope", "uncovered_named", "guidance")
+
+
+@dataclass
+class QueryContext:
+    """What is known about a query before its hits are scored."""
+
+    dense: np.ndarray                 # cosine of every entry
+    sparse: np.ndarray                # BM25 of every entry
+    covered: list[str]                # covered destinations the query names (not as origin)
+    out_of_scope: bool                # names only places/institutions the KB does not cover
+    uncovered_named: bool             # names at least one uncovered place or institution
+    top_cosine: float = field(init=False)
+    top_bm25: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.top_cosine = float(self.dense.max()) if self.dense.size else 0.0
+        self.top_bm25 = float(self.sparse.max()) if self.sparse.size else 0.0
+
+
+def features(ctx: QueryContext, index: int, rank: int, destination: str, kind: str) -> list[float]:
+    """The feature vector of one hit (``rank`` is 1-based, in the retriever's final order)."""
+    cos = float(ctx.dense[index])
+    bm = float(ctx.sparse[index])
+    named = bool(ctx.covered)
+    match = named and destination in ctx.covered
+    any_dest = destination == "any"
+    return [cos, ctx.top_cosine - cos, bm / ctx.top_bm25 if ctx.top_bm25 > 0 else 0.0, float(np.log1p(bm)),
+            1.0 / rank, float(match), float(any_dest), float(named and not match and not any_dest),
+            float(not named and not any_dest), float(ctx.out_of_scope), float(ctx.uncovered_named),
+            float(kind == "guidance")]
+
+
+@dataclass
+class Calibration:
+    """A fitted logistic model over :data:`FEATURES` and the threshold chosen for it."""
+
+    coef: list[float]
+    intercept: float
+    threshold: float
+    meta: dict = field(default_factory=dict)
+
+    def relevance(self, x: Sequence[float] | np.ndarray) -> float:
+        z = float(np.dot(self.coef, x) + self.intercept)
+        return float(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))))
+
+    def to_dict(self) -> dict:
+        return {"features": list(FEATURES), "coef": [round(c, 6) for c in self.coef],
+                "intercept": round(self.intercept, 6), "threshold": round(self.threshold, 4), **self.meta}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Calibration":
+        if list(d.get("features", [])) != list(FEATURES):
+            raise ValueError(f"calibration features {d.get('features')} do not match this version {FEATURES}")
+        meta = {k: v for k, v in d.items() if k not in ("features", "coef", "intercept", "threshold")}
+        return cls([float(c) for c in d["coef"]], float(d["intercept"]), float(d["threshold"]), meta)
+
+    def save(self, path: str | Path = CALIBRATION_PATH) -> Path:
+        return atomic_write_json(path, self.to_dict())
+
+
+def load_calibration(path: str | Path = CALIBRATION_PATH) -> Calibration | None:
+    """The shipped calibration, or None (with a warning) when it is missing or does not fit this code."""
+    try:
+        return Calibration.from_dict(json.loads(Path(path).read_text()))
+    except FileNotFoundError:
+        log.warning("no retrieval calibration at %s: relevance falls back to rank-only", path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("unusable retrieval calibration at %s (%s): relevance falls back to rank-only", path, exc)
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ fitting
+
+
+@dataclass
+class LabelledQuery:
+    query: str
+    relevant: set[str]
+    destination: str | None = None
+    kind: str = "fact"          # what the query is about: fact | guidance | uncovered (for reporting)
+
+
+def load_queries(path: str | Path) -> list[LabelledQuery]:
+    """The labelled set: a YAML list of {query, relevant: [ids], destination?, kind?}; relevant [] = nothing."""
+    import yaml
+
+    rows = yaml.safe_load(Path(path).read_text()) or []
+    out = []
+    for i, r in enumerate(rows, start=1):
+        if not isinstance(r, dict) or not isinstance(r.get("query"), str) or not isinstance(r.get("relevant"), list):
+            raise ValueError(f"{path}: item {i}: needs a query string and a relevant list")
+        kind = r.get("kind") or ("uncovered" if not r["relevant"] else
+                                 "guidance" if all(x.startswith("guide.") for x in r["relevant"]) else "fact")
+        out.append(LabelledQuery(r["query"], set(r["relevant"]), r.get("destination"), kind))
+    return out
+
+
+def candidate_rows(retriever: "Retriever", queries: list[LabelledQuery], k: int = CANDIDATES):
+    """(features, label, query index, rank) for the top-``k`` hits of every query, with one batched encoder call."""
+    hits_per_query = retriever.search_many([q.query for q in queries], k=k,
+                                           destinations=[q.destination for q in queries], with_features=True)
+    X, y, qi, ranks = [], [], [], []
+    for n, (q, hits) in enumerate(zip(queries, hits_per_query)):
+        for rank, h in enumerate(hits, start=1):
+            X.append(h.features)
+            y.append(int(h.fact.id in q.relevant))
+            qi.append(n)
+            ranks.append(rank)
+    return np.asarray(X, dtype=np.float64), np.asarray(y), np.asarray(qi), np.asarray(ranks)
+
+
+def fit(X: np.ndarray, y: np.ndarray, qi: np.ndarray, ranks: np.ndarray, queries: list[LabelledQuery],
+        ) -> Calibration:
+    """Logistic regression (scikit-learn) plus the threshold that best separates kept relevant hits from false
+    retrievals on the same rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1.0, max_iter=2000)
+    model.fit(X, y)
+    cal = Calibration([float(c) for c in model.coef_[0]], float(model.intercept_[0]), 0.5)
+    probs = np.array([cal.relevance(x) for x in X])
+    cal.threshold = choose_threshold(probs, y, qi, ranks, queries)
+    return cal
+
+
+def choose_threshold(probs: np.ndarray, y: np.ndarray, qi: np.ndarray, ranks: np.ndarray,
+                     queries: list[LabelledQuery]) -> float:
+    best, best_t = -np.inf, 0.5
+    for t in np.round(np.arange(0.02, 0.9, 0.01), 2):
+        m = metrics_at(probs, y, qi, ranks, queries, float(t))
+        score = m["kept_recall_at_5"] - m["false_retrieval_rate"]
+        if score > best + 1e-9:
+            best, best_t = score, float(t)
+    return best_t
+
+
+def metrics_at(probs: np.ndarray, y: np.ndarray, qi: np.ndarray, ranks: np.ndarray,
+               queries: list[LabelledQuery], threshold: float) -> dict:
+    """recall@5 (no threshold), kept recall@5 (relevant top-5 hits at or above the threshold) and the
+    false-retrieval rate (uncovered questions with any top-5 hit at or above it)."""
+    top5 = ranks <= 5
+    recall, kept, covered_n = [], [], 0
+    uncovered_false, uncovered_n = 0, 0
+    for n, q in enumerate(queries):
+        rows = (qi == n) & top5
+        if q.relevant:
+            covered_n += 1
+            found = y[rows].sum()
+            recall.append(min(1.0, found / len(q.relevant)))
+            kept.append(min(1.0, y[rows & (probs >= threshold)].sum() / len(q.relevant)))
+        else:
+            uncovered_n += 1
+            uncovered_false += int((probs[rows] >= threshold).any())
+    return {"threshold": threshold, "queries": len(queries), "covered_queries": covered_n,
+            "uncovered_queries": uncovered_n,
+            "recall_at_5": float(np.mean(recall)) if recall else 0.0,
+            "kept_recall_at_5": float(np.mean(kept)) if kept else 0.0,
+            "false_retrieval_rate": uncovered_false / uncovered_n if uncovered_n else 0.0}
+
+
+def cross_validate(X, y, qi, ranks, queries: list[LabelledQuery], folds: int = 5, seed: int = 0) -> dict:
+    """Held-out figures: fit on 4/5 of the queries, measure on the rest, pool the held-out rows."""
+    rng = np.random.default_rng(seed)
+    fold_of = rng.permutation(len(queries)) % folds
+    probs = np.zeros(len(y))
+    thresholds = []
+    for f in range(folds):
+        train_q = np.where(fold_of != f)[0]
+        train = np.isin(qi, train_q)
+        remap = {old: new for new, old in enumerate(train_q)}
+        cal = fit(X[train], y[train], np.array([remap[i] for i in qi[train]]), ranks[train],
+                  [queries[i] for i in train_q])
+        test = ~train
+        probs[test] = [cal.relevance(x) for x in X[test]]
+        thresholds.append(cal.threshold)
+    t = float(np.median(thresholds))
+    out = metrics_at(probs, y, qi, ranks, queries, t)
+    out["fold_thresholds"] = thresholds
+    out["by_kind"] = {kind: _by_kind(probs, y, qi, ranks, queries, t, kind)
+                      for kind in sorted({q.kind for q in queries})}
+    return out
+
+
+def _by_kind(probs, y, qi, ranks, queries, t, kind) -> dict:
+    idx = [n for n, q in enumerate(queries) if q.kind == kind]
+    remap = {old: new for new, old in enumerate(idx)}
+    rows = np.isin(qi, idx)
+    return metrics_at(probs[rows], y[rows], np.array([remap[i] for i in qi[rows]]), ranks[rows],
+                      [queries[i] for i in idx], t)
