@@ -138,3 +138,49 @@ def test_guidance_topics_are_many_and_distinct_from_fact_topics():
 
     assert len(GUIDANCE_TOPICS) >= 30 and not set(GUIDANCE_TOPICS) & set(TOPICS)
     assert Fact.model_fields["kind"].default == "fact" and Guidance.model_fields["kind"].default == "guidance"
+
+
+# Hosts of the official and institutional pages guidance may cite: government portals, immigration and tax
+# authorities, universities, test makers, recognition bodies. A new host must be added here on purpose, after a
+# person checked that the page exists and is official — this is what keeps invented URLs out.
+OFFICIAL_HOSTS = {
+    "www.gov.uk", "educationusa.state.gov", "studyinthestates.dhs.gov", "www.canada.ca", "www.studyaustralia.gov.au",
+    "www.ucas.com", "www.study-in-germany.de", "www.ox.ac.uk", "www.merton.ox.ac.uk", "www.make-it-in-germany.com",
+    "www.educanada.ca", "www.ukcisa.org.uk", "www.studyinjapan.go.jp", "www.postgraduate.study.cam.ac.uk",
+    "www.nhs.uk", "www.daad.de", "www.campusfrance.org", "immi.homeaffairs.gov.au", "www.citizensinformation.ie",
+    "travel.state.gov", "capd.mit.edu", "www.qaa.ac.uk", "www.nuffic.nl", "www.immigration.govt.nz",
+    "www.ica.gov.sg", "www.hbs.edu", "www.fairwork.gov.au", "www.enic-naric.net", "www.campuschina.org",
+    "www.ato.gov.au", "u.ae", "studyinsweden.se", "reportfraud.ftc.gov", "owl.purdue.edu", "ind.nl",
+    "educationmalaysia.gov.my", "www1.essex.ac.uk", "www.wes.org", "www.uscis.gov", "www.uni-assist.de",
+    "www.turing-scheme.org.uk", "www.tenancy.govt.nz", "www.studyinkorea.go.kr", "www.studyinfinland.fi",
+    "www.studierendenwerke.de", "www.studenthealth.qmul.ac.uk", "www.ssa.gov", "www.skatteverket.se",
+    "www.scamwatch.gov.au", "www.reading.ac.uk", "www.nyidanmark.dk", "www.ncl.ac.uk", "www.mom.gov.sg",
+    "www.moj.go.jp", "www.irs.gov", "www.irishimmigration.ie", "www.ird.govt.nz", "www.ielts.org",
+    "www.hikorea.go.kr", "www.government.nl", "www.ets.org", "www.enic.org.uk", "www.employment.govt.nz",
+    "www.educationinireland.com", "www.commonapp.org", "www.caf.fr", "www.antifraudcentre-centreantifraude.ca",
+    "www.actionfraud.police.uk", "studyindenmark.dk", "headspace.org.au", "erasmus-plus.ec.europa.eu",
+    "englishtest.duolingo.com", "dvv.fi", "988lifeline.org",
+}
+
+
+def test_shipped_guidance_covers_what_students_ask():
+    from studyabroadgpt.kb.store import DEFAULT_GUIDANCE_DIR
+
+    kb = load_kb(DEFAULT_GUIDANCE_DIR)
+    guidance = kb.guidance
+    topics = {g.topic for g in guidance}
+    assert len(guidance) >= 200 and len(topics) >= 30
+    assert all(g.id.startswith("guide.") for g in guidance)  # citations tell guidance from facts by id as well
+    hosts = {g.source_url.host for g in guidance}
+    assert hosts <= OFFICIAL_HOSTS, f"unreviewed source hosts: {sorted(hosts - OFFICIAL_HOSTS)}"
+    by = {(g.topic, g.destination) for g in guidance}
+    # the kinds of real questions issue 12 names, each with at least one entry
+    for need in [("personal_statement", "any"), ("culture_shock", "AU"), ("culture_shock", "CA"),
+                 ("making_friends", "any"), ("clubs_societies", "any"), ("language_support", "any"),
+                 ("research_assistantships", "US"), ("choosing_programme", "any"), ("budgeting", "GB"),
+                 ("academic_writing", "any"), ("academic_integrity", "any"), ("mental_health", "any"),
+                 ("phd_applications", "any"), ("visa_interview", "US"), ("scams_safety", "any")]:
+        assert need in by, need
+    assert any(g.topic == "personal_statement" and "mba" in g.audience for g in guidance)
+    assert any(g.topic == "choosing_programme" and "computer science" in g.title.lower() for g in guidance)
+    assert sum(g.destination != "any" for g in guidance) >= 100  # most advice is tied to a destination

@@ -107,8 +107,10 @@ def _labelled_queries() -> list[dict]:
     return yaml.safe_load(QUERIES.read_text())
 
 
-def test_recall_at_5_on_shipped_kb():
-    """The acceptance bar of the issue: recall@5 >= 0.9 on the labelled query set over the shipped KB.
+def test_recall_and_false_retrieval_on_shipped_kb():
+    """The acceptance bar of issue 12: >= 400 labelled queries (facts, soft questions answered by guidance, and
+    questions about uncovered destinations/institutions, which must get nothing relevant); recall@5 >= 0.95; with
+    the shipped calibrated threshold, most relevant hits are kept and few uncovered questions get a hit.
 
     Uses the real cache location, so the shipped KB is embedded once per KB version, not once per test run.
     """
@@ -116,16 +118,29 @@ def test_recall_at_5_on_shipped_kb():
     kb = load_kb()
     retriever = Retriever.from_kb(kb)
     unknown = sorted({i for q in queries for i in q["relevant"] if i not in kb.by_id})
-    assert not unknown, f"queries.yaml names facts the KB lacks: {unknown[:5]}"
-    recalls, misses = [], []
+    assert not unknown, f"queries.yaml names entries the KB lacks: {unknown[:5]}"
+    covered = [q for q in queries if q["relevant"]]
+    uncovered = [q for q in queries if not q["relevant"]]
+    soft = [q for q in covered if all(i.startswith("guide.") for i in q["relevant"])]
+    assert len(queries) >= 400 and len(soft) >= 150 and len(uncovered) >= 50
     results = retriever.search_many([q["query"] for q in queries], k=5,
                                     destinations=[q.get("destination") for q in queries])
+    recalls, kept, misses, false = [], [], [], []
     for q, hits in zip(queries, results):
         got = {h.fact.id for h in hits}
+        above = {h.fact.id for h in hits if h.relevance >= retriever.threshold}
         relevant = set(q["relevant"])
+        if not relevant:
+            if above:
+                false.append(q["query"])
+            continue
         recalls.append(len(got & relevant) / len(relevant))
+        kept.append(len(above & relevant) / len(relevant))
         if not got & relevant:
             misses.append(q["query"])
     recall = sum(recalls) / len(recalls)
-    assert len(queries) >= 60
-    assert recall >= 0.9, f"recall@5 = {recall:.3f}; no relevant fact in the top 5 for: {misses[:10]}"
+    kept_recall = sum(kept) / len(kept)
+    false_rate = len(false) / len(uncovered)
+    assert recall >= 0.95, f"recall@5 = {recall:.3f}; no relevant entry in the top 5 for: {misses[:10]}"
+    assert kept_recall >= 0.85, f"kept recall@5 = {kept_recall:.3f} at threshold {retriever.threshold}"
+    assert false_rate <= 0.10, f"false retrieval {false_rate:.3f} on uncovered questions: {false[:10]}"

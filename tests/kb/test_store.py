@@ -119,8 +119,8 @@ def test_describe_value(fixture_kb):
 def test_shipped_kb_is_valid_when_present():
     if not any(DEFAULT_KB_DIR.glob("*.yaml")):
         pytest.skip("the shipped knowledge base has not been written yet")
-    facts, issues = check_kb()
+    entries, issues = check_kb()
     errors = [str(i) for i in issues if i.severity == "error"]
     assert not errors, errors[:10]
     kb = load_kb()
-    assert len(kb.facts) == len(facts)
+    assert len(kb.entries) == len(entries) and kb.facts and kb.guidance

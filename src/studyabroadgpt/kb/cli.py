@@ -186,6 +186,8 @@ def calibrate(
     X, y, qi, ranks = candidate_rows(retriever, labelled)
     cv = cross_validate(X, y, qi, ranks, labelled, folds=folds)
     cal = fit(X, y, qi, ranks, labelled)
+    # the threshold that held up on unseen queries (median over folds), not the one tuned to the training rows
+    cal.threshold = float(np.median(cv["fold_thresholds"]))
     train = metrics_at(np.array([cal.relevance(x) for x in X]), y, qi, ranks, labelled, cal.threshold)
     cal.meta = {"kb_version": knowledge.version, "queries": len(labelled), "fitted_on": str(_dt.date.today()),
                 "train": {k: v for k, v in train.items()},
@@ -201,6 +203,35 @@ def calibrate(
         table.add_row(f"  held out: {kind} ({m['queries']})", f"{m['recall_at_5']:.3f}",
                       f"{m['kept_recall_at_5']:.3f}", f"{m['false_retrieval_rate']:.3f}", "")
     console.print(table)
+
+
+@kb_app.command()
+def review(
+    out: Path = typer.Option(Path("runs/kb-review"), "--out", help="Directory for review.md, review.json and "
+                                                                  "review.png."),
+    today: Optional[str] = typer.Option(None, help="Review date (default: today), YYYY-MM-DD."),
+    kb: Optional[Path] = KBOption,
+    show: int = typer.Option(15, help="How many queue entries to print."),
+) -> None:
+    """Coverage-and-verification review: what an adviser must check first (mismatches, stale, unverified)."""
+    from .review import review_summary, write_review
+    from .store import load_kb
+
+    day = _parse_date(today, "--today") or dt.date.today()
+    knowledge = load_kb(kb)
+    paths = write_review(knowledge, out, day)
+    s = review_summary(knowledge, day)
+    console.print(Text(f"{s['entries']} entries ({s['facts']} facts, {s['guidance']} guidance), "
+                       f"{s['destinations']} destinations, {s['topics']} topics; {s['verified']} "
+                       f"({s['verified_share']:.0%}) verified against their source text; {s['stale']} stale"))
+    table = Table(title=f"review first ({len(s['queue'])} entries need a look)")
+    for col in ("#", "reason", "id", "dest", "topic", "review_after"):
+        table.add_column(col, overflow="fold")
+    for n, it in enumerate(s["queue"][:show], start=1):
+        table.add_row(str(n), it["reason"], _t(it["id"]), _t(it["destination"]), _t(it["topic"]),
+                      it["review_after"])
+    console.print(table)
+    console.print(Text(f"report: {paths['markdown']} (+ {paths['json'].name}, {paths['plot'].name})"))
 
 
 @kb_app.command()
@@ -224,16 +255,19 @@ def search(
     retriever = Retriever.from_kb(load_kb(kb), index_dir=index_dir) if (kb or index_dir) else Retriever.default()
     hits = retriever.search(query, k=k, destination=dest)
     table = Table(title=Text(repr(query) + (f" in {dest}" if dest else "")), show_lines=True)
-    columns = (("#", {"justify": "right"}), ("score", {"justify": "right"}), ("id", {"overflow": "fold"}),
+    columns = (("#", {"justify": "right"}), ("relevance", {"justify": "right"}), ("id", {"overflow": "fold"}),
                ("kind", {}), ("dest", {}), ("topic", {}), ("statement", {"overflow": "fold", "ratio": 3}),
                ("source", {"overflow": "fold"}))
     for col, kw in columns:
         table.add_column(col, **kw)
     for i, h in enumerate(hits, start=1):
         f = h.fact
-        table.add_row(str(i), f"{h.score:.4f}", _t(f.id), f.kind, _t(f.destination), _t(f.topic), _t(f.statement),
+        rel = f"{h.relevance:.2f}" + ("" if h.relevance >= retriever.threshold else " (below)")
+        table.add_row(str(i), rel, _t(f.id), f.kind, _t(f.destination), _t(f.topic), _t(f.statement),
                       _t(f"{f.source_title} (as of {f.as_of})"))
     console.print(table)
+    console.print(Text(f"relevance is calibrated; hits below the threshold {retriever.threshold:.2f} are not used "
+                       "by the answer path"))
 
 
 def audit_cmd(

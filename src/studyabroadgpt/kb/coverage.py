@@ -91,6 +91,7 @@ FAMOUS_INSTITUTIONS = {
     "HKU": "University of Hong Kong", "u of t": "University of Toronto", "uoft": "University of Toronto",
     "TU Delft": "Delft University of Technology", "KTH": "KTH Royal Institute of Technology",
 }
+_ACRONYM_CASE_ONLY = {"MIT", "TUM", "LMU"}
 _INSTITUTION_WORDS = r"(?:university|universit[éeà]|college|institute of technology|institute|polytechnic|school of economics)"
 # Words before "university" that describe a kind of university, not name one.
 _GENERIC = set("""a an the any my our your their his her its this that these those which what whose good better best
@@ -195,7 +196,16 @@ def _place_mentions(text: str) -> list[tuple[int, int, _Place]]:
     found = [(m.start(), m.end(), names.get(m.group(0).lower()) or names.get(_fold(m.group(0)).lower()))
              for m in loose.finditer(text)]
     found += [(m.start(), m.end(), names[m.group(0)]) for m in exact.finditer(text)]
+    # "study in turkey": a capitalised-only name typed in lower case still counts after a place preposition
+    for m in _lowercase_places().finditer(text):
+        found.append((m.start(1), m.end(1), names.get(m.group(1).capitalize())))
     return sorted((a, b, p) for a, b, p in found if p is not None)
+
+
+@lru_cache(maxsize=1)
+def _lowercase_places() -> re.Pattern:
+    words = "|".join(sorted((n.lower() for n in _CAPITALISED_ONLY), key=len, reverse=True))
+    return re.compile(r"\b(?:in|to|from|study in|studying in|visit)\s+(" + words + r")\b")
 
 
 _OF_PATTERN = re.compile(r"\b(?:the\s+)?(" + _INSTITUTION_WORDS + r")\s+of\s+([A-Za-zÀ-ÿ][\w'&.À-ÿ-]*(?:\s+"
@@ -234,21 +244,23 @@ def find_institutions(text: str) -> list[tuple[int, str]]:
             kind = m.group(2)
             found.setdefault(_title([*keep, kind.title() if kind.islower() else kind]), m.start())
     loose = {k: v for k, v in FAMOUS_INSTITUTIONS.items() if not k.isupper() and k != "TU Delft"}
-    exact = {k: v for k, v in FAMOUS_INSTITUTIONS.items() if k.isupper() or k == "TU Delft"}
+    # acronyms students also type in lower case ("buet", "ucl"), except those that are words ("mit" in German)
+    loose.update({k: v for k, v in FAMOUS_INSTITUTIONS.items() if k.isupper() and k not in _ACRONYM_CASE_ONLY})
+    exact = {k: v for k, v in FAMOUS_INSTITUTIONS.items() if k in _ACRONYM_CASE_ONLY or k == "TU Delft"}
     for key, name in loose.items():
         for m in re.finditer(r"(?<![\w-])" + re.escape(key) + r"(?![\w-])", text, re.IGNORECASE):
             found.setdefault(name, m.start())
     for key, name in exact.items():
         for m in re.finditer(r"(?<![\w-])" + re.escape(key) + r"(?![\w-])", text):
             found.setdefault(name, m.start())
-    # "Harvard University" and "Harvard" are one institution
-    names = sorted(found, key=lambda n: found[n])
-    out = []
-    for n in names:
-        if any(n != o and (n.lower() in o.lower()) for o in names):
-            continue
-        out.append((found[n], n))
-    return sorted(out)
+    # "Harvard University" and "Harvard" are one institution, and so are "Mcgill University" and "McGill
+    # University": keep the longest name, preferring the famous-list spelling when two differ only in case
+    famous = set(FAMOUS_INSTITUTIONS.values())
+    kept: list[str] = []
+    for n in sorted(found, key=lambda n: (-len(n), n not in famous, found[n])):
+        if not any(n.lower() in k.lower() for k in kept):
+            kept.append(n)
+    return sorted((found[n], n) for n in kept)
 
 
 def _is_generic_place_word(word: str) -> bool:

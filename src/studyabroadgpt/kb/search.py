@@ -21,6 +21,7 @@ import numpy as np
 from ..utils import atomic_dir, cache_dir
 from .geo import detect_destinations, normalise_destination
 from .relevance import QueryContext, load_calibration
+from .relevance import gate as relevance_gate
 from .relevance import features as relevance_features
 from .schema import ANY, Entry
 from .store import KnowledgeBase, load_kb
@@ -172,6 +173,7 @@ class Retriever:
             entry = self.entries[i]
             x = relevance_features(ctx, int(i), rank, entry.destination, entry.kind)
             rel = self.calibration.relevance(x) if self.calibration is not None else max(0.0, float(dense[i]))
+            rel = relevance_gate(ctx, entry.destination, rel)
             hits.append(Hit(entry, float(fused[i]), rel, x if with_features else None))
         return hits
 
