@@ -137,4 +137,4 @@ def test_calibrate_cli_on_fixture_kb(fixture_kb_path, tmp_path):
     bad.write_text("- {query: x, relevant: [no.such.entry]}\n")
     res = CliRunner().invoke(app, ["kb", "calibrate", "--queries", str(bad), "--kb", str(fixture_kb_path),
                                    "--out", str(out)])
-    assert res.exit_code != 0 and "no.such.entry" in str(res.exception or res.output)
+    assert res.exit_code == 2 and "no.such.entry" in res.output
