@@ -1,6 +1,11 @@
 """Data-pipeline throughput: validate → clean → dedup → split on N generated conversations.
 
     .venv/bin/python benchmarks/bench_data.py --n 100000
+    .venv/bin/python benchmarks/bench_data.py --n 100000 --compare /work/before/src --repeat 3
+
+With ``--compare SRC`` the same generated file is run by this tree and by another checkout's ``src`` (e.g. the
+starting commit), alternating runs (before, after, before, after…) in fresh processes so that a busy machine
+weighs on both alike; the table gives per-stage medians and the 1-minute load average at each run.
 
 Generates a ShareGPT JSONL file with realistic structure (4–6 turns, markdown answers of ~60–150 words), 5% exact
 duplicates, 5% near duplicates (the same question for another university) and 1% broken records, then runs each
@@ -11,7 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -75,7 +85,7 @@ def generate(n: int, path: Path, seed: int = 0) -> None:
 
 
 class PeakRSS:
-    """Samples this process's RSS every 20 ms while a stage runs."""
+    """Samples the RSS of this process plus its worker processes every 20 ms while a stage runs."""
 
     def __enter__(self):
         self.proc = psutil.Process()
@@ -85,9 +95,18 @@ class PeakRSS:
         self._t.start()
         return self
 
+    def _rss(self) -> int:
+        total = self.proc.memory_info().rss
+        for child in self.proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
     def _run(self):
         while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
+            self.peak = max(self.peak, self._rss())
 
     def __exit__(self, *exc):
         self._stop.set()
@@ -95,26 +114,23 @@ class PeakRSS:
         self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--workdir", type=Path, default=None)
-    args = ap.parse_args()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-data-"))
-    work.mkdir(parents=True, exist_ok=True)
-    raw = work / "raw.jsonl"
-    t = time.perf_counter()
-    generate(args.n, raw)
-    print(f"generated {args.n:,} records ({raw.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f}s")
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished worker processes (multiprocessing pools)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
+
+def run_stages(raw: Path, work: Path) -> dict:
+    """The four stages the way the CLI runs them; works with this tree's and the starting commit's API."""
     results = []
 
     def stage(name, fn, n_in):
         with PeakRSS() as mem:
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0 = time.perf_counter(), _cpu()
             out = fn()
-            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-        results.append((name, n_in, dt, cpu, mem.peak / 2**20))
+            dt, cpu = time.perf_counter() - t0, _cpu() - c0
+        results.append({"stage": name, "n": n_in, "wall_s": round(dt, 2), "cpu_s": round(cpu, 2),
+                        "peak_rss_mb": round(mem.peak / 2**20)})
         return out
 
     def do_validate():
@@ -128,7 +144,8 @@ def main() -> None:
         write_conversations(good, work / "valid.jsonl")
         return len(good), bad
 
-    valid, rejected = stage("validate", do_validate, args.n)
+    n = sum(1 for _ in open(raw, "rb"))
+    valid, rejected = stage("validate", do_validate, n)
 
     def do_clean():
         changes: Counter = Counter()
@@ -145,17 +162,86 @@ def main() -> None:
 
     deduped = stage("dedup", do_dedup, len(cleaned))
     split_res = stage("split", lambda: split(deduped.kept, test_size=0.15, seed=42), len(deduped.kept))
+    return {"stages": results, "load_1m": round(os.getloadavg()[0], 2),
+            "counts": {"records": n, "valid": valid, "rejected": rejected, "exact_dups": deduped.exact_removed,
+                       "near_dups": deduped.near_removed, "train": len(split_res.train),
+                       "test": len(split_res.test), "cross_split_pairs": split_res.cross_pairs},
+            # what "same results" means: the same records kept, the same clusters, the same split
+            "fingerprint": {"kept": _digest(c.id for c in deduped.kept),
+                            "clusters": _digest(json.dumps(deduped.clusters, sort_keys=True)),
+                            "test": _digest(c.id for c in split_res.test)}}
 
-    total = sum(r[2] for r in results)
-    total_cpu = sum(r[3] for r in results)
-    print(f"\nrecords {args.n:,}: valid {valid:,}, rejected {rejected:,}, exact dups {deduped.exact_removed:,}, "
-          f"near dups {deduped.near_removed:,}, train {len(split_res.train):,}, test {len(split_res.test):,}, "
-          f"cross-split near-duplicate pairs {split_res.cross_pairs}")
-    # CPU seconds are reported beside wall seconds: on a shared machine wall time includes other people's work.
+
+def _digest(items) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for x in ([items] if isinstance(items, str) else items):
+        h.update(str(x).encode() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def _print_table(title: str, res: dict) -> None:
+    print(f"\n{title}  (load {res['load_1m']})")
     print(f"{'stage':<10}{'conversations':>15}{'wall s':>9}{'cpu s':>9}{'conv/s':>10}{'peak RSS MB':>13}")
-    for name, n_in, dt, cpu, peak in results:
-        print(f"{name:<10}{n_in:>15,}{dt:>9.1f}{cpu:>9.1f}{n_in / dt:>10,.0f}{peak:>13,.0f}")
-    print(f"{'total':<10}{args.n:>15,}{total:>9.1f}{total_cpu:>9.1f}{args.n / total:>10,.0f}")
+    for r in res["stages"]:
+        print(f"{r['stage']:<10}{r['n']:>15,}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}{r['n'] / r['wall_s']:>10,.0f}"
+              f"{r['peak_rss_mb']:>13,}")
+    total = sum(r["wall_s"] for r in res["stages"])
+    print(f"{'total':<10}{res['counts']['records']:>15,}{total:>9.1f}{sum(r['cpu_s'] for r in res['stages']):>9.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--compare", type=Path, default=None, help="another checkout's src/ to run interleaved")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None, help="write all runs here")
+    ap.add_argument("--_stages", type=Path, default=None, help=argparse.SUPPRESS)  # internal: one run, JSON out
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-data-"))
+    work.mkdir(parents=True, exist_ok=True)
+    raw = work / "raw.jsonl"
+    if args._stages:
+        args._stages.write_text(json.dumps(run_stages(raw, work / args._stages.stem)))
+        return
+    if not raw.exists() or sum(1 for _ in open(raw, "rb")) != args.n:
+        t = time.perf_counter()
+        generate(args.n, raw)
+        print(f"generated {args.n:,} records ({raw.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t:.1f}s")
+    impls = {"after": Path(__file__).resolve().parents[1] / "src"}
+    if args.compare:
+        impls = {"before": args.compare.resolve(), **impls}
+    runs: dict[str, list[dict]] = {k: [] for k in impls}
+    for rep in range(args.repeat):
+        for name, src in impls.items():  # interleaved: before, after, before, after…
+            out = work / f"{name}-{rep}.json"
+            (work / out.stem).mkdir(exist_ok=True)
+            env = {**os.environ, "PYTHONPATH": str(src)}
+            subprocess.run([sys.executable, __file__, "--n", str(args.n), "--workdir", str(work), "--_stages",
+                            str(out)], env=env, check=True)
+            res = json.loads(out.read_text())
+            runs[name].append(res)
+            _print_table(f"{name} run {rep + 1}", res)
+    print("\nmedians (wall s / cpu s / peak RSS MB), load at each run in brackets")
+    stages = [r["stage"] for r in next(iter(runs.values()))[0]["stages"]]
+    for name, rs in runs.items():
+        cells = []
+        for i, st in enumerate(stages):
+            cells.append(f"{st} {statistics.median(r['stages'][i]['wall_s'] for r in rs):.1f}/"
+                         f"{statistics.median(r['stages'][i]['cpu_s'] for r in rs):.1f}/"
+                         f"{max(r['stages'][i]['peak_rss_mb'] for r in rs)}")
+        total = statistics.median(sum(s["wall_s"] for s in r["stages"]) for r in rs)
+        print(f"{name:>7}: " + "  ".join(cells) + f"  total {total:.1f} s  [loads {[r['load_1m'] for r in rs]}]")
+    for name, rs in runs.items():
+        print(f"{name:>7} results: {rs[0]['counts']} {rs[0]['fingerprint']}")
+    if len(runs) == 2:
+        a, b = runs.values()
+        same = a[0]["fingerprint"] == b[0]["fingerprint"] and a[0]["counts"] == b[0]["counts"]
+        print("same records kept, same clusters, same split:", same)
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,110 @@
+"""The batched, multi-process near-duplicate search gives exactly what the per-document one gave (issue 16).
+
+The reference below is the previous implementation, kept verbatim in spirit: one datasketch ``MinHash`` per
+document fed through ``update_batch``, and datasketch's ``MinHashLSH`` query-then-insert.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+
+import numpy as np
+import pytest
+from datasketch import MinHash, MinHashLSH
+
+from studyabroadgpt.data.dedup import conversation_text, dedup, prompt_text
+from studyabroadgpt.data.near_dup import near_duplicate_pairs, shingle_hashes
+from studyabroadgpt.data.schema import Conversation, Turn
+from studyabroadgpt.data.split import split
+
+
+def reference_pairs(texts, threshold, kind="word", n=3, num_perm=64, exact=False):
+    hashed = [shingle_hashes(t, kind, n) for t in texts]
+    sets = [set(h.tolist()) for h in hashed] if exact else None
+    proto = MinHash(num_perm=num_perm, seed=1)
+    sigs = []
+    for hv in hashed:
+        m = MinHash(num_perm=num_perm, seed=1, hashfunc=lambda x: x, permutations=proto.permutations,
+                    scheme=proto.scheme)
+        m.update_batch(hv.tolist())
+        sigs.append(m)
+    values = np.stack([m.hashvalues for m in sigs])
+    lsh = MinHashLSH(threshold=max(0.05, threshold - 0.05) if exact else threshold, num_perm=num_perm)
+    seen, pairs = {}, []
+    for i, m in enumerate(sigs):
+        digest = hashlib.blake2b(np.asarray(m.hashvalues).tobytes(), digest_size=16).digest()
+        if digest in seen:
+            pairs.append((seen[digest], i, 1.0))
+            continue
+        seen[digest] = i
+        cands = lsh.query(m)
+        if cands:
+            est = (values[cands] == values[i]).mean(axis=1)
+            for j, jac in zip(cands, est.tolist()):
+                if sets is not None and jac >= threshold - 0.15:
+                    a, b = sets[i], sets[j]
+                    jac = len(a & b) / len(a | b) if a or b else 1.0
+                if jac >= threshold:
+                    pairs.append((j, i, jac))
+        lsh.insert(i, m)
+    return pairs
+
+
+UNIS = ["Oxford", "Cambridge", "UCL", "Toronto", "McGill", "Melbourne", "TU Munich", "Trinity College Dublin"]
+WORDS = "visa funds tuition rent deposit offer transcript interview deadline scholarship insurance loan".split()
+
+
+def generated(n=700, seed=7):
+    rng = random.Random(seed)
+    convs = []
+    for i in range(n):
+        r = rng.random()
+        if r < 0.1 and convs:  # exact duplicate
+            src = rng.choice(convs)
+            convs.append(src.model_copy(update={"id": f"c{i}"}))
+            continue
+        if r < 0.25 and convs:  # near duplicate: another university, one word changed
+            src = rng.choice(convs)
+            turns = [Turn(role=t.role, text=t.text.replace(rng.choice(UNIS), rng.choice(UNIS)) + rng.choice(
+                ["", " Thanks!", " ok"])) for t in src.turns]
+            convs.append(Conversation(id=f"c{i}", turns=turns, topic=src.topic))
+            continue
+        uni = rng.choice(UNIS)
+        q = f"What {rng.choice(WORDS)} do I need at {uni}?" if r < 0.9 else rng.choice(["?", "", "ok", "Ü ß"])
+        a = " ".join(rng.choices(WORDS, k=rng.choice([0, 1, 2, 3, 40, 120])))
+        convs.append(Conversation(id=f"c{i}", turns=[Turn(role="user", text=q), Turn(role="assistant", text=a)],
+                                  topic=rng.choice(["visa", "money", "tests"])))
+    return convs
+
+
+@pytest.fixture(scope="module")
+def convs():
+    return generated()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("mode", [("word", 3, 0.8, False), ("char", 5, 0.6, True), ("word", 3, 0.5, False)])
+def test_pairs_identical_to_the_per_document_implementation(convs, monkeypatch, workers, mode):
+    kind, n, threshold, exact = mode
+    monkeypatch.setenv("SAGPT_WORKERS_FORCE", "1")  # use the process pool even for 700 texts
+    texts = [prompt_text(c) if kind == "char" else conversation_text(c) for c in convs]
+    new = near_duplicate_pairs(texts, threshold, kind, n, exact=exact, workers=workers)
+    old = reference_pairs(texts, threshold, kind, n, exact=exact)
+    assert len(old) > 50  # the set really has near duplicates
+    assert sorted(new) == sorted(old)
+
+
+def test_dedup_and_split_results_unchanged(convs, monkeypatch):
+    import studyabroadgpt.data.dedup as dedup_mod
+    import studyabroadgpt.data.split as split_mod
+
+    new_d, new_s = dedup(convs), split(convs, test_size=0.2, seed=3)
+    monkeypatch.setattr(dedup_mod, "near_duplicate_pairs", lambda t, th, k, n, p: reference_pairs(t, th, k, n, p))
+    monkeypatch.setattr(split_mod, "near_duplicate_pairs",
+                        lambda t, th, k, n, p, exact=False: reference_pairs(t, th, k, n, p, exact))
+    old_d, old_s = dedup(convs), split(convs, test_size=0.2, seed=3)
+    assert [c.id for c in new_d.kept] == [c.id for c in old_d.kept]
+    assert new_d.clusters == old_d.clusters and new_d.removed == old_d.removed
+    assert [c.id for c in new_s.train] == [c.id for c in old_s.train]
+    assert [c.id for c in new_s.test] == [c.id for c in old_s.test]
+    assert new_s.cross_pairs == old_s.cross_pairs == 0 and new_s.groups == old_s.groups
