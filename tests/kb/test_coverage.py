@@ -88,6 +88,7 @@ def test_institutions_covered_and_not(kb):
     dhaka = detect_scope("What GPA do I need for the University of Dhaka?", kb)
     assert dhaka.uncovered_institutions == ["University of Dhaka"] and dhaka.out_of_scope
     assert "admissions" in dhaka.where_to_check()[0] and "University of Dhaka" in dhaka.where_to_check()[0]
+    assert dhaka.kb_destinations == ["AU", "CA", "DE", "GB", "IE", "US"]  # what the KB can answer instead
     uzb = detect_scope("student visa for Uzbekistan", kb)
     assert "embassy" in uzb.where_to_check()[0] and "Uzbekistan" in uzb.where_to_check()[0]
 

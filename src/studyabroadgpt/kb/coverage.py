@@ -9,6 +9,7 @@ official source — not the nearest unrelated fact. :func:`detect_scope` reads a
 * ``uncovered``: display names of destinations and institutions the text names that the KB does not cover
   (``uncovered_destinations`` and ``uncovered_institutions`` split them);
 * ``institutions``: covered institutions the text names (display names);
+* ``kb_destinations``: every destination the KB covers, so an honest answer can say what it *can* answer;
 * ``origins``: places named as where the student comes from ("I'm from Bangladesh, can I study in Canada?" asks
   about Canada; Bangladesh is not an uncovered *destination* there).
 
@@ -116,6 +117,7 @@ class Scope:
     origins: list[str] = field(default_factory=list)
     uncovered_destinations: list[str] = field(default_factory=list)
     uncovered_institutions: list[str] = field(default_factory=list)
+    kb_destinations: list[str] = field(default_factory=list)  # every destination the KB covers (ISO codes)
 
     @property
     def out_of_scope(self) -> bool:
@@ -290,7 +292,7 @@ def detect_scope(text: str, kb: "KnowledgeBase | None" = None) -> Scope:
 
         kb = _shipped_kb(load_kb)
     covered_codes = set(kb.destinations)
-    scope = Scope()
+    scope = Scope(kb_destinations=list(kb.destinations))
 
     def add(lst: list[str], item: str) -> None:
         if item not in lst:
