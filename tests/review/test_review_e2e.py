@@ -129,15 +129,31 @@ def test_serve_log_review_export_train_propose(browser, tmp_path):
         funds = logged[ids[0]]
         assert funds["gate_changed"] and "1,483" in funds["answer"] and funds["raw_text"] == REPLY
 
+        wait = WebDriverWait(browser, 90)  # generous: CI boxes are slow and shared
+        # ---- a student on the chat page gives a thumbs-down with a comment
+        browser.get(base + "/")
+        wait.until(lambda d: d.find_element(By.ID, "model").text == "scripted")
+        browser.find_element(By.ID, "apikey").send_keys(API_KEY)
+        browser.find_element(By.ID, "question").send_keys("Can I bring my parents on a student visa to Canada?")
+        browser.find_element(By.ID, "send").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.assistant[data-done='1'] .thumb.down"))
+        browser.find_element(By.CSS_SELECTOR, ".thumb.down").click()
+        browser.find_element(By.CSS_SELECTOR, ".feedback-comment").send_keys("my parents cannot come, I checked")
+        browser.find_element(By.CSS_SELECTOR, ".feedback-send").click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".feedback-status").text.startswith("Thanks"))
+        page_turn = http.get("/review/api/queue", headers={"X-Adviser-Key": ADVISER_KEY}).json()["items"][0]
+        assert page_turn["question"].startswith("Can I bring my parents") and page_turn["feedback"] == -1
+        assert page_turn["feedback_comment"] == "my parents cannot come, I checked"
+        assert len(page_turn["conversation_id"]) >= 16  # the page's own conversation id
+
         # ---- the adviser, in the browser
         browser.get(base + "/review")
-        wait = WebDriverWait(browser, 90)  # generous: CI boxes are slow and shared
         browser.find_element(By.ID, "reviewer").send_keys("AB")
         browser.find_element(By.ID, "key").send_keys(ADVISER_KEY)
         browser.find_element(By.ID, "connect").click()
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue li")) == 20)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#queue li")) == 21)
         items = browser.find_elements(By.CSS_SELECTOR, "#queue li")
-        assert "thumbs-down" in items[0].text
+        assert "thumbs-down" in items[0].text and "thumbs-down" in items[1].text
         # The injected markup in question 20 is shown as text and never became an element.
         assert any("<img src=x" in li.text for li in items)
         assert browser.execute_script("return window.__pwned === undefined && !document.querySelector('#queue img')")
@@ -155,10 +171,16 @@ def test_serve_log_review_export_train_propose(browser, tmp_path):
                     return False
 
             wait.until(click)
-            wait.until(lambda d: d.find_element(By.ID, "meta").text.startswith(f"answer {tid} "))
+            try:
+                wait.until(lambda d: d.find_element(By.ID, "meta").text.startswith(f"answer {tid} "))
+            except Exception:
+                raise AssertionError(f"answer {tid} did not open: status={browser.find_element(By.ID, 'status').text!r} "
+                                     f"meta={browser.find_element(By.ID, 'meta').text!r}") from None
 
-        def saved(action: str) -> None:
-            wait.until(lambda d: d.find_element(By.ID, "status").text.startswith(f"Saved: {action}"))
+        def saved(action: str, request_id: str) -> None:
+            # Wait for THIS save (the previous one left "Saved: edit on answer N" in the status line).
+            want = f"Saved: {action} on answer {logged[request_id]['id']}"
+            wait.until(lambda d: d.find_element(By.ID, "status").text == want)
 
         corrections = {ids[1]: "Yes: during term you may work off campus part time; check IRCC's page first [1].",
                        ids[6]: "No: on a taught master's course of under 12 months your partner cannot join you "
@@ -171,18 +193,18 @@ def test_serve_log_review_export_train_propose(browser, tmp_path):
             box.send_keys(text)
             browser.find_element(By.ID, "edit-note").send_keys("the model guessed")
             browser.find_element(By.ID, "save-edit").click()
-            saved("edit")
+            saved("edit", rid)
         for rid in (ids[2], ids[8], ids[11]):
             open_item(rid)
             browser.find_element(By.ID, "approve").click()
-            saved("approve")
+            saved("approve", rid)
         # A fact flagged as outdated, and a new fact proposed.
         open_item(ids[0])
         fact_id = Select(browser.find_element(By.ID, "fact")).first_selected_option.get_attribute("value")
         browser.find_element(By.CSS_SELECTOR, "input[name=fact-kind][value=fact_outdated]").click()
         browser.find_element(By.ID, "fact-note").send_keys("GOV.UK raised the amount")
         browser.find_element(By.ID, "flag-fact").click()
-        saved("fact_outdated")
+        saved("fact_outdated", ids[0])
         open_item(ids[13])
         browser.find_element(By.ID, "p-destination").send_keys("IE")
         browser.find_element(By.ID, "p-topic").send_keys("work_rights")
@@ -192,12 +214,12 @@ def test_serve_log_review_export_train_propose(browser, tmp_path):
         browser.find_element(By.ID, "p-url").send_keys("https://www.irishimmigration.ie/my-situation-has-changed-since-i-arrived-in-ireland/working-in-ireland-while-studying/")
         browser.find_element(By.ID, "p-title").send_keys("Irish Immigration Service: working while studying")
         browser.find_element(By.ID, "propose").click()
-        saved("propose")
+        saved("propose", ids[13])
         # Stats in the page, with the plot.
         browser.find_element(By.ID, "show-stats").click()
         wait.until(lambda d: d.find_element(By.ID, "stats-plot").get_attribute("naturalWidth") not in (None, "0"))
         page_stats = browser.find_element(By.ID, "stats-list").text
-        assert "answers reviewed\n8" in page_stats and "corrected or fact flagged\n4" in page_stats, page_stats
+        assert "answers logged\n21" in page_stats and "answers reviewed\n8" in page_stats and "corrected or fact flagged\n4" in page_stats, page_stats
         shots = Path(os.environ.get("SAGPT_SCREENSHOT_DIR", tmp_path))
         shots.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(shots / "review_page.png"))
@@ -237,6 +259,6 @@ def test_serve_log_review_export_train_propose(browser, tmp_path):
     res = _cli("review", "stats", "--db", str(db), "--out", str(tmp_path / "stats"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     stats = json.loads((tmp_path / "stats" / "stats.json").read_text())
-    assert stats["answers_logged"] == 20 and stats["answers_reviewed"] == 8 and stats["corrected"] == 4
-    assert stats["thumbs_down"] == 1 and (tmp_path / "stats" / "stats.png").stat().st_size > 5000
+    assert stats["answers_logged"] == 21 and stats["answers_reviewed"] == 8 and stats["corrected"] == 4
+    assert stats["thumbs_down"] == 2 and (tmp_path / "stats" / "stats.png").stat().st_size > 5000
     print(res.stdout)

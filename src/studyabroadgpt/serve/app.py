@@ -87,7 +87,8 @@ def create_app(generator: Generator, answerer: Answerer | None = None,
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": generator.model_name, "rag": settings.rag, "gate": settings.gate,
-                "auth": bool(settings.api_key), "load": admission.snapshot()}
+                "auth": bool(settings.api_key),
+                "feedback": conversation_log is not None, "load": admission.snapshot()}
 
     @app.get("/v1/models")
     async def list_models(authorization: str | None = Header(default=None)) -> dict[str, Any]:

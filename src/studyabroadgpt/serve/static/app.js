@@ -5,6 +5,10 @@
 const $ = (sel) => document.querySelector(sel);
 const history = [];          // the conversation sent with every request (OpenAI messages)
 let busy = false;
+let feedbackOn = false;      // the server logs answers for adviser review: offer 👍/👎 under each answer
+// Groups this page's turns in the server's review log (and lets a student ask for its deletion).
+const conversationId = (window.crypto && crypto.randomUUID) ? crypto.randomUUID()
+  : Date.now().toString(36) + Math.random().toString(36).slice(2);
 
 async function init() {
   const key = localStorage.getItem("sagpt-api-key") || "";
@@ -14,6 +18,7 @@ async function init() {
     const health = await (await fetch("/health")).json();
     $("#model").textContent = health.model + (health.rag ? "" : " · grounding off on this server");
     $("#apikey").hidden = !health.auth;
+    feedbackOn = !!health.feedback;
     if (!health.rag) { $("#rag").checked = false; $("#rag").disabled = true; }
   } catch (err) {
     $("#model").textContent = "server unreachable";
@@ -88,6 +93,39 @@ function showSources(sources) {
   }
 }
 
+function addFeedback(div, id) {
+  // 👍 sends at once; 👎 asks what was wrong first (optional). Both go to the adviser review queue.
+  const box = document.createElement("div");
+  box.className = "feedback";
+  const up = document.createElement("button"), down = document.createElement("button");
+  up.type = down.type = "button";
+  up.textContent = "👍"; up.title = "Helpful"; up.className = "thumb up";
+  down.textContent = "👎"; down.title = "Wrong or unhelpful"; down.className = "thumb down";
+  const note = document.createElement("input");
+  note.type = "text"; note.placeholder = "What was wrong? (optional)"; note.maxLength = 2000; note.hidden = true;
+  note.className = "feedback-comment";
+  const send = document.createElement("button");
+  send.type = "button"; send.textContent = "Send"; send.hidden = true; send.className = "feedback-send";
+  const said = document.createElement("span");
+  said.className = "muted small feedback-status";
+  async function post(rating, comment) {
+    const headers = { "Content-Type": "application/json" };
+    const key = $("#apikey").value.trim();
+    if (key) headers["Authorization"] = "Bearer " + key;
+    try {
+      const r = await fetch("/v1/feedback", { method: "POST", headers,
+        body: JSON.stringify({ id, rating, comment: comment || null }) });
+      said.textContent = r.ok ? "Thanks — an adviser reviews answers marked 👎." : "Feedback not saved.";
+      if (r.ok) { up.disabled = down.disabled = send.disabled = true; note.hidden = send.hidden = true; }
+    } catch (_) { said.textContent = "Feedback not saved."; }
+  }
+  up.addEventListener("click", () => post(1, ""));
+  down.addEventListener("click", () => { note.hidden = send.hidden = false; note.focus(); });
+  send.addEventListener("click", () => post(-1, note.value.trim()));
+  box.append(up, down, note, send, said);
+  div.appendChild(box);
+}
+
 function onCitationClick(e) {
   const a = e.target.closest("a.cite");
   if (!a) return;
@@ -115,7 +153,7 @@ async function ask() {
   let raw = "";
   let final = null;
   try {
-    const headers = { "Content-Type": "application/json" };
+    const headers = { "Content-Type": "application/json", "X-Conversation-ID": conversationId };
     const key = $("#apikey").value.trim();
     if (key) headers["Authorization"] = "Bearer " + key;
     const resp = await fetch("/v1/chat/completions", {
@@ -162,6 +200,7 @@ async function ask() {
       showSources(div._sources);
       showGate(div, gate);
       showMode(div, gate);
+      if (feedbackOn && final.id) addFeedback(div, final.id);
       history.push({ role: "assistant", content });
     } else {
       history.push({ role: "assistant", content: raw });
