@@ -280,11 +280,9 @@ def stats(
 
 
 def _tokenizer(source: str):
-    from transformers import AutoTokenizer
+    from ..models import load_tokenizer
 
-    from ..models import resolve
-
-    return AutoTokenizer.from_pretrained(resolve(source))
+    return load_tokenizer(source)  # the one tokenizer path: chat-template fallback, same counts as training
 
 
 def _print_stats(s: dict, title: str) -> None:
