@@ -1,9 +1,11 @@
 """Our trainer vs TRL ``SFTTrainer`` on the same model, data, LoRA and sequence length, measured in one run.
 
-    .venv/bin/python benchmarks/bench_train.py                   # SmolLM2-135M, seq 512, 6 steps each
-    .venv/bin/python benchmarks/bench_train.py --seq-len 512 --steps 4 --model tiny-random   # smoke test
+    .venv/bin/python benchmarks/bench_train.py                   # SmolLM2-135M, seq 512, 6 steps, 3 rounds
+    .venv/bin/python benchmarks/bench_train.py --seq-len 512 --steps 4 --model tiny-random --repeats 1  # smoke
+    .venv/bin/python benchmarks/bench_train.py --trainers ours,ours-peft,trl   # also: ours with PEFT's LoRA forward
 
-Each trainer runs in its own subprocess (so peak RSS is its own) and reports:
+Each run is its own subprocess (so peak RSS is its own); the trainers are interleaved round by round (ours, TRL,
+ours, TRL, …) so that a change of machine load hits both alike, and each reports:
 
 * real tokens/s — tokens that are not padding, over the optimizer steps after the first (warm-up) one;
 * peak RSS (``ru_maxrss`` of the process, model load included).
@@ -14,6 +16,11 @@ TRL refuses), bfd packing at batch 1 × grad-accum 4, ``use_cpu=True``, SFTConfi
 LoRA (r16/α32, dropout 0, q,k,v,o,gate,up,down), lr 2e-4, grad clip 0.3, seed 42, 2 threads. Our trainer uses
 its default recipe (bf16 frozen base + fp32 LoRA + bf16 autocast, first-fit packing at batch 1 × accum 4, the
 vocabulary head on trained positions only, chunked fused cross-entropy). Steps vary ±15 % on a shared CPU: compare the ratio, measured in the same run, not absolute figures.
+
+The summary gives, per trainer, the median tokens/s and peak RSS over ``--repeats`` rounds with min–max, the
+ratio of medians, the median of the per-round ratios, the 1-minute load average before every run, and our share
+of the CPU's bf16 matmul peak (``--peak-gflops``, ~950 on the 2-core EPYC of the environment notes) at
+4 × parameters FLOPs per token (forward + input-gradient backward; the frozen base needs no weight gradient).
 
 Writes a JSON result and a bar chart next to it (default ``runs/bench_train.{json,png}``).
 """
@@ -48,8 +55,10 @@ def peak_rss_mb() -> float:
 
 
 def child_ours(args: argparse.Namespace) -> dict:
-    from studyabroadgpt.train import run
+    from studyabroadgpt.train import modeling, run
     from studyabroadgpt.train.config import TrainConfig
+
+    modeling.FUSED_LORA = args.child == "ours"  # "ours-peft": PEFT's own LoRA forward, to measure the fusion
 
     out = Path(args.workdir)
     cfg = TrainConfig(name="bench-ours", output_dir=str(out), model=args.model, dataset=args.data,
@@ -59,7 +68,8 @@ def child_ours(args: argparse.Namespace) -> dict:
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     timed = rows[1:]  # the first step pays one-off costs (allocator warm-up, oneDNN kernel selection)
     seconds = sum(r["tokens"] / r["tokens_per_s"] for r in timed)
-    return {"trainer": "ours", "steps": len(timed), "tokens": sum(r["tokens"] for r in timed),
+    info = json.loads((run_dir / "run_info.json").read_text())
+    return {"trainer": args.child, "params": info["total_params"], "steps": len(timed), "tokens": sum(r["tokens"] for r in timed),
             "seconds": seconds, "tokens_per_s": sum(r["tokens"] for r in timed) / seconds,
             "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"], "peak_rss_mb": peak_rss_mb()}
 
@@ -134,13 +144,37 @@ def run_child(kind: str, args: argparse.Namespace) -> dict:
     # 5-10x whenever other processes compete for the cores (measured; see docs/training.md).
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    load_before = os.getloadavg()[0]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{kind} failed:\n{proc.stderr[-4000:]}")
     res = json.loads(result_file.read_text())
     res["process_wall_s"] = round(time.monotonic() - t0, 1)
+    res["load_before"], res["load_after"] = round(load_before, 2), round(os.getloadavg()[0], 2)
     return res
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def summarize(runs: list[dict], kinds: list[str], peak_gflops: float) -> dict:
+    out: dict = {}
+    for k in kinds:
+        rs = [r for r in runs if r["trainer"] == k]
+        tps = [r["tokens_per_s"] for r in rs]
+        rss = [r["peak_rss_mb"] for r in rs]
+        out[k] = {"runs": len(rs), "tokens_per_s_median": round(_median(tps), 1),
+                  "tokens_per_s_min": round(min(tps), 1), "tokens_per_s_max": round(max(tps), 1),
+                  "peak_rss_mb_median": round(_median(rss)), "peak_rss_mb_max": round(max(rss))}
+        if "params" in rs[0]:
+            gflop_per_token = 4 * rs[0]["params"] / 1e9
+            out[k]["gflop_per_token"] = round(gflop_per_token, 3)
+            out[k]["share_of_bf16_matmul_peak"] = round(_median(tps) * gflop_per_token / peak_gflops, 4)
+    return out
 
 
 def plot(results: dict, out: Path) -> None:
@@ -148,16 +182,23 @@ def plot(results: dict, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from studyabroadgpt.utils import save_figure
 
-    names = [r["trainer"] for r in results["runs"]]
+    s = results["summary"]
+    names = list(s)
+    colors = ["tab:blue", "tab:cyan", "tab:gray"][: len(names)]
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.4))
-    a.bar(names, [r["tokens_per_s"] for r in results["runs"]], color=["tab:blue", "tab:gray"])
-    a.set_title("real tokens/s (higher is better)")
-    b.bar(names, [r["peak_rss_mb"] / 1024 for r in results["runs"]], color=["tab:blue", "tab:gray"])
-    b.set_title("peak RSS, GB (lower is better)")
-    fig.suptitle(f"{results['model']}, seq {results['seq_len']}, LoRA r16, {results['steps']} steps: "
-                 f"{results['speedup']:.2f}x tokens/s, {results['memory_ratio']:.2f}x memory")
+    med = [s[n]["tokens_per_s_median"] for n in names]
+    err = [[m - s[n]["tokens_per_s_min"] for n, m in zip(names, med)],
+           [s[n]["tokens_per_s_max"] - m for n, m in zip(names, med)]]
+    a.bar(names, med, yerr=err, capsize=4, color=colors)
+    a.set_title("real tokens/s, median and min–max")
+    b.bar(names, [s[n]["peak_rss_mb_median"] / 1024 for n in names], color=colors)
+    b.set_title("peak RSS, GB (median)")
+    fig.suptitle(f"{results['model']}, seq {results['seq_len']}, LoRA r16, {results['steps']} steps × "
+                 f"{results['repeats']} rounds: {results['speedup']:.2f}x tokens/s, {results['memory_ratio']:.2f}x "
+                 f"memory (load {results['load_min']:.1f}–{results['load_max']:.1f})", fontsize=9)
     fig.tight_layout()
     save_figure(fig, out)
 
@@ -167,33 +208,59 @@ def main() -> None:
     ap.add_argument("--model", default="default")
     ap.add_argument("--data", default=str(SAMPLE))
     ap.add_argument("--seq-len", type=int, default=512)
-    ap.add_argument("--steps", type=int, default=6, help="optimizer steps per trainer (the first is not timed)")
+    ap.add_argument("--steps", type=int, default=6, help="optimizer steps per run (the first is not timed)")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds; each round runs every trainer once")
+    ap.add_argument("--trainers", default="ours,trl", help="comma-separated: ours, ours-peft, trl")
+    ap.add_argument("--peak-gflops", type=float, default=950.0, help="the CPU's bf16 matmul peak")
     ap.add_argument("--workdir", default=str(ROOT / "runs" / "bench-train"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_train.json"))
-    ap.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["ours", "ours-peft", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.child:
         sys.path.insert(0, str(ROOT / "src"))
-        res = (child_ours if args.child == "ours" else child_trl)(args)
+        res = (child_trl if args.child == "trl" else child_ours)(args)
         Path(args.result).write_text(json.dumps(res))
         return
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    ours, trl = run_child("ours", args), run_child("trl", args)
-    results = {"model": args.model, "seq_len": args.seq_len, "steps": args.steps, "data": args.data,
-               "runs": [ours, trl], "speedup": ours["tokens_per_s"] / trl["tokens_per_s"],
-               "memory_ratio": ours["peak_rss_mb"] / trl["peak_rss_mb"]}
+    kinds = args.trainers.split(",")
+    uptime_start = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    runs = []
+    for i in range(args.repeats):
+        for kind in (kinds if i % 2 == 0 else kinds[::-1]):  # alternate the order too
+            r = run_child(kind, args)
+            r["round"] = i
+            runs.append(r)
+            Path(args.out).with_suffix(".partial.json").write_text(json.dumps(runs, indent=2))  # survives a crash
+            print(f"round {i + 1}/{args.repeats} {kind:9} {r['tokens_per_s']:7.1f} tokens/s "
+                  f"{r['peak_rss_mb'] / 1024:5.2f} GB (load {r['load_before']:.2f})", flush=True)
+    summary = summarize(runs, kinds, args.peak_gflops)
+    loads = [r["load_before"] for r in runs] + [r["load_after"] for r in runs]
+    ours, trl = summary.get("ours"), summary.get("trl")
+    paired = [a["tokens_per_s"] / b["tokens_per_s"] for i in range(args.repeats)
+              for a in runs if a["trainer"] == "ours" and a["round"] == i
+              for b in runs if b["trainer"] == "trl" and b["round"] == i]
+    results = {"model": args.model, "seq_len": args.seq_len, "steps": args.steps, "repeats": args.repeats,
+               "data": args.data, "uptime_start": uptime_start,
+               "uptime_end": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+               "load_min": min(loads), "load_max": max(loads), "summary": summary, "runs": runs,
+               "speedup": ours["tokens_per_s_median"] / trl["tokens_per_s_median"] if ours and trl else float("nan"),
+               "speedup_per_round": [round(x, 3) for x in paired],
+               "memory_ratio": ours["peak_rss_mb_median"] / trl["peak_rss_mb_median"] if ours and trl else
+               float("nan")}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     plot(results, out.with_suffix(".png"))
-    print(f"{'trainer':8} {'tokens/s':>9} {'peak RSS':>9} {'steps':>5} {'loss first→last':>18}")
-    for r in results["runs"]:
-        print(f"{r['trainer']:8} {r['tokens_per_s']:9.1f} {r['peak_rss_mb'] / 1024:8.2f}G {r['steps']:5d} "
-              f"{r['first_loss']:8.4f}→{r['last_loss']:.4f}")
-    print(f"ours / TRL: {results['speedup']:.2f}x tokens/s at {results['memory_ratio']:.2f}x peak memory "
-          f"→ {out}")
+    print(f"\n{'trainer':9} {'tokens/s median (min–max)':>27} {'peak RSS':>9} {'share of bf16 peak':>18}")
+    for k, v in summary.items():
+        share = f"{v['share_of_bf16_matmul_peak']:.1%}" if "share_of_bf16_matmul_peak" in v else "-"
+        print(f"{k:9} {v['tokens_per_s_median']:10.1f} ({v['tokens_per_s_min']:.1f}–{v['tokens_per_s_max']:.1f})"
+              f"{'':4} {v['peak_rss_mb_median'] / 1024:8.2f}G {share:>18}")
+    print(f"ours / TRL: {results['speedup']:.2f}x tokens/s (per round: {results['speedup_per_round']}) at "
+          f"{results['memory_ratio']:.2f}x peak memory; load {results['load_min']:.2f}–{results['load_max']:.2f}"
+          f"\n{uptime_start}\n→ {out}")
 
 
 if __name__ == "__main__":

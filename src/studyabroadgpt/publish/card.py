@@ -230,7 +230,7 @@ def training_section(run: RunInputs, opts: CardOptions) -> list[str]:
         ("target modules", ", ".join(sorted(acfg.get("target_modules") or lora.get("target_modules") or []))),
         ("learning rate", cfg.get("lr", (cfg.get("train") or {}).get("learning_rate") if isinstance(cfg.get("train"),
                                                                                                   dict) else None)),
-        ("sequence length", cfg.get("seq_len", cfg.get("max_seq_length"))),
+        ("sequence length (seq_len)", s.get("seq_len", cfg.get("seq_len"))),
         ("epochs / steps", f"{s.get('epochs', cfg.get('epochs'))} / {s.get('steps')}"),
         ("seed", s.get("seed", info.get("seed", cfg.get("seed")))),
         ("stopped by", s.get("stopped_by")),
