@@ -116,7 +116,6 @@ def stage_data(cfg: QuickstartConfig, d: Path, synth: dict[str, Any]) -> dict[st
     from .data.load import load_valid
     from .data.split import split
     from .data.stats import compute_stats, plot_stats, public
-    from .models import resolve
 
     loaded = load_valid(synth["conversations"], clean=True, quarantine=d / "quarantine.jsonl")
     kept, bad = loaded.conversations, loaded.quarantined
@@ -127,9 +126,9 @@ def stage_data(cfg: QuickstartConfig, d: Path, synth: dict[str, Any]) -> dict[st
     write_conversations(parts.train, d / "train.jsonl")
     write_conversations(parts.test, d / "test.jsonl")
     atomic_write_json(d / "split_report.json", parts.report())
-    from transformers import AutoTokenizer
+    from .models import load_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve(cfg.model))
+    tok = load_tokenizer(cfg.model)
     stats = compute_stats(deduped.kept, tok)
     atomic_write_json(d / "stats.json", public(stats))
     plot_stats(stats, d)
