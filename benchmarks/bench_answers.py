@@ -169,6 +169,7 @@ def run_after(rows: list[dict], adapter: str | None, max_tokens: int) -> tuple[l
 def score(rows: list[dict], texts: dict[str, str], cited: dict[str, list[str]]) -> dict[str, Any]:
     from studyabroadgpt.kb.store import load_kb
     from studyabroadgpt.serve.checks import assess
+    from studyabroadgpt.serve.grounding import retrieval_query
 
     kb = load_kb()
     n = len(rows)
@@ -178,7 +179,8 @@ def score(rows: list[dict], texts: dict[str, str], cited: dict[str, list[str]]) 
     for r in rows:
         text = texts[r["id"]]
         facts = [kb.by_id[i] for i in cited.get(r["id"], []) if i in kb.by_id]
-        a = assess(text, r["prompt"], kb, cited_sources=facts)
+        # A follow-up ("And for Canada?") is about the conversation: judge topic on its last two user turns.
+        a = assess(text, retrieval_query(_messages(r)), kb, cited_sources=facts)
         per[r["id"]] = a.to_dict()
         looping += a.looping
         urls += bool(a.foreign_urls)
@@ -200,9 +202,12 @@ def main() -> None:
     ap.add_argument("--before-src", default="/work/before/src")
     ap.add_argument("--skip-before", action="store_true")
     ap.add_argument("--out", default="runs/bench_answers")
+    ap.add_argument("--rescore", action="store_true", help="re-score the answers already in --out (no model)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.rescore:
+        return rescore(out)
     rows = pick_prompts(args.limit)
     started = {"load_start": load(), "prompts": len(rows), "max_tokens": args.max_tokens, "adapter": args.adapter}
     before = [] if args.skip_before else run_before(rows, args.before_src, args.adapter, args.max_tokens, out)
@@ -227,6 +232,30 @@ def main() -> None:
                                  "expect": r["expect"], "before": b, "after": a,
                                  "checks": {k: v["per_answer"][r["id"]] for k, v in systems.items()}},
                                 ensure_ascii=False) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.md").write_text(markdown(summary))
+    print(markdown(summary))
+
+
+def rescore(out: Path) -> None:
+    """Score the stored answers again with the current checks (the generation is the expensive part)."""
+    from studyabroadgpt.eval.prompts import load_real_style
+
+    recs = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines() if line.strip()]
+    by_id = {r["id"]: r for r in load_real_style()}
+    rows = [by_id[r["id"]] for r in recs]
+    summary = json.loads((out / "summary.json").read_text())
+    systems = {}
+    if recs[0].get("before"):
+        systems["before"] = score(rows, {r["id"]: r["before"]["content"] for r in recs},
+                                  {r["id"]: r["before"]["cited"] for r in recs})
+    for mode in ("generate", "auto", "compose"):
+        systems[f"after:{mode}"] = score(rows, {r["id"]: r["after"][mode]["content"] for r in recs},
+                                         {r["id"]: r["after"][mode]["cited"] for r in recs})
+    systems["after:raw"] = score(rows, {r["id"]: r["after"]["raw"] for r in recs}, {})
+    if recs[0].get("before"):
+        systems["before:raw"] = score(rows, {r["id"]: r["before"]["raw"] for r in recs}, {})
+    summary["systems"] = {k: {kk: vv for kk, vv in v.items() if kk != "per_answer"} for k, v in systems.items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(markdown(summary))
     print(markdown(summary))
