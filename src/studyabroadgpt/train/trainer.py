@@ -128,10 +128,10 @@ class LoRARecipe:
         self.overwrite = overwrite
         self.command = command or sys.argv
         self.console = console or Console(stderr=True)
-        budget = time_budget or cfg.time_budget
+        budget = time_budget if time_budget is not None else cfg.time_budget  # "" is an error, not "none"
         self.budget_text: str | None = budget
         try:
-            seconds = parse_duration(budget) if budget else None
+            seconds = parse_duration(budget) if budget is not None else None
         except ValueError as exc:
             raise ConfigError(f"--time-budget: {exc}") from None
         self.budget = Budget(seconds, self.started)
