@@ -313,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     grounded = Answerer.from_kb(mode="generate")
     plain = Answerer(None, None)
     runs: list[dict] = []
+    partial = Path(args.out) / "runs.jsonl"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_text("")
     with PeakRSS() as rss:
         base_rss = rss.proc.memory_info().rss  # grounding stack only, before any in-process model
         generators = {name: build_engine(name, args, rss) for name in engine_names}
@@ -345,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
                     load1 = load_average()
                     peak = rss.peak if pids[name] is None else base_rss + rss.child_peak
                     runs.append(summarise(name, rag, clients, results, wall, peak / 2**20, (load0, load1)))
+                    # Each finished run is on disk at once: a benchmark cut short still leaves its figures.
+                    with open(partial, "a") as fh:
+                        fh.write(json.dumps({"repeat": rep, **runs[-1]}) + "\n")
                     progress.remove_task(task)
                 progress.advance(overall)
         for gen in generators.values():
