@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Decoding defaults against degenerate repetition, which half of the small model's answers fell into with
-# greedy decoding. Measured with benchmarks/bench_decoding.py on the real-style prompt set and SmolLM2-135M
-# (docs/serving.md has the table): see there for the figures behind these values.
+# Decoding defaults against degenerate repetition, which half of the small model's greedy answers fell into
+# (8 of 16 real-style prompts, benchmarks/bench_answers.py, old path). repetition_penalty 1.15 with a 4-gram
+# ban is the common setting for small instruct models; benchmarks/bench_decoding.py compares it with greedy and
+# a stronger setting on the real-style set. NOT YET MEASURED to the end: that run did not finish on the shared
+# 2-core machine in the session that set these (load 15-30) — rerun it before changing them. The answer
+# path's loop cutter and early stop (serve/answer.py) do not depend on these values.
 DECODING = {"repetition_penalty": 1.15, "no_repeat_ngram_size": 4}
 
 
