@@ -210,3 +210,186 @@ def _wait_idle(http, base: str) -> None:
     while http.get(f"{base}/health").json()["load"]["active"] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert http.get(f"{base}/health").json()["load"]["active"] == 0
+
+
+# ------------------------------------------------------------------------------------------------- hardening
+
+
+class _SlowGate(Answerer):
+    """The gate as CPU work that holds its thread (the audit of a long answer): it must not hold the event loop."""
+
+    def __init__(self, seconds: float):
+        super().__init__(None, None)
+        self.seconds = seconds
+
+    def finish(self, turn, raw):
+        end = time.perf_counter() + self.seconds
+        while time.perf_counter() < end:  # busy, like the audit: time.sleep would hide a blocked loop
+            sum(range(1000))
+        return super().finish(turn, raw)
+
+
+class _HealthProbe:
+    """Polls /health from its own thread; ``worst`` is the slowest answer seen (seconds)."""
+
+    def __init__(self, base: str):
+        import threading
+
+        self.base, self.latencies, self._stop = base, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as c:
+            c.get(f"{self.base}/health")  # connect first: only the server's answering time is measured
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                assert c.get(f"{self.base}/health").status_code == 200
+                self.latencies.append(time.perf_counter() - t0)
+                time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(15)
+
+    @property
+    def worst(self) -> float:
+        return max(self.latencies)
+
+
+def test_gate_runs_off_the_event_loop(http, serve):
+    with serve(create_app(ScriptedGenerator(" " * 12_000), _SlowGate(2.0), NO_RAG)) as base:
+        with _HealthProbe(base) as probe:
+            for stream in (False, True):
+                r = http.post(f"{base}/v1/chat/completions", json={"messages": ASK, "stream": stream})
+                assert r.status_code == 200
+        assert len(probe.latencies) >= 10 and probe.worst < 1.0, probe.latencies
+
+
+def test_64_simultaneous_requests_get_only_200_429_503_and_health_answers():
+    import asyncio
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.serve.conftest import free_port
+
+    # The server runs in its own process: 64 client threads in this one would make the GIL, not the server, slow.
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "tests.serve.overload_server", str(port)], cwd=root)
+
+    async def run() -> tuple[list[httpx.Response], list[float]]:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as c:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if (await c.get(f"{base}/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise
+                    await asyncio.sleep(0.1)
+            latencies: list[float] = []
+            done = asyncio.Event()
+
+            async def probe() -> None:
+                async with httpx.AsyncClient(timeout=10) as p:  # its own connection: never queued behind a call
+                    while not done.is_set():
+                        t0 = time.perf_counter()
+                        assert (await p.get(f"{base}/health")).status_code == 200
+                        latencies.append(time.perf_counter() - t0)
+                        await asyncio.sleep(0.05)
+
+            prober = asyncio.create_task(probe())
+            responses = await asyncio.gather(*[c.post(f"{base}/v1/chat/completions", json={"messages": ASK})
+                                               for _ in range(64)])
+            done.set()
+            await prober
+            return responses, latencies
+
+    try:
+        responses, latencies = asyncio.run(run())
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    codes = [r.status_code for r in responses]
+    counts = {c: codes.count(c) for c in sorted(set(codes))}
+    print(f"\noverload: {counts}; /health worst {max(latencies) * 1000:.0f} ms, median "
+          f"{sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms over {len(latencies)} probes")
+    assert set(codes) <= {200, 429, 503}, counts
+    # admission is counted before any await: all but the 4 running and 16 queued are refused at once
+    assert counts.get(429, 0) >= 40 and counts.get(200, 0) >= 4, counts
+    assert len(latencies) >= 20 and max(latencies) < 1.0, latencies
+    for r in responses:
+        assert "Traceback" not in r.text and (r.status_code == 200 or r.json()["error"]["code"] in
+                                              ("server_busy", "queue_timeout"))
+
+
+@pytest.fixture(scope="module")
+def scripted_server(serve):
+    with serve(create_app(ScriptedGenerator("You need a Student visa."), Answerer(None, None), NO_RAG)) as base:
+        yield base
+
+
+@pytest.mark.parametrize("raw, param", [
+    (b'{"messages": [{"role": "user", "content": "hi \\ud800"}]}', "messages.0.content"),
+    (b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\udfff"}]}]}', "messages.0.content"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "seed": 1180591620717411303424}', "seed"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "seed": -9223372036854775809}', "seed"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "user": "\\ud800"}', "user"),
+])
+def test_values_the_backend_cannot_take_are_400(scripted_server, http, raw, param):
+    r = http.post(f"{scripted_server}/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param and r.json()["error"]["code"] == "invalid_request"
+
+
+def test_a_64_bit_seed_is_accepted(scripted_server, http):
+    r = http.post(f"{scripted_server}/v1/chat/completions", json={"messages": ASK, "seed": 2**63 - 1})
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"[" * 100_000, "request body is nested too deeply"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "seed": ' + b"9" * 5000 + b"}",
+     "request body holds a number with too many digits"),
+    (b'["not", "an", "object"]', "request body must be a JSON object"),
+    (b"\xff\xfe\x00", "request body is not valid UTF-8 JSON"),
+])
+def test_bodies_the_json_parser_chokes_on_are_400(scripted_server, http, raw, message):
+    r = http.post(f"{scripted_server}/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == message, r.text
+
+
+def test_key_is_checked_before_the_body_and_guards_the_api_description(http, serve):
+    settings = ServeSettings(rag=False, gate=False, api_key="s3cret")
+    with serve(create_app(ScriptedGenerator("ok"), Answerer(None, None), settings)) as base:
+        url = f"{base}/v1/chat/completions"
+        for raw in (b"{not json", b"[" * 50_000, b'{"messages": []}'):
+            r = http.post(url, content=raw, headers={"content-type": "application/json"})
+            assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", r.text
+        bad = http.post(url, content=b"{not json", headers={"Authorization": "Bearer s3cret"})
+        assert bad.status_code == 400  # with the key, the body's problem is reported
+        assert http.get(f"{base}/openapi.json").status_code == 401
+        doc = http.get(f"{base}/openapi.json", headers={"Authorization": "Bearer s3cret"})
+        assert doc.status_code == 200 and "/v1/chat/completions" in doc.json()["paths"]
+    with serve(create_app(ScriptedGenerator("ok"), Answerer(None, None), NO_RAG)) as base:
+        assert http.get(f"{base}/openapi.json").status_code == 200  # no key: the description is public
+
+
+def test_security_headers(scripted_server, http):
+    page = http.get(f"{scripted_server}/")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["x-frame-options"] == "DENY"
+    api = http.post(f"{scripted_server}/v1/chat/completions", json={"messages": ASK})
+    assert api.headers["x-content-type-options"] == "nosniff" and "content-security-policy" in api.headers
+    odd = http.get(f"{scripted_server}/health", headers={"X-Request-ID": "x" * 500})
+    assert len(odd.headers["x-request-id"]) == 16  # a caller's id is echoed only when short and plain
+    assert http.get(f"{scripted_server}/health", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == \
+        "abc-123"

@@ -109,3 +109,111 @@ def test_page_shows_server_errors(browser, serve, answerer):
         browser.find_element(By.ID, "send").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.error"))
         assert "API key" in browser.find_element(By.CSS_SELECTOR, ".msg.error").text
+
+
+# ------------------------------------------------------------------------------------------------- renderer fuzz
+
+MARKDOWN_JS = Path(__file__).resolve().parents[2] / "src" / "studyabroadgpt" / "serve" / "static" / "markdown.js"
+
+# Runs in the browser: render each input, parse the HTML into a detached element, and report any element or
+# attribute outside the renderer's fixed set, any link that is not http(s) or a citation, and the slowest render.
+FUZZ_HARNESS = r"""
+const inputs = arguments[0];
+const TAGS = new Set(["P", "H3", "H4", "H5", "H6", "UL", "OL", "LI", "BLOCKQUOTE", "PRE", "CODE", "STRONG", "EM",
+                      "BR", "A"]);
+const ATTRS = {A: new Set(["href", "target", "rel", "class", "data-cite"])};
+const bad = [];
+let slowest = 0, n = 0;
+const box = document.createElement("div");
+document.body.appendChild(box);
+for (let i = 0; i < inputs.length; i++) {
+  const t0 = performance.now();
+  let html;
+  try { html = SafeMarkdown.render(inputs[i]); } catch (e) { bad.push([i, "threw " + e]); continue; }
+  slowest = Math.max(slowest, performance.now() - t0);
+  box.innerHTML = html;  // live in the document, as on the page
+  for (const el of box.querySelectorAll("*")) {
+    n++;
+    if (!TAGS.has(el.tagName)) bad.push([i, "element " + el.tagName]);
+    for (const a of el.attributes) {
+      if (!(ATTRS[el.tagName] || new Set()).has(a.name)) bad.push([i, "attribute " + a.name + " on " + el.tagName]);
+    }
+    if (el.tagName === "A" && !/^(https?:\/\/|#src-\d{1,2}$)/.test(el.getAttribute("href") || "")) {
+      bad.push([i, "link " + el.getAttribute("href")]);
+    }
+    el.dispatchEvent(new MouseEvent("mouseover", {bubbles: true}));  // an injected handler would run now
+  }
+  box.innerHTML = "";
+}
+box.remove();
+return {bad: bad.slice(0, 20), n_bad: bad.length, slowest_ms: slowest, elements: n, pwned: window.__pwned || 0};
+"""
+
+PAYLOADS = [
+    '<script>window.__pwned = 1</script>', '<img src=x onerror="window.__pwned=1">',
+    '<svg onload=window.__pwned=1>', '"><img src=x onerror=window.__pwned=1>',
+    '[click](javascript:window.__pwned=1)', '[x](https://a.example/" onmouseover="window.__pwned=1)',
+    '[x](https://a.example/\'onmouseover=\'window.__pwned=1)', '`<b onmouseover=window.__pwned=1>x</b>`',
+    '**<i onclick=window.__pwned=1>x</i>**', '_[a](https://e.example/_x_)_', '<a href="javascript:alert(1)">x</a>',
+    # the former NUL placeholders: model text that forges or loops on them
+    '\u00000\u0000', '`\u0000 0 \u0000`', '`\u00000\u0000`', '[\u00000\u0000](https://e.example/)',
+    '[a](https://e.example/\u00001\u0000) `" onmouseover="window.__pwned=1 \u00000\u0000`',
+    '`x` [a](https://e.example/\u00000\u0000" onmouseover="window.__pwned=1)', '\u0000' * 50,
+    '\ue000 \ue000[1]\ue000 `\ue000`', '[1] \ue000\ue000 [2](https://e.example/) \ue000',
+    # blow-ups: deep quotes, long runs, unclosed markers
+    '>' * 20_000 + ' deep', '> ' * 5_000 + 'deep', '[' * 30_000, '[a](' * 5_000, '`' * 30_000, '*' * 30_000,
+    '_ ' * 15_000, ' _a' * 10_000, '**' * 15_000, '#' * 10_000 + ' x', '1. ' * 10_000, '- ' * 10_000,
+    '```\n' + '<script>window.__pwned=1</script>\n' * 200, ' ' * 50_000 + 'x', '\n' * 50_000,
+    ('[a](https://e.example/' + 'x' * 3_000 + ')') * 10,
+]
+
+_PIECES = ["**", "*", "_", "`", "```", "[", "]", "(", ")", "[1]", "[12]", "](https://e.example/a_b)", "https://",
+           "javascript:", "> ", "# ", "- ", "1. ", "\n", "\n\n", "  \n", " ", "<", ">", '"', "'", "&", "&amp;",
+           "onmouseover=", "onerror=", "window.__pwned=1", "<img src=x ", "<script>", "</script>", "\u0000", "\ue000",
+           "0", "1", "\u0000 0 \u0000", "£1,483", "é", "\ud7ff", "\u202e", "word", "GOV.UK", "\t", "\r", "\r\n"]
+
+
+def _random_inputs(n: int, seed: int = 14) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    return ["".join(rng.choice(_PIECES) for _ in range(rng.randint(1, 60))) for _ in range(n)]
+
+
+@pytest.mark.timeout(300)
+def test_markdown_renderer_fuzz_no_markup_from_model_text_no_hang(browser):
+    # A blank page without the server's CSP, so that only the renderer stands between model text and script.
+    browser.get("about:blank")
+    browser.set_script_timeout(120)  # a hung render fails the test instead of stalling it
+    browser.execute_script(MARKDOWN_JS.read_text(encoding="utf-8"))
+    inputs = PAYLOADS + _random_inputs(3000)
+    report = {"bad": [], "n_bad": 0, "slowest_ms": 0.0, "elements": 0, "pwned": 0}
+    for i in range(0, len(inputs), 500):
+        got = browser.execute_script(FUZZ_HARNESS, inputs[i:i + 500])
+        report["bad"] += [[i + j, why] for j, why in got["bad"]]
+        report["n_bad"] += got["n_bad"]
+        report["slowest_ms"] = max(report["slowest_ms"], got["slowest_ms"])
+        report["elements"] += got["elements"]
+    time.sleep(0.3)  # an injected onerror/onload fires asynchronously
+    report["pwned"] = browser.execute_script("return window.__pwned || 0")
+    print(f"\nrenderer fuzz: {len(inputs)} inputs ({len(PAYLOADS)} adversarial), {report['elements']} elements, "
+          f"{report['n_bad']} bad, slowest {report['slowest_ms']:.0f} ms, script ran: {bool(report['pwned'])}")
+    assert report["n_bad"] == 0, [(inputs[i][:80], why) for i, why in report["bad"][:5]]
+    assert report["pwned"] == 0
+    assert report["slowest_ms"] < 2000
+
+
+def test_markdown_renderer_keeps_its_formatting(browser):
+    browser.get("about:blank")
+    browser.execute_script(MARKDOWN_JS.read_text(encoding="utf-8"))
+    render = lambda md: browser.execute_script("return SafeMarkdown.render(arguments[0])", md)  # noqa: E731
+    assert render("**London** and _GOV.UK [site](https://www.gov.uk/a_b)_ [2]") == (
+        '<p><strong>London</strong> and <em>GOV.UK <a href="https://www.gov.uk/a_b" target="_blank" '
+        'rel="noopener noreferrer">site</a></em> <a class="cite" href="#src-2" data-cite="2">[2]</a></p>')
+    assert render("`<b>` and [`x`](https://e.example/)") == (
+        '<p><code>&lt;b&gt;</code> and <a href="https://e.example/" target="_blank" rel="noopener noreferrer">'
+        '<code>x</code></a></p>')
+    assert render("# Title\n- one\n- two\n\n1. first\n> quoted *em*") == (
+        "<h3>Title</h3>\n<ul>\n<li>one</li>\n<li>two</li>\n</ul>\n<ol>\n<li>first</li>\n</ol>\n"
+        "<blockquote><p>quoted <em>em</em></p></blockquote>")
+    assert render("a\u0000b \ue000") == "<p>a\ufffdb \ufffd</p>"

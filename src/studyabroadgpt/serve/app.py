@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -18,15 +19,26 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, Header, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from .answer import Answerer, Turn, collect, stream_turn
 from .errors import APIError, error_response, install_handlers
 from .generation import GenerationError, GenParams, Generator, Piece, PromptTooLong
 from .limits import Admission, BodyLimit, check_api_key
-from .protocol import ChatCompletionRequest, chunk_body, completion_body, new_id, now
+from .protocol import ChatCompletionRequest, chunk_body, completion_body, new_id, now, parse_request
 from .settings import ServeSettings
 
 log = logging.getLogger("studyabroadgpt.serve")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# The page loads only its own script and style files and talks only to this server; nothing may frame it.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 STATIC = resources.files("studyabroadgpt") / "serve" / "static"
 
 
@@ -52,7 +64,9 @@ def create_app(generator: Generator, answerer: Answerer | None = None,
         if conversation_log is not None:
             conversation_log.close()
 
-    app = FastAPI(title="StudyAbroadGPT", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # With a key, the API description is behind the key too (served by the route below), not public.
+    app = FastAPI(title="StudyAbroadGPT", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None if settings.api_key else "/openapi.json")
     app.state.admission, app.state.settings, app.state.generator = admission, settings, generator
     install_handlers(app)
     app.state.conversation_log = conversation_log
@@ -67,7 +81,9 @@ def create_app(generator: Generator, answerer: Answerer | None = None,
 
     @app.middleware("http")
     async def access_log(request: Request, call_next: Any) -> Any:
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        # A caller's request id is echoed in a header and the log: only a short, plain token is taken as one.
+        given = request.headers.get("x-request-id") or ""
+        request.state.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
         start = time.perf_counter()
         try:
             response = await call_next(request)
@@ -78,6 +94,8 @@ def create_app(generator: Generator, answerer: Answerer | None = None,
             response = error_response(500, f"internal server error (request id {request.state.request_id})",
                                       "server_error", "internal_error")
         response.headers["X-Request-ID"] = request.state.request_id
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
         log.info("request", extra={"event": "request", "request_id": request.state.request_id,
                                    "method": request.method, "path": request.url.path,
                                    "status": response.status_code,
@@ -110,10 +128,22 @@ def create_app(generator: Generator, answerer: Answerer | None = None,
         suffix = name[name.rfind("."):]
         return FileResponse(str(STATIC / name), media_type=types.get(suffix, "application/octet-stream"))
 
+    if settings.api_key:
+        @app.get("/openapi.json", include_in_schema=False)
+        async def openapi(authorization: str | None = Header(default=None)) -> JSONResponse:
+            check_api_key(settings.api_key, authorization)
+            return JSONResponse(app.openapi())
+
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest, request: Request,
-                               authorization: str | None = Header(default=None)) -> Any:
+    async def chat_completions(request: Request, authorization: str | None = Header(default=None)) -> Any:
+        # The key is checked before the body is read: without it, a malformed body gets 401, not 400.
         check_api_key(settings.api_key, authorization)
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # gone, or cut off by the body-size cap (which has answered 413 already)
+            raise APIError(400, "the client closed the request before its body arrived", "invalid_request_error",
+                           "client_disconnected") from None
+        body = parse_request(raw)
         params = _params(body, settings)
         use_rag = settings.rag if body.rag is None else (body.rag and settings.rag)
         rid = new_id()
@@ -137,7 +167,9 @@ def create_app(generator: Generator, answerer: Answerer | None = None,
         if last.finish_reason == "timeout":
             raise APIError(504, f"generation did not finish within {settings.request_timeout_s:g}s",
                            "server_error", "timeout")
-        final = answerer.finish(turn, text)
+        # The gate and its audit are CPU work (a long answer: tens of ms): off the event loop, so /health and
+        # streams keep answering meanwhile.
+        final = await asyncio.to_thread(answerer.finish, turn, text)
         _log_answer(request, last, final.gate)
         await _record_turn(request, rid, turn, text, final, generator.model_name, answerer, settings)
         usage = _usage(last)
@@ -216,7 +248,7 @@ async def _sse(generator: Generator, answerer: Answerer, turn: Turn, params: Gen
                                    "type": "server_error", "param": None, "code": "timeout"}})
             yield "data: [DONE]\n\n"
             return
-        final = answerer.finish(turn, "".join(parts))
+        final = await asyncio.to_thread(answerer.finish, turn, "".join(parts))
         _log_answer(request, last, final.gate)
         await _record_turn(request, rid, turn, "".join(parts), final, model, answerer,
                            request.app.state.settings)

@@ -8,44 +8,71 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections import deque
 from typing import Any
 
 from .errors import APIError
 
 
 class Admission:
+    """Generation slots, counted before any await.
+
+    A request either takes a free slot, joins a bounded queue or is refused (429), all in one synchronous step:
+    with the count taken after an await, 64 simultaneous requests all saw a free server, none got a 429, and 18
+    then waited out the queue timeout (503). A freed slot passes straight to the longest-waiting request.
+    """
+
     def __init__(self, max_concurrency: int, max_queue: int, queue_timeout_s: float):
         self.max_concurrency, self.max_queue, self.queue_timeout_s = max_concurrency, max_queue, queue_timeout_s
         self.active = 0
-        self.waiting = 0
         self.rejected = 0
-        self._sem: asyncio.Semaphore | None = None
+        self._waiters: deque[asyncio.Future] = deque()
 
-    def _semaphore(self) -> asyncio.Semaphore:
-        if self._sem is None:  # created inside the server's event loop
-            self._sem = asyncio.Semaphore(self.max_concurrency)
-        return self._sem
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
 
     async def acquire(self) -> None:
-        sem = self._semaphore()
-        if self.active >= self.max_concurrency and self.waiting >= self.max_queue:
+        # Everything up to the first await runs without yielding to another request.
+        if self.active < self.max_concurrency and not self._waiters:
+            self.active += 1
+            return
+        if len(self._waiters) >= self.max_queue:
             self.rejected += 1
             raise APIError(429, f"server is at capacity ({self.active} running, {self.waiting} queued); retry shortly",
                            "rate_limit_error", "server_busy", headers={"Retry-After": "2"})
-        self.waiting += 1
+        slot = asyncio.get_running_loop().create_future()
+        self._waiters.append(slot)
         try:
-            await asyncio.wait_for(sem.acquire(), self.queue_timeout_s)
+            await asyncio.wait_for(asyncio.shield(slot), self.queue_timeout_s)
         except asyncio.TimeoutError:
+            if slot.done():
+                return  # the slot was handed over just as the wait ran out: take it
+            self._leave(slot)
             self.rejected += 1
             raise APIError(503, f"no generation slot became free within {self.queue_timeout_s:g}s; retry later",
                            "server_error", "queue_timeout", headers={"Retry-After": "5"}) from None
-        finally:
-            self.waiting -= 1
-        self.active += 1
+        except asyncio.CancelledError:  # the client went away while queued
+            if slot.done():
+                self.release()  # it had been handed a slot: pass it on
+            else:
+                self._leave(slot)
+            raise
+
+    def _leave(self, slot: asyncio.Future) -> None:
+        slot.cancel()
+        try:
+            self._waiters.remove(slot)
+        except ValueError:
+            pass
 
     def release(self) -> None:
+        while self._waiters:
+            slot = self._waiters.popleft()
+            if not slot.done():
+                slot.set_result(None)  # the slot moves to the next in line; ``active`` stays the same
+                return
         self.active -= 1
-        self._semaphore().release()
 
     def releaser(self):
         """An idempotent release for one acquired slot (safe to call from several cleanup paths)."""

@@ -10,7 +10,24 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import json
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import APIError
+
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # a 64-bit seed, what torch and vLLM take (2**70 was a 502 from torch)
+
+
+def _valid_unicode(text: str, what: str) -> str:
+    """JSON may carry a lone UTF-16 surrogate ("\\ud800"); it is not text and breaks the tokenizer and logs."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} holds a lone UTF-16 surrogate at character {exc.start} (send valid Unicode "
+                         "text)") from None
+    return text
 
 
 class ChatMessage(BaseModel):
@@ -31,8 +48,8 @@ class ChatMessage(BaseModel):
                 if part.get("type") != "text" or not isinstance(part.get("text"), str):
                     raise ValueError("only text content parts are supported")
                 parts.append(part["text"])
-            return "".join(parts)
-        return v
+            v = "".join(parts)
+        return _valid_unicode(v, "content")
 
 
 class ChatCompletionRequest(BaseModel):
@@ -46,12 +63,17 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     user: str | None = None
     # Our extension: skip grounding for this request (A/B comparisons from the web page or eval scripts).
     rag: bool | None = None
     # Our extension: generate | compose | auto for this request (default: the server's --answer-mode).
     answer_mode: Literal["generate", "compose", "auto"] | None = None
+
+    @field_validator("model", "user")
+    @classmethod
+    def _text(cls, v: str | None) -> str | None:
+        return v if v is None else _valid_unicode(v, "value")
 
     @field_validator("messages")
     @classmethod
@@ -68,6 +90,38 @@ class ChatCompletionRequest(BaseModel):
         role = {"developer": "system"}
         return [{"role": role.get(m.role, m.role), "content": m.content or ""} for m in self.messages
                 if m.role != "tool"]
+
+
+def parse_request(raw: bytes) -> ChatCompletionRequest:
+    """The request body as a :class:`ChatCompletionRequest`, or a 400 that says what is wrong with it.
+
+    Parsed here rather than by FastAPI's body parameter so that the API key is checked first (a caller without
+    it learns nothing about the body format), and so that bodies the JSON parser itself chokes on — 100,000
+    nested brackets (RecursionError), a 5,000-digit number — are 400s, not 500s.
+    """
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise APIError(400, "request body is nested too deeply", "invalid_request_error", "invalid_request") from None
+    except UnicodeDecodeError:
+        raise APIError(400, "request body is not valid UTF-8 JSON", "invalid_request_error",
+                       "invalid_request") from None
+    except ValueError as exc:
+        message = "request body is not valid JSON"
+        if "digits" in str(exc):  # int() refuses numbers over 4,300 digits (CVE-2020-10735)
+            message = "request body holds a number with too many digits"
+        raise APIError(400, message, "invalid_request_error", "invalid_request") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "request body must be a JSON object", "invalid_request_error", "invalid_request")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        # the server's one validation-error handler words it ("messages.0.role: Input should be ...")
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False,
+                                                                                           include_input=False)]
+                                     ) from None
+    except RecursionError:
+        raise APIError(400, "request body is nested too deeply", "invalid_request_error", "invalid_request") from None
 
 
 def new_id() -> str:

@@ -47,7 +47,7 @@ function describeChange(c) {
   const esc = SafeMarkdown.escapeHtml;
   // c.text is the server's own one-line description (GateChange.describe), the same the terminal chat prints.
   if (c.text && c.action !== "cited" && c.action !== "dropped_citation" && c.action !== "added_key_fact") return esc(c.text) + ".";
-  if (c.action === "corrected") return "Corrected “" + esc(c.claim) + "” to the official value " + esc(c.replacement) + (c.citation ? " [" + c.citation + "]" : "") + ".";
+  if (c.action === "corrected") return "Corrected “" + esc(c.claim) + "” to the official value " + esc(c.replacement) + (c.citation ? " [" + esc(String(c.citation)) + "]" : "") + ".";
   if (c.action === "removed") return "Removed “" + esc(c.claim) + "”: it contradicts the official source.";
   if (c.action === "marked_unverified") return "Marked “" + esc(c.claim) + "” as unverified: no official source here confirms it.";
   if (c.action === "added_caveat") return "Added a reminder to check the official source (information as of " + esc(c.as_of) + ").";
