@@ -56,6 +56,45 @@ def test_export_gguf_end_to_end(tiny_adapter, tmp_path):
     mf = parse_modelfile(out / "Modelfile")
     assert mf["from"] == f"./{q8['file']}" and mf["template"] == CHATML_GO_TEMPLATE
     assert mf["system"] == "Check official sources."
+    # merge → GGUF → serve → answer: llama.cpp loads what we exported and answers through the server.
+    reply = _answer_with_llamacpp(out / q8["file"], CHECK_PROMPT_SHORT, max_tokens=12)
+    assert reply["finish_reason"] in ("stop", "length") and 0 < reply["completion_tokens"] <= 12
+
+
+CHECK_PROMPT_SHORT = "What is a student visa?"
+
+
+def _answer_with_llamacpp(gguf, question: str, max_tokens: int, grounded: bool = False) -> dict:
+    """Serve ``gguf`` with ``--engine llamacpp`` (the real llama.cpp server process) and ask one question."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+    from conftest import running  # noqa: E402 - the serve tests' loopback server helper
+    from openai import OpenAI
+
+    from studyabroadgpt.serve.answer import Answerer
+    from studyabroadgpt.serve.app import create_app
+    from studyabroadgpt.serve.llamacpp_engine import load_llamacpp_generator
+    from studyabroadgpt.serve.settings import ServeSettings
+
+    import asyncio
+
+    gen = load_llamacpp_generator(str(gguf), parallel=1, ctx_per_slot=2048, threads=1)
+    answerer = Answerer.from_kb(top_k=2, mode="generate") if grounded else Answerer(None, None)
+    # Started before the app: loading the GGUF may outlast the test server's start-up wait on a busy machine.
+    asyncio.run(gen.start())
+    try:
+        with running(create_app(gen, answerer, ServeSettings(rag=grounded, gate=grounded))) as base:
+            client = OpenAI(base_url=f"{base}/v1", api_key="x", max_retries=0, timeout=300)
+            resp = client.chat.completions.create(model=gen.model_name, max_tokens=max_tokens,
+                                                  messages=[{"role": "user", "content": question}])
+            client.close()
+    finally:
+        asyncio.run(gen.close())
+    assert not gen.process.running()  # stopped with the last user
+    return {"content": resp.choices[0].message.content, "finish_reason": resp.choices[0].finish_reason,
+            "completion_tokens": resp.usage.completion_tokens, "extra": resp.model_extra}
 
 
 @pytest.mark.integration
