@@ -29,7 +29,7 @@ from pathlib import Path
 from studyabroadgpt.kb.audit import Auditor
 from studyabroadgpt.kb.claims import extract_claims
 from studyabroadgpt.kb.store import load_kb
-from studyabroadgpt.stats import wilson_interval
+from studyabroadgpt.significance import wilson_interval
 from studyabroadgpt.synth.generate import synthesize
 from studyabroadgpt.utils import atomic_write_json, save_figure
 

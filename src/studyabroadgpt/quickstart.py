@@ -1,7 +1,8 @@
 """`sagpt quickstart`: the whole pipeline in one command, offline, on the embedded default.
 
-    synth (or ingest --dataset) → data (validate, clean, dedup, leak-free split, stats, card)
-    → train (LoRA with a time budget) → eval (base vs tuned vs tuned + grounding) → publish (dry run)
+    synth (grounded: the server's numbered-facts prompt, or ingest --dataset) → data (validate, clean, dedup,
+    leak-free split, stats at the recipe's seq_len, card) → train (LoRA with a time budget) → eval (base / tuned /
+    base+rag / tuned+rag on the real-style prompts) → publish (dry run)
 
 Each stage writes into ``<out>/<stage>/`` and ends by writing ``stage.json`` with the fingerprint of its inputs
 (config + upstream results). A re-run skips every stage whose fingerprint is unchanged; ``--fresh`` starts over.
@@ -38,7 +39,7 @@ class QuickstartConfig(BaseModel):
     n_synth: int = Field(600, ge=10)
     seed: int = 0
     time_budget: str = "10m"
-    eval_prompts: int = Field(12, ge=2)
+    eval_prompts: int = Field(24, ge=2)    # of the real-style set (category-stratified); 92 = all of it
     max_new_tokens: int = Field(192, ge=1)
     eval_batch_size: int = Field(4, ge=1)
     judge_endpoint: Optional[str] = None   # OpenAI-compatible judge, e.g. http://127.0.0.1:8080/v1
@@ -84,52 +85,66 @@ def run_stage(root: Path, name: str, inputs: dict[str, Any], fn: Callable[[Path]
 # --------------------------------------------------------------------------------------------- stages
 
 
-def stage_synth(cfg: QuickstartConfig, d: Path) -> dict[str, Any]:
-    """Grounded conversations from the knowledge base, or the user's dataset validated as it stands."""
+def recipe(cfg: QuickstartConfig):
+    """The training recipe the run will use: the quickstart reads ``seq_len`` and ``grounded`` from it, so the
+    data statistics and the synthesis match what training does."""
+    from .train.config import load_train_config
+
+    return load_train_config(cfg.train_config, [f"model={cfg.model}", *cfg.train_overrides])
+
+
+def stage_synth(cfg: QuickstartConfig, d: Path, grounded: bool) -> dict[str, Any]:
+    """Grounded conversations from the knowledge base, or the user's dataset validated as it stands; either way
+    rejected records are kept in ``quarantine.jsonl`` and counted."""
     from .data.io import write_conversations
-    from .data.load import load_valid
+    from .utils import atomic_write_jsonl
 
     if cfg.dataset:
+        from .data.load import load_valid
+
         loaded = load_valid(cfg.dataset, split=cfg.dataset_split, quarantine=d / "quarantine.jsonl")
-        convs, bad = loaded.conversations, loaded.quarantined
-        if bad:
-            console.print(f"[yellow]{len(bad)} records quarantined[/] → {d / 'quarantine.jsonl'}")
-        source = cfg.dataset
+        convs, n_bad = loaded.conversations, loaded.rejected
+        source, extra = cfg.dataset, {}
     else:
         from .kb.store import load_kb
-        from .synth.generate import generate
+        from .synth.generate import Grounding, synthesize
 
         kb = load_kb()
-        convs = generate(kb, n=cfg.n_synth, seed=cfg.seed)
-        bad = []
-        source = f"synth-template (KB {kb.version}, n={cfg.n_synth}, seed={cfg.seed})"
+        result = synthesize(kb, cfg.n_synth, seed=cfg.seed, grounding=Grounding() if grounded else None)
+        if result.quarantine:
+            atomic_write_jsonl(d / "quarantine.jsonl", result.quarantine)
+        convs, n_bad = result.conversations, len(result.quarantine)
+        kind = "synth-template+grounded" if grounded else "synth-template"
+        source = f"{kind} (KB {kb.version}, n={cfg.n_synth}, seed={cfg.seed})"
+        extra = {"kb_version": kb.version, "grounded": grounded, "unanswerable_turns": result.unanswerable_turns}
+    if n_bad:
+        console.print(f"[yellow]{n_bad} records quarantined[/] → {d / 'quarantine.jsonl'}")
     path = write_conversations(convs, d / "conversations.jsonl")
     console.print(f"{len(convs)} conversations from {source} → {path}")
-    return {"conversations": str(path), "n": len(convs), "quarantined": len(bad), "source": source,
+    return {"conversations": str(path), "n": len(convs), "quarantined": n_bad, "source": source, **extra,
             "fingerprint": fingerprint_paths([path])}
 
 
-def stage_data(cfg: QuickstartConfig, d: Path, synth: dict[str, Any]) -> dict[str, Any]:
+def stage_data(cfg: QuickstartConfig, d: Path, synth: dict[str, Any], seq_len: int) -> dict[str, Any]:
+    """The data commands' own library steps: validated read with cleaning (``load_valid``), dedup, the
+    leak-free split with ``cfg.seed``, statistics at the recipe's ``seq_len``, the dataset card."""
     from .data.card import build_card, write_card
     from .data.dedup import dedup
     from .data.io import write_conversations
     from .data.load import load_valid
     from .data.split import split
     from .data.stats import compute_stats, plot_stats, public
-
-    loaded = load_valid(synth["conversations"], clean=True, quarantine=d / "quarantine.jsonl")
-    kept, bad = loaded.conversations, loaded.quarantined
-    deduped = dedup(kept, threshold=0.8)
-    atomic_write_json(d / "dedup.json", {"exact_removed": deduped.exact_removed, "near_removed": deduped.near_removed,
-                                         "clusters": deduped.clusters})
-    parts = split(deduped.kept, test_size=0.15, seed=42)
-    write_conversations(parts.train, d / "train.jsonl")
-    write_conversations(parts.test, d / "test.jsonl")
-    atomic_write_json(d / "split_report.json", parts.report())
     from .models import load_tokenizer
 
-    tok = load_tokenizer(cfg.model)
-    stats = compute_stats(deduped.kept, tok)
+    loaded = load_valid(synth["conversations"], clean=True, quarantine=d / "quarantine.jsonl")
+    deduped = dedup(loaded.conversations, threshold=0.8)
+    atomic_write_json(d / "dedup.json", {"exact_removed": deduped.exact_removed, "near_removed": deduped.near_removed,
+                                         "clusters": deduped.clusters})
+    parts = split(deduped.kept, test_size=0.15, seed=cfg.seed)
+    write_conversations(parts.train, d / "train.jsonl")
+    write_conversations(parts.test, d / "test.jsonl")
+    atomic_write_json(d / "split_report.json", {**parts.report(), "seed": cfg.seed})
+    stats = compute_stats(deduped.kept, load_tokenizer(cfg.model), seq_len=seq_len)
     atomic_write_json(d / "stats.json", public(stats))
     plot_stats(stats, d)
     card_dir = d / "dataset"
@@ -138,13 +153,13 @@ def stage_data(cfg: QuickstartConfig, d: Path, synth: dict[str, Any]) -> dict[st
         shutil.copyfile(d / f"{name}.jsonl", card_dir / f"{name}.jsonl")
     write_card(build_card(public(stats), {"train": len(parts.train), "test": len(parts.test)},
                           fingerprint=fingerprint_paths([d / "train.jsonl", d / "test.jsonl"]),
-                          source_note=f"Source: {synth['source']}."), card_dir)
-    console.print(f"clean: {len(kept)} kept, {len(bad)} quarantined; dedup removed "
+                          kb_version=synth.get("kb_version"), source_note=f"Source: {synth['source']}."), card_dir)
+    console.print(f"clean: {len(loaded.conversations)} kept, {loaded.rejected} quarantined; dedup removed "
                   f"{deduped.exact_removed + deduped.near_removed}; split {len(parts.train)} train / "
                   f"{len(parts.test)} test (near-duplicate pairs across splits: {parts.cross_pairs})")
     return {"train": str(d / "train.jsonl"), "test": str(d / "test.jsonl"), "n_train": len(parts.train),
-            "n_test": len(parts.test), "quarantined": len(bad), "dedup_removed": len(deduped.removed),
-            "over_seq_len_share": stats.get("over_seq_len_share"), "dataset_dir": str(card_dir),
+            "n_test": len(parts.test), "quarantined": loaded.rejected, "dedup_removed": len(deduped.removed),
+            "seq_len": seq_len, "over_seq_len_share": stats.get("over_seq_len_share"), "dataset_dir": str(card_dir),
             "fingerprint": fingerprint_paths([d / "train.jsonl", d / "test.jsonl"])}
 
 
@@ -167,61 +182,39 @@ def stage_train(cfg: QuickstartConfig, d: Path, data: dict[str, Any]) -> dict[st
     return {"run_dir": str(run_dir), "adapter": str(run_dir / "adapter"), "summary": summary}
 
 
-class GroundedSystem:
-    """The served assistant as an eval system: retrieval + the tuned model + the factuality gate.
+# The four systems a student could be served: the model as shipped and the fine-tune, each alone and behind the
+# server's answer path (retrieval, numbered facts, gate, citations). The judge compares the two grounded ones.
+SYSTEMS = ("base", "tuned", "base+rag", "tuned+rag")
 
-    It reuses the already loaded tuned model (no second load) and the server's own ``Answerer``, so what is
-    evaluated is exactly what `sagpt serve` answers.
-    """
 
-    def __init__(self, name: str, generator: Any):
-        from .serve.answer import Answerer
+def eval_config(cfg: QuickstartConfig, d: Path, data: dict[str, Any], train: dict[str, Any]):
+    from .eval.config import EvalConfig
 
-        self.name, self.generator = name, generator
-        self.answerer = Answerer.from_kb()
-
-    def answer(self, items, progress=None):
-        from dataclasses import replace
-
-        turns = [self.answerer.prepare(it.messages) for it in items]
-        grounded = [replace(it, messages=t.model_messages) for it, t in zip(items, turns)]
-        answers = self.generator.answer(grounded, progress)
-        out = []
-        for ans, it, turn in zip(answers, items, turns):
-            final = self.answerer.finish(turn, ans.response)
-            out.append(replace(ans, system=self.name, prompt=it.prompt, response=final.content))
-        return out
+    judge = ({"endpoint": cfg.judge_endpoint, "model": cfg.judge_model, "a": "base+rag", "b": "tuned+rag"}
+             if cfg.judge_endpoint else None)
+    return EvalConfig.model_validate({
+        "output_dir": str(d),
+        # the hand-written real-style set; with data the user brought, its held-out split too
+        "prompts": {"path": None, "limit": cfg.eval_prompts, "seed": cfg.seed,
+                    "heldout": data["test"] if cfg.dataset else None,
+                    "heldout_limit": cfg.eval_prompts if cfg.dataset else None},
+        "model": {"base": cfg.model, "adapter": train["adapter"]},
+        "generation": {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.eval_batch_size},
+        "grounding": {"systems": ["base", "tuned"]},
+        "score": {"n_resamples": 1000, "seed": 0, "baseline": "base", "references_from_kb": False,
+                  "compare": [["base+rag", "tuned+rag"], ["tuned", "tuned+rag"]]},
+        "judge": judge,
+        "report": {"run_dir": train["run_dir"]},
+    })
 
 
 def stage_eval(cfg: QuickstartConfig, d: Path, data: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
-    from .eval.generate import generate
-    from .eval.items import load_items
-    from .eval.report import write_report
-    from .eval.score import score_files
-    from .eval.systems import HFSystem, load_pair
+    from .eval.run import run_all
 
-    items = load_items(data["test"], mode="first", limit=cfg.eval_prompts)
-    model, tok = load_pair(cfg.model, train["adapter"])
-    kw = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.eval_batch_size}
-    tuned = HFSystem("tuned", model, tok, adapter=True, **kw)
-    systems = [HFSystem("base", model, tok, adapter=False, **kw), tuned, GroundedSystem("tuned+rag", tuned)]
-    outputs = d / "outputs.jsonl"
-    generate(systems, items, outputs, show_progress=True)
-    scores = score_files([outputs], d, allow_empty=True, baseline="base", n_resamples=1000, seed=0)
-    if cfg.judge_endpoint:
-        from .eval.config import JudgeConfig
-        from .eval.judge import run_judge
-        from .eval.outputs import align, read_outputs
-        from .eval.run import build_judge
-
-        _, answers = align(read_outputs([outputs], allow_empty=True))
-        judge_cfg = JudgeConfig(endpoint=cfg.judge_endpoint, model=cfg.judge_model)
-        run_judge(answers, "base", "tuned", build_judge(judge_cfg), d, both_orders=True, seed=0,
-                  show_progress=True)
-    paths = write_report(d, run_dir=train["run_dir"], outputs=outputs)
+    paths = run_all(eval_config(cfg, d, data, train))
     summary = json.loads((d / "summary.json").read_text())
-    return {"eval_dir": str(d), "report": {k: str(v) for k, v in paths.items()}, "n_items": len(items),
-            "summary": summary, "scores_baseline": scores.get("baseline")}
+    return {"eval_dir": str(d), "report": {k: str(v) for k, v in paths.items()}, "n_items": summary["n_items"],
+            "summary": summary}
 
 
 def stage_publish(cfg: QuickstartConfig, d: Path, data: dict[str, Any], train: dict[str, Any],
@@ -248,16 +241,19 @@ def run_quickstart(cfg: QuickstartConfig, fresh: bool = False) -> dict[str, Any]
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    rec = recipe(cfg)
     synth_inputs = {"dataset": cfg.dataset, "split": cfg.dataset_split, "n": cfg.n_synth, "seed": cfg.seed,
-                    "kb": None if cfg.dataset else _kb_version()}
-    synth = run_stage(root, "synth", synth_inputs, lambda d: stage_synth(cfg, d), 1)
-    data = run_stage(root, "data", {"synth": synth["fingerprint"], "model": cfg.model},
-                     lambda d: stage_data(cfg, d, synth), 2)
+                    "kb": None if cfg.dataset else _kb_version(), "grounded": rec.grounded}
+    synth = run_stage(root, "synth", synth_inputs, lambda d: stage_synth(cfg, d, rec.grounded), 1)
+    data = run_stage(root, "data", {"synth": synth["fingerprint"], "model": cfg.model, "seed": cfg.seed,
+                                    "seq_len": rec.seq_len},
+                     lambda d: stage_data(cfg, d, synth, rec.seq_len), 2)
     train_inputs = {"data": data["fingerprint"], "model": cfg.model, "config": _file_fp(cfg.train_config),
                     "overrides": cfg.train_overrides, "budget": cfg.time_budget}
     train = run_stage(root, "train", train_inputs, lambda d: stage_train(cfg, d, data), 3, resumable=True)
     eval_inputs = {"adapter": fingerprint_paths([train["adapter"]]), "test": data["fingerprint"],
-                   "n": cfg.eval_prompts, "max_new_tokens": cfg.max_new_tokens, "judge": cfg.judge_endpoint}
+                   "n": cfg.eval_prompts, "max_new_tokens": cfg.max_new_tokens, "judge": cfg.judge_endpoint,
+                   "prompts": _prompt_set_fp(), "systems": list(SYSTEMS)}
     ev = run_stage(root, "eval", eval_inputs, lambda d: stage_eval(cfg, d, data, train), 4)
     pub = run_stage(root, "publish", {"eval": eval_inputs, "train": train_inputs},
                     lambda d: stage_publish(cfg, d, data, train, ev), 5)
@@ -274,50 +270,79 @@ def _kb_version() -> str:
     return load_kb().version
 
 
+def _prompt_set_fp() -> str:
+    from .eval.items import REAL_STYLE
+
+    return fingerprint_paths([REAL_STYLE])
+
+
 def _file_fp(path: Optional[str]) -> Optional[str]:
     return fingerprint_paths([path]) if path and Path(path).exists() else path
 
 
-KEY_METRICS = ("rougeL_f1", "bertscore_f1", "audit_error_rate", "caveat_rate_policy", "markdown_rate")
+# What the summary table shows: what a student reads first, then the audit and the answers' shape.
+KEY_METRICS = ("looping_rate", "distinct_2", "foreign_url_rate", "unverified_entity_rate", "off_topic_citation_rate",
+               "honest_out_of_scope_rate", "premise_corrected_rate", "expected_fact_rate", "right_destination_rate",
+               "expect_pass_rate", "audit_error_rate", "caveat_rate_policy", "truncation_rate", "length_words")
 
 
 def _fmt_ci(m: dict[str, Any] | None) -> str:
     if not m or m.get("mean") is None:
         return "–"
-    return f"{m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+    return f"{m['mean']:.2f}\n[{m['ci_low']:.2f}, {m['ci_high']:.2f}]"
 
 
-def print_summary(result: dict[str, Any], cfg: QuickstartConfig) -> None:
-    tr = result["train"]["summary"]
-    summ = result["eval"]["summary"]
+def summary_tables(summ: dict[str, Any]) -> list[Table]:
+    """Systems × key metrics (mean over 95% CI, verdict vs the base), then tuned+rag vs base+rag: does the
+    fine-tune serve students better than the base model behind the same answer path?"""
     systems = summ.get("systems", [])
     base = summ.get("baseline") or (systems[0] if systems else "base")
     metrics = summ.get("metrics", {})
-    verdicts = {(c["metric"], c["b"]): c for c in summ.get("comparisons", []) if c.get("a") == base}
-
-    table = Table(title=f"Evaluation on {summ.get('n_items')} held-out prompts (mean [95% CI]; verdict vs {base})")
-    table.add_column("metric", style="bold")
+    verdicts = {(c["metric"], c["a"], c["b"]): c for c in summ.get("comparisons", [])}
+    table = Table(title=f"Evaluation on {summ.get('n_items')} prompts (mean, 95% CI; verdict vs {base})")
+    table.add_column("metric", style="bold", no_wrap=True)
     for s in systems:
         table.add_column(s, justify="right")
+    pair = ("base+rag", "tuned+rag") if {"base+rag", "tuned+rag"} <= set(systems) else None
+    diffs = Table(title="tuned+rag − base+rag (paired difference, 95% CI)") if pair else None
+    if diffs is not None:
+        for col in ("metric", "difference", "95% CI", "verdict"):
+            diffs.add_column(col, style="bold" if col == "metric" else None, no_wrap=col == "metric")
     for name in KEY_METRICS:
         if name not in metrics:
             continue
         cells = []
         for s in systems:
             cell = _fmt_ci(metrics[name].get(s))
-            comp = verdicts.get((name, s))
-            if comp is not None:
+            comp = verdicts.get((name, base, s))
+            if comp is not None and comp["verdict"] != "not distinguishable":
                 cell += f"\n{comp['verdict']}"
             cells.append(cell)
         table.add_row(name, *cells)
-    console.print(table)
+        comp = verdicts.get((name, *pair)) if pair else None
+        if diffs is not None and comp is not None:
+            diffs.add_row(name, f"{comp['diff']:+.2f}", f"[{comp['ci_low']:+.2f}, {comp['ci_high']:+.2f}]",
+                          comp["verdict"])
+    return [table] + ([diffs] if diffs is not None and diffs.row_count else [])
+
+
+def print_summary(result: dict[str, Any], cfg: QuickstartConfig) -> None:
+    tr = result["train"]["summary"]
+    summ = result["eval"]["summary"]
+    for table in summary_tables(summ):
+        console.print(table)
 
     facts = Table(title="StudyAbroadGPT quickstart", show_header=False)
     facts.add_column(style="bold")
     facts.add_column()
     d = result["data"]
+    sy = result["synth"]
+    facts.add_row("synthesis", f"{sy['n']} conversations kept, {sy['quarantined']} quarantined"
+                  + (f" (grounded: numbered facts + distractors; {sy.get('unanswerable_turns', 0)} questions the "
+                     "facts do not cover)" if sy.get("grounded") else ""))
     facts.add_row("data", f"{d['n_train']} train / {d['n_test']} test conversations ({d['quarantined']} quarantined, "
-                          f"{d['dedup_removed']} duplicates removed)")
+                          f"{d['dedup_removed']} duplicates removed; {_num(d.get('over_seq_len_share'), 3)} "
+                          f"longer than seq_len {d.get('seq_len')})")
     facts.add_row("training", f"loss {_num(tr.get('first_loss'))} → {_num(tr.get('last_loss'))} "
                               f"({_num(tr.get('loss_reduction_pct'), 1)}% lower), {tr.get('steps')} steps, "
                               f"{_num(tr.get('tokens_per_s'), 0)} tokens/s, stopped by {tr.get('stopped_by')}")
@@ -356,7 +381,9 @@ def register(app: typer.Typer) -> None:
         override: list[str] = typer.Option([], "--set", help="Training override key=value (repeatable)."),
         n_synth: int = typer.Option(600, help="Conversations to synthesize from the knowledge base."),
         time_budget: str = typer.Option("10m", help="Training wall-clock budget (e.g. 10m, 8h30m)."),
-        eval_prompts: int = typer.Option(12, help="Held-out prompts to evaluate on."),
+        eval_prompts: int = typer.Option(24, help="Real-style prompts to evaluate on (a category-stratified "
+                                         "subset; 92 asks them all), plus as many of the held-out split when you "
+                                         "bring --dataset."),
         max_new_tokens: int = typer.Option(192),
         judge_endpoint: Optional[str] = typer.Option(None, help="OpenAI-compatible judge endpoint (optional)."),
         judge_model: str = typer.Option("default"),

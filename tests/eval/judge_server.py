@@ -4,7 +4,8 @@
   tells the student to check the official source, else 1; helpfulness grows with length (capped at 3); the
   higher total is preferred, equal totals are a tie. Questions containing GARBAGE always get prose (never
   parseable), RETRY gets prose on the first attempt only, FENCE gets the JSON inside a code fence with prose.
-  POSITION makes the judge always prefer Answer A (a maximally position-biased judge).
+  POSITION makes the judge always prefer Answer A (a maximally position-biased judge). FLAGS adds the rubric's
+  per-answer flags (an answer containing LOOP is incoherent; one without "official" misses its caveat).
 * Any other request is an "assistant": it echoes the question with a caveat, reporting token usage, and stops
   with finish_reason "length" when max_tokens is below 8.
 """
@@ -47,6 +48,11 @@ def _judge_reply(messages: list[dict]) -> str:
         pref = "A" if acc_a + help_a > acc_b + help_b else "B" if acc_b + help_b > acc_a + help_a else "tie"
     obj = {"accuracy_a": acc_a, "helpfulness_a": help_a, "accuracy_b": acc_b, "helpfulness_b": help_b,
            "preference": pref, "reason": "deterministic test judge"}
+    if "FLAGS" in question:  # the rubric's flags: LOOP in an answer makes it incoherent, no "official" no caveat
+        for side, text in (("a", a), ("b", b)):
+            obj[f"flags_{side}"] = {"incoherent": "LOOP" in text, "invented_specifics": False,
+                                    "confident_error": False, "missing_caveat": "official" not in text.lower(),
+                                    "premise_accepted": False}
     if "FENCE" in question:
         return "Here is my verdict:\n```json\n" + json.dumps(obj, indent=2) + "\n```\nThanks."
     return json.dumps(obj)

@@ -135,3 +135,21 @@ def test_local_hf_judge_that_cannot_follow_the_format_is_recorded_not_fatal():
     res = deblind(judgements, keys, "base", "tuned")
     assert res["unparseable_items"] == 1 and res["n_judged_items"] == 0
     assert res["counts"] == {"win": 0, "tie": 0, "loss": 0}
+
+
+def test_rubric_flags_per_system_from_a_live_server(judge_url, tmp_path):
+    """The rubric asks for coherence / invented specifics / confident errors / caveats / premise per answer;
+    the de-blinded result gives each system's flag rates, and the report shows them next to the metrics."""
+    from studyabroadgpt.eval.judge import FLAGS, RUBRIC
+
+    for flag in FLAGS:
+        assert flag in RUBRIC
+    looping = "You can work. LOOP You can work. LOOP You can work."
+    answers = _pair([f"FLAGS question {i}" for i in range(6)], looping, CAVEAT)
+    res = run_judge(answers, "base", "tuned", EndpointJudge(judge_url), tmp_path, both_orders=True, seed=1,
+                    show_progress=False)
+    fr = res["flag_rates"]
+    assert fr["base"]["incoherent"]["rate"] == 1.0 and fr["tuned"]["incoherent"]["rate"] == 0.0
+    assert fr["base"]["missing_caveat"]["rate"] == 1.0 and fr["tuned"]["missing_caveat"]["rate"] == 0.0
+    assert fr["base"]["incoherent"]["n"] == 6 and fr["base"]["incoherent"]["ci_low"] > 0.5
+    assert json.loads((tmp_path / "judge.json").read_text())["flag_rates"] == json.loads(json.dumps(fr))

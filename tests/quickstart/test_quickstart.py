@@ -8,7 +8,8 @@ from studyabroadgpt.cli import app
 runner = CliRunner()
 
 ARGS = ["quickstart", "--model", "tiny-random", "--n-synth", "40", "--time-budget", "25s", "--eval-prompts", "3",
-        "--max-new-tokens", "8", "--set", "seq_len=256", "--set", "save_steps=5"]
+        "--max-new-tokens", "8", "--set", "seq_len=768", "--set", "save_steps=5",
+        "--set", "grad_accum=1", "--set", "max_steps=3", "--set", "warmup_ratio=0"]
 
 
 def test_quickstart_runs_every_stage_then_skips_them(tmp_path):
@@ -21,11 +22,22 @@ def test_quickstart_runs_every_stage_then_skips_them(tmp_path):
     assert summary["synth"]["n"] == 40
     assert summary["data"]["n_train"] + summary["data"]["n_test"] + summary["data"]["dedup_removed"] == 40
     assert (out / "train" / "adapter" / "adapter_model.safetensors").exists()
+    assert summary["synth"]["grounded"] and summary["synth"]["quarantined"] == 0
+    first = json.loads((out / "synth" / "conversations.jsonl").read_text().splitlines()[0])
+    assert first["conversations"][0]["from"] == "system"  # trained on the served numbered-facts prompt
+    assert summary["data"]["seq_len"] == 768  # the recipe's seq_len reaches the data statistics
     ev = json.loads((out / "eval" / "summary.json").read_text())
-    assert ev["systems"] == ["base", "tuned", "tuned+rag"] and ev["n_items"] == 3
+    assert ev["systems"] == ["base", "tuned", "base+rag", "tuned+rag"] and ev["n_items"] == 3
+    assert "looping_rate" in ev["metrics"] and "expect_pass_rate" in ev["metrics"]
+    assert any(c["a"] == "base+rag" and c["b"] == "tuned+rag" for c in ev["comparisons"])
     rows = [json.loads(line) for line in (out / "eval" / "outputs.jsonl").read_text().splitlines()]
-    grounded = [r for r in rows if r["system"] == "tuned+rag"]
-    assert grounded and all("Sources" in r["response"] for r in grounded)  # grounded answers cite the KB
+    from studyabroadgpt.eval.items import REAL_STYLE, load_items
+
+    real_style = {it.id for it in load_items(REAL_STYLE)}
+    assert {r["id"] for r in rows} <= real_style and all("category" in r for r in rows)
+    grounded = [r for r in rows if r["system"].endswith("+rag")]
+    assert len(grounded) == 6 and all("sources" in r for r in grounded)  # grounded answers record citations
+    assert "Evaluation on 3 prompts" in r.output and "tuned+rag − base+rag" in r.output
     assert (out / "eval" / "report.html").exists()
     assert (out / "publish" / "model" / "README.md").exists()
     assert "Chat with it" in r.output and "sagpt serve" in r.output

@@ -11,6 +11,7 @@ import pytest
 from studyabroadgpt.config import ConfigError
 from studyabroadgpt.data.io import read_conversations, write_conversations
 from studyabroadgpt.kb.audit import Auditor, has_caveat
+from studyabroadgpt.serve.checks import says_no_information
 from studyabroadgpt.serve.grounding import SYSTEM_PROMPT
 from studyabroadgpt.synth.generate import Grounding, synthesize
 from studyabroadgpt.synth.plan import plan_conversations
@@ -113,7 +114,7 @@ def test_a_share_of_questions_is_not_covered_and_the_answer_says_so(kb, raft):
         answer = conv.turns[2 * t + 2]
         assert answer.role == "assistant" and answer.provenance == []
         assert not re.search(r"\[\d+\]|\d", answer.text)  # no citation, no figure: nothing to cite
-        assert has_caveat(answer.text)
+        assert has_caveat(answer.text) and says_no_information(answer.text)
         topic = conv.metadata["topics"][t]
         assert not any(kb.by_id[f].topic == topic and kb.by_id[f].destination == conv.metadata["destination"]
                        for f in conv.metadata["grounding"]["prompt_facts"])

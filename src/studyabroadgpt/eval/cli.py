@@ -74,13 +74,22 @@ def score_cmd(
     seed: int = typer.Option(0),
     audit: bool = typer.Option(True, help="Run the knowledge-base claim audit when available."),
     allow_empty: bool = typer.Option(False, help="Score empty responses as empty instead of stopping."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", "-p", help="Prompt set the answers came from (e.g. "
+                                           "the real-style set): adds category/checks by id for the category "
+                                           "metrics when the outputs file lacks them."),
+    references_from_kb: bool = typer.Option(False, help="The references were written from the knowledge base "
+                                            "(template data): the report says so next to BLEU/ROUGE/BERTScore."),
 ) -> None:
-    """Metrics with bootstrap CIs and paired differences; writes scores.json, scores.jsonl, summary.json."""
+    """Metrics with bootstrap CIs and paired differences; writes scores.json, scores.jsonl, summary.json.
+
+    Works on any file with id,prompt,response (answers produced elsewhere too): the student-facing metrics
+    (loops, distinct-2, foreign URLs, unverified names, off-topic citations) need nothing else."""
     from .report import build_summary
     from .score import score_files
 
     result = score_files(outputs, out, allow_empty=allow_empty, baseline=baseline, n_resamples=resamples, seed=seed,
-                         bertscore_model=bertscore_model, bertscore_layer=bertscore_layer, use_audit=audit)
+                         bertscore_model=bertscore_model, bertscore_layer=bertscore_layer, use_audit=audit,
+                         prompts=prompts, references_from_kb=references_from_kb)
     build_summary(out)
     for c in result["comparisons"]:
         typer.echo(f"{c['metric']:<24} {c['b']} - {c['a']}: {c['diff']:+.4f} "

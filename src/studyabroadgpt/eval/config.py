@@ -11,10 +11,14 @@ class _Strict(BaseModel):
 
 
 class PromptsConfig(_Strict):
-    path: str
+    # null: the hand-written real-style prompt set shipped in eval/prompts/real_style.jsonl
+    path: str | None = None
     mode: Literal["first", "every"] = "first"  # first user turn, or every user turn with its history
     split: str | None = None                   # for Hub datasets
-    limit: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1)   # a category-stratified subset of this size (seeded)
+    heldout: str | None = None                 # a held-out split of real data, asked as well (has references)
+    heldout_limit: int | None = Field(default=None, ge=1)
+    seed: int = 0
 
 
 class ModelConfig(_Strict):
@@ -40,6 +44,14 @@ class GenerationConfig(_Strict):
     system_prompt: str | None = None           # prepended when an item has no system message
 
 
+class GroundingConfig(_Strict):
+    """Also evaluate these model systems behind the server's answer path (retrieval, numbered-facts prompt,
+    gate, citations): each appears as "<name>+rag"."""
+    systems: list[str] = Field(default_factory=list)   # e.g. [base, tuned]
+    kb: str | None = None                              # default: the shipped knowledge base
+    top_k: int = Field(default=4, ge=1)
+
+
 class ScoreConfig(_Strict):
     bertscore_model: str | None = None         # default: the offline all-MiniLM-L6-v2
     bertscore_layer: int | None = None
@@ -48,6 +60,8 @@ class ScoreConfig(_Strict):
     audit: bool = True
     allow_empty: bool = False
     baseline: str | None = None                # default: the first system
+    references_from_kb: bool | None = None     # null: detected (references of synthesized conversations)
+    compare: list[tuple[str, str]] = Field(default_factory=list)  # extra (a, b) pairs besides baseline vs each
 
 
 class JudgeConfig(_Strict):
@@ -78,6 +92,7 @@ class EvalConfig(_Strict):
     model: ModelConfig | None = None
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    grounding: GroundingConfig = Field(default_factory=GroundingConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     judge: JudgeConfig | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)

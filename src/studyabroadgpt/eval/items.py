@@ -30,10 +30,40 @@ class EvalItem:
     reference: str | None = None
     topic: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    category: str | None = None                # prompt-set category (e.g. "uncovered", "false_premise")
+    checks: dict[str, Any] | None = None       # machine-readable expectations (see eval/student.py)
+    expect: str | None = None                  # what a good answer does, for a human or a judge
 
     @property
     def prompt(self) -> str:
         return self.messages[-1]["content"]
+
+
+# The hand-written real-style prompt set (questions as students type them, with expectations): the default
+# held-out set, because references written from our own KB reward grounding by construction.
+REAL_STYLE = Path(__file__).with_name("prompts") / "real_style.jsonl"
+
+
+def stratified(items: list[EvalItem], limit: int, seed: int = 0) -> list[EvalItem]:
+    """``limit`` items drawn round-robin across categories (seeded), in the set's order: a short run still
+    asks every kind of question instead of the first N of one kind."""
+    import random
+
+    if limit >= len(items):
+        return list(items)
+    groups: dict[str, list[EvalItem]] = {}
+    for it in items:
+        groups.setdefault(it.category or "", []).append(it)
+    rng = random.Random(seed)
+    for g in groups.values():
+        rng.shuffle(g)
+    picked: list[EvalItem] = []
+    while len(picked) < limit:
+        for g in groups.values():
+            if g and len(picked) < limit:
+                picked.append(g.pop())
+    keep = {id(it) for it in picked}
+    return [it for it in items if id(it) in keep]
 
 
 def load_items(source: str | Path, mode: Mode = "first", split: str | None = None,
@@ -75,10 +105,48 @@ def _from_prompt_table(source: str | Path, split: str | None) -> list[EvalItem]:
         messages = []
         if isinstance(row.get("system_prompt"), str) and row["system_prompt"].strip():
             messages.append({"role": "system", "content": row["system_prompt"]})
-        messages.append({"role": "user", "content": prompt})
+        history = row.get("messages")
+        if history is not None:  # a follow-up: the conversation so far, ending with this prompt
+            messages += _history(history, prompt, where)
+        else:
+            messages.append({"role": "user", "content": prompt})
+        checks = parse_checks(row.get("checks"), where)
         items.append(EvalItem(id=str(row["id"]), messages=messages, reference=ref or None,
-                              topic=row.get("topic") or None))
+                              topic=row.get("topic") or None, category=_opt_text(row.get("category")),
+                              checks=checks or None, expect=_opt_text(row.get("expect"))))
     return items
+
+
+def parse_checks(v: Any, where: str) -> dict[str, Any] | None:
+    """A ``checks`` cell: an object, or (from CSV) its JSON text; empty means none."""
+    if v in (None, ""):
+        return None
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: field 'checks' is not a JSON object: {exc}") from exc
+    if not isinstance(v, dict):
+        raise DataError(f"{where}: field 'checks' must be an object, got {type(v).__name__}")
+    return v or None
+
+
+def _opt_text(v: Any) -> str | None:
+    return str(v) if v not in (None, "") else None
+
+
+def _history(history: Any, prompt: str, where: str) -> list[dict[str, str]]:
+    if not isinstance(history, list) or not history:
+        raise DataError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}")
+    out = []
+    for k, m in enumerate(history):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(m.get("content"), str):
+            raise DataError(f"{where}: messages[{k}] must be {{role: system|user|assistant, content: text}}")
+        out.append({"role": m["role"], "content": m["content"]})
+    if out[-1]["role"] != "user" or out[-1]["content"].strip() != prompt.strip():
+        raise DataError(f"{where}: the last of 'messages' must be the user turn 'prompt'")
+    return out
 
 
 def _from_conversations(source: str | Path, mode: Mode, split: str | None) -> list[EvalItem]:
@@ -100,7 +168,7 @@ def _from_conversations(source: str | Path, mode: Mode, split: str | None) -> li
                 reference = nxt.text if nxt is not None and nxt.role == "assistant" else None
                 item_id = conv.id if mode == "first" else f"{conv.id}#{user_turns}"
                 items.append(EvalItem(id=item_id, messages=history + [{"role": "user", "content": turn.text}],
-                                      reference=reference, topic=conv.topic))
+                                      reference=reference, topic=conv.topic, meta={"source": conv.source}))
                 if mode == "first":
                     break
             history.append({"role": turn.role, "content": turn.text})

@@ -41,9 +41,21 @@ Visa, immigration, work-rights, proof-of-funds and health-insurance advice given
 student to confirm it with the official government or university source scores at most 1 on helpfulness;
 confidently wrong advice on those topics scores 0 on accuracy.
 
+Also flag, for EACH answer, what a student would be hurt or confused by (true/false):
+- incoherent: repeats itself, loops, breaks off, or does not read as a sensible answer;
+- invented_specifics: names an organisation, scholarship, programme, URL, figure or deadline that looks made up
+  or that you cannot verify;
+- confident_error: states something wrong as fact, without hedging;
+- missing_caveat: a visa / work / funds / health-cover answer that never sends the student to the official source;
+- premise_accepted: the question rests on a false premise (a city in the wrong country, a test a school does not
+  use, a rule that does not exist) and the answer goes along with it; false when there is no false premise.
+
 Then say which answer you prefer overall: "A", "B", or "tie" if neither is better.
 Reply with ONLY a JSON object, no other text:
-{"accuracy_a": 0-3, "helpfulness_a": 0-3, "accuracy_b": 0-3, "helpfulness_b": 0-3, "preference": "A" | "B" | "tie", "reason": "one short sentence"}"""
+{"accuracy_a": 0-3, "helpfulness_a": 0-3, "accuracy_b": 0-3, "helpfulness_b": 0-3, "flags_a": {"incoherent": false, "invented_specifics": false, "confident_error": false, "missing_caveat": false, "premise_accepted": false}, "flags_b": {...same keys...}, "preference": "A" | "B" | "tie", "reason": "one short sentence"}"""
+
+# What the rubric flags in each answer (rates per system in the report, lower is better for all of them).
+FLAGS = ("incoherent", "invented_specifics", "confident_error", "missing_caveat", "premise_accepted")
 
 USER_TEMPLATE = """[Student question]
 {question}
@@ -66,6 +78,21 @@ class Judgement(BaseModel):
     helpfulness_b: int = Field(ge=0, le=3)
     preference: Literal["A", "B", "tie"]
     reason: str = ""
+    # optional: a judge that leaves the flags out still gives a usable accuracy / helpfulness / preference
+    flags_a: dict[str, bool] | None = None
+    flags_b: dict[str, bool] | None = None
+
+    @field_validator("flags_a", "flags_b", mode="before")
+    @classmethod
+    def _flags(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return None
+        out = {}
+        for k, x in v.items():
+            key = str(k).strip().lower().replace(" ", "_")
+            if key in FLAGS:
+                out[key] = x if isinstance(x, bool) else str(x).strip().lower() in ("true", "yes", "1")
+        return out or None
 
     @field_validator("accuracy_a", "helpfulness_a", "accuracy_b", "helpfulness_b", mode="before")
     @classmethod
@@ -256,7 +283,7 @@ def deblind(judgements: Sequence[dict], keys: Sequence[KeyEntry], sys_a: str, sy
       on a vs b. Under "no preference between the systems" the table is symmetric.
     * Sign tests on per-item accuracy and helpfulness (mean over usable passes) and on the item verdicts.
     """
-    from .. import stats
+    from .. import significance as stats
 
     key = {(k.id, k.pass_): k for k in keys}
     by_item: dict[str, list[dict]] = {}
@@ -273,8 +300,9 @@ def deblind(judgements: Sequence[dict], keys: Sequence[KeyEntry], sys_a: str, sy
         position_a += p["preference"] == "A"
         position_b += p["preference"] == "B"
         scores = {k.a: (p["accuracy_a"], p["helpfulness_a"]), k.b: (p["accuracy_b"], p["helpfulness_b"])}
+        flags = {k.a: p.get("flags_a"), k.b: p.get("flags_b")}
         by_item[j["id"]].append({"pass": j["pass"], "winner": winner, "position": p["preference"],
-                                 "a_is": k.a, "scores": scores})
+                                 "a_is": k.a, "scores": scores, "flags": flags})
 
     verdicts, acc_a, acc_b, help_a, help_b = [], [], [], [], []
     for votes in by_item.values():
@@ -306,6 +334,7 @@ def deblind(judgements: Sequence[dict], keys: Sequence[KeyEntry], sys_a: str, sy
         "bowker": ({**stats.bowker_test(table), "table": table.tolist(),
                     "rows": f"pass with {sys_a} shown as A: A / B / tie",
                     "columns": f"pass with {sys_a} shown as B: A / B / tie"} if table is not None else None),
+        "flag_rates": _flag_rates(by_item, (sys_a, sys_b)),
         "sign_tests": {"accuracy": stats.sign_test(acc_a, acc_b), "helpfulness": stats.sign_test(help_a, help_b),
                        "preference": stats.sign_test([0] * n, verdicts)},
         "position_bias": {
@@ -316,6 +345,23 @@ def deblind(judgements: Sequence[dict], keys: Sequence[KeyEntry], sys_a: str, sy
             "consistency": _consistency(by_item) if both else None,
         },
     }
+
+
+def _flag_rates(by_item: dict[str, list[dict]], systems: tuple[str, str]) -> dict[str, dict[str, Any]]:
+    """Per system and flag: share of judged items where the judge raised it (in any pass), with a Wilson CI."""
+    from .. import significance as stats
+
+    out: dict[str, dict[str, Any]] = {}
+    for system in systems:
+        out[system] = {}
+        for flag in FLAGS:
+            seen = [any((v["flags"].get(system) or {}).get(flag, False) for v in votes)
+                    for votes in by_item.values() if any(v["flags"].get(system) for v in votes)]
+            if not seen:
+                continue
+            lo, hi = stats.wilson_interval(sum(seen), len(seen))
+            out[system][flag] = {"rate": sum(seen) / len(seen), "ci_low": lo, "ci_high": hi, "n": len(seen)}
+    return out
 
 
 def _bowker_table(by_item: dict[str, list[dict]], sys_a: str):

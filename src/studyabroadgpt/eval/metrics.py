@@ -14,6 +14,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from .outputs import Answer
+from .student import STUDENT_METRICS, student_columns
 from .textchecks import has_markdown, is_abstention, word_count
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,31 @@ class MetricSpec:
     label: str
     direction: Direction  # which way is better; "neutral" metrics are described, not judged
     corpus: bool = False
+    group: str = "other"  # "student" metrics lead the report; "reference" ones need reference answers
 
 
 METRICS: dict[str, MetricSpec] = {
-    "bleu": MetricSpec("SacreBLEU (corpus)", "higher", corpus=True),
-    "rougeL_f1": MetricSpec("ROUGE-L F1", "higher"),
-    "bertscore_f1": MetricSpec("BERTScore F1", "higher"),
+    # what a student reads (eval/student.py, on the answer path's own detectors in serve/checks.py)
+    "looping_rate": MetricSpec("Looping answers (repeated lines / sentences / phrases)", "lower", group="student"),
+    "distinct_2": MetricSpec("Distinct word bigrams within the answer (distinct-2)", "higher", group="student"),
+    "foreign_url_rate": MetricSpec("Answers with a URL outside the knowledge base", "lower", group="student"),
+    "unverified_entity_rate": MetricSpec("Answers naming an unverified organisation / scheme / test", "lower",
+                                         group="student"),
+    "off_topic_citation_rate": MetricSpec("Answers citing an off-topic source (of those citing)", "lower",
+                                          group="student"),
+    "honest_out_of_scope_rate": MetricSpec("Out-of-scope prompts answered honestly (no info + official pointer)",
+                                           "higher", group="student"),
+    "premise_corrected_rate": MetricSpec("False-premise prompts whose premise is challenged (heuristic)", "higher",
+                                         group="student"),
+    "expected_fact_rate": MetricSpec("Prompts answered with an expected KB fact (checks.expect_facts)", "higher",
+                                     group="student"),
+    "right_destination_rate": MetricSpec("Answers using no other destination's facts (checks.destination)",
+                                         "higher", group="student"),
+    "expect_pass_rate": MetricSpec("Answers passing all of their prompt's machine checks", "higher",
+                                   group="student"),
+    "bleu": MetricSpec("SacreBLEU (corpus)", "higher", corpus=True, group="reference"),
+    "rougeL_f1": MetricSpec("ROUGE-L F1", "higher", group="reference"),
+    "bertscore_f1": MetricSpec("BERTScore F1", "higher", group="reference"),
     "audit_error_rate": MetricSpec("Answers with a contradicted or unsupported claim", "lower"),
     "audit_contradicted_rate": MetricSpec("Answers contradicting the knowledge base", "lower"),
     "audit_unsupported_rate": MetricSpec("Answers with unsupported specific claims", "lower"),
@@ -77,17 +97,20 @@ def compute_item_scores(ids: Sequence[str], answers: dict[str, list[Answer]], be
     systems = list(answers)
     first = answers[systems[0]]
     references = [a.reference for a in first]
-    has_refs = all(r for r in references)
+    with_ref = [k for k, r in enumerate(references) if r]
+    scores.values.update({m: {} for m in STUDENT_METRICS})  # placeholders: student metrics lead every table
 
-    if has_refs:
-        _reference_metrics(scores, answers, references, bertscore_model, bertscore_layer)
+    if with_ref:
+        # Mixed sets (the real-style prompts have no references, a held-out split does): reference metrics
+        # are computed on the items that have one and are None elsewhere.
+        _reference_metrics(scores, answers, references, with_ref, bertscore_model, bertscore_layer)
     else:
-        missing = sum(1 for r in references if not r)
-        reason = f"no reference answer for {missing} of {len(references)} items"
+        reason = f"no reference answer for any of the {len(references)} items"
         for m in ("bleu", "rougeL_f1", "bertscore_f1"):
             scores.unavailable[m] = reason
 
     _audit_metrics(scores, answers, enabled=use_audit)
+    _student_metrics(scores, answers)
 
     for system, ans in answers.items():
         scores.values.setdefault("abstention_rate", {})[system] = [float(is_abstention(a.response)) for a in ans]
@@ -98,6 +121,18 @@ def compute_item_scores(ids: Sequence[str], answers: dict[str, list[Answer]], be
     return scores
 
 
+def _student_metrics(scores: ItemScores, answers: dict[str, list[Answer]]) -> None:
+    from ..kb.audit import Auditor
+
+    values, unavailable = student_columns(answers, Auditor.default().kb, scores.audits or None)
+    for m in STUDENT_METRICS:
+        if m in values:
+            scores.values[m] = values[m]
+        else:
+            del scores.values[m]
+    scores.unavailable.update(unavailable)
+
+
 def _optional_column(scores: ItemScores, answers: dict[str, list[Answer]], metric: str, get) -> None:
     cols = {s: [get(a) for a in ans] for s, ans in answers.items()}
     if all(v is None for col in cols.values() for v in col):
@@ -106,22 +141,28 @@ def _optional_column(scores: ItemScores, answers: dict[str, list[Answer]], metri
     scores.values[metric] = cols
 
 
-def _reference_metrics(scores: ItemScores, answers: dict[str, list[Answer]], references: list[str],
-                       bertscore_model: str | None, bertscore_layer: int | None) -> None:
+def _reference_metrics(scores: ItemScores, answers: dict[str, list[Answer]], references: list[str | None],
+                       with_ref: list[int], bertscore_model: str | None, bertscore_layer: int | None) -> None:
     from rouge_score import rouge_scorer
     from sacrebleu.metrics import BLEU
 
     bleu = BLEU()
     rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     bert = _bert_scorer(bertscore_model, bertscore_layer)
+    refs = [references[k] for k in with_ref]
+    n = len(references)
     for system, ans in answers.items():
-        hyps = [a.response for a in ans]
+        hyps = [ans[k].response for k in with_ref]
         # Per-item sufficient statistics: summing rows of any resample gives that resample's corpus BLEU.
-        scores.bleu_stats[system] = np.asarray(bleu._extract_corpus_statistics(hyps, [references]), dtype=float)
-        scores.values.setdefault("rougeL_f1", {})[system] = [
-            rouge.score(ref, hyp)["rougeL"].fmeasure for hyp, ref in zip(hyps, references)]
-        scores.values.setdefault("bertscore_f1", {})[system] = bert.f1(hyps, references)
-    scores.values["bleu"] = {s: [None] * len(references) for s in answers}  # corpus metric: see bleu_stats
+        scores.bleu_stats[system] = np.asarray(bleu._extract_corpus_statistics(hyps, [refs]), dtype=float)
+        rouge_vals = [rouge.score(ref, hyp)["rougeL"].fmeasure for hyp, ref in zip(hyps, refs)]
+        bert_vals = bert.f1(hyps, refs)
+        for metric, vals in (("rougeL_f1", rouge_vals), ("bertscore_f1", bert_vals)):
+            col: list[float | None] = [None] * n
+            for k, v in zip(with_ref, vals):
+                col[k] = v
+            scores.values.setdefault(metric, {})[system] = col
+    scores.values["bleu"] = {s: [None] * n for s in answers}  # corpus metric: see bleu_stats
 
 
 @functools.lru_cache(maxsize=2)

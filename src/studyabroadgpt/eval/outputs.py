@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..data.io import DataError, iter_raw
+from .items import parse_checks
 from ..utils import atomic_write_bytes, atomic_write_jsonl
 
 REQUIRED = ("id", "prompt", "response")
-COLUMNS = ("id", "prompt", "response", "reference", "system", "latency_s", "new_tokens", "truncated")
+COLUMNS = ("id", "prompt", "response", "reference", "system", "latency_s", "new_tokens", "truncated", "category",
+           "checks", "sources")
 
 
 @dataclass
@@ -29,12 +31,16 @@ class Answer:
     latency_s: float | None = None
     new_tokens: int | None = None
     truncated: bool | None = None
+    category: str | None = None           # prompt-set category and checks, carried so `eval score` on the
+    checks: dict[str, Any] | None = None  # outputs file alone computes the category metrics
+    sources: list[str] | None = None      # KB fact ids the answer cites (grounded systems)
     line: str = ""  # file:line it was read from, for error messages (not written)
 
     def row(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "line"}
-        if out["reference"] is None:
-            del out["reference"]
+        for optional in ("reference", "category", "checks", "sources"):
+            if out[optional] is None:
+                del out[optional]
         return {k: out[k] for k in COLUMNS if k in out}
 
 
@@ -42,6 +48,7 @@ def write_outputs(answers: Iterable[Answer], path: str | Path) -> Path:
     path = Path(path)
     rows = [a.row() for a in answers]
     if path.suffix.lower() == ".csv":
+        rows = [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in rows]
         import pandas as pd
 
         buf = io.StringIO()
@@ -80,7 +87,9 @@ def read_outputs(paths: Sequence[str | Path], allow_empty: bool = False) -> dict
             answer = Answer(
                 id=str(row["id"]), prompt=str(row["prompt"]), response=str(response), system=system,
                 reference=_opt_str(row.get("reference")), latency_s=_opt_float(row.get("latency_s")),
-                new_tokens=_opt_int(row.get("new_tokens")), truncated=_opt_bool(row.get("truncated")), line=where,
+                new_tokens=_opt_int(row.get("new_tokens")), truncated=_opt_bool(row.get("truncated")),
+                category=_opt_str(row.get("category")), checks=parse_checks(row.get("checks"), where),
+                sources=_opt_list(row.get("sources"), where), line=where,
             )
             systems.setdefault(system, []).append(answer)
     for system, answers in systems.items():
@@ -121,6 +130,19 @@ def _preview(ids: list[str]) -> str:
 
 def _opt_str(v: Any) -> str | None:
     return None if v is None or v == "" else str(v)
+
+
+def _opt_list(v: Any, where: str) -> list[str] | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: field 'sources' is not a JSON list of fact ids: {exc}") from exc
+    if not isinstance(v, list):
+        raise DataError(f"{where}: field 'sources' must be a list of fact ids, got {type(v).__name__}")
+    return [str(x) for x in v]
 
 
 def _opt_float(v: Any) -> float | None:

@@ -44,6 +44,8 @@ def build_summary(eval_dir: str | Path) -> dict[str, Any]:
         "lengths": scores.get("lengths", {}),
         "bertscore_model": scores.get("bertscore_model"),
         "bootstrap": scores.get("bootstrap"),
+        "references": scores.get("references"),
+        "prompts": scores.get("prompts"),
     }
     atomic_write_json(eval_dir / "summary.json", _finite(summary))
     return summary
@@ -127,13 +129,57 @@ def _fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def _metric_rows(s: dict[str, Any], names: list[str]) -> list[str]:
+    systems = s["systems"]
+    verdicts = {(c["metric"], c["b"]): c["verdict"] for c in s["comparisons"] if c["a"] == s["baseline"]}
+    lines = ["| metric | " + " | ".join(systems) + " |", "|---|" + "---|" * len(systems)]
+    for m in names:
+        by = s["metrics"][m]
+        cells = []
+        for x in systems:
+            cell = f"{_fmt(by[x]['mean'])} [{_fmt(by[x]['ci_low'])}, {_fmt(by[x]['ci_high'])}]"
+            if (m, x) in verdicts:
+                cell += f" **{verdicts[(m, x)]}**"
+            cells.append(cell)
+        lines.append(f"| {METRICS[m].label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _markdown(s: dict[str, Any], figures: dict[str, Path], run_dir) -> str:
     systems, base = s["systems"], s["baseline"]
     lines = [f"# Evaluation report: {' vs '.join(systems)}", "",
-             f"{s['n_items']} items · baseline **{base}** · paired bootstrap 95% CIs "
+             f"{s['n_items']} items" + (f" from `{s['prompts']}`" if s.get("prompts") else "") +
+             f" · baseline **{base}** · paired bootstrap 95% CIs "
              f"({(s.get('bootstrap') or {}).get('n_resamples', 1000)} resamples, seed "
              f"{(s.get('bootstrap') or {}).get('seed', 0)}) · BERTScore encoder `{s.get('bertscore_model')}`", ""]
-    lines += ["## Verdicts", "",
+    student = [m for m in s["metrics"] if METRICS[m].group == "student"]
+    lines += ["## What a student reads", "",
+              "Each cell: mean [95% CI]; the verdict against the baseline (**better** / **worse** only when the CI of "
+              "the paired difference excludes zero). Rates on a category (out-of-scope, false premise, expected "
+              "facts) count only the prompts of that category.", ""]
+    lines += _metric_rows(s, student) if student else ["No student-facing metric could be computed."]
+    extra = [c for c in s["comparisons"] if c["a"] != base and c["metric"] in student]
+    if extra:
+        lines += ["", "Other pairs (paired difference b − a, 95% CI, verdict for b):", "",
+                  "| metric | b − a | difference | 95% CI | verdict |", "|---|---|---|---|---|"]
+        lines += [f"| {METRICS[c['metric']].label} | {c['b']} − {c['a']} | {_fmt(c['diff'])} | "
+                  f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}] | **{c['verdict']}** |" for c in extra]
+    judge = s.get("judge")
+    if judge and judge.get("n_judged_items"):
+        lines += ["", f"Blind judge (`{judge['judge']}`), {judge['b']} vs {judge['a']}: win "
+                  f"{_fmt(judge['rates']['win']['rate'], 2)} / tie {_fmt(judge['rates']['tie']['rate'], 2)} / loss "
+                  f"{_fmt(judge['rates']['loss']['rate'], 2)} — **{_judge_verdict(judge)}**; rubric details below."]
+    refs = s.get("references") or {}
+    ref_metrics = [m for m in s["metrics"] if METRICS[m].group == "reference"]
+    if ref_metrics:
+        lines += ["", "## Agreement with reference answers", ""]
+        if refs.get("from_kb"):
+            lines += ["> **These references were written from the same knowledge base the grounded system retrieves "
+                      "from** (template answers). A grounded answer that copies retrieved facts scores well against "
+                      "them by construction, so these figures do not show that students are better served; read "
+                      "the metrics above first.", ""]
+        lines += _metric_rows(s, ref_metrics)
+    lines += ["", "## Verdicts", "",
               "A verdict is *better* / *worse* only when the 95% CI of the paired difference excludes zero; "
               "descriptive metrics (length, formatting, abstention) read *higher* / *lower*.", "",
               "| metric | comparison | difference | 95% CI | verdict |", "|---|---|---|---|---|"]
@@ -146,11 +192,8 @@ def _markdown(s: dict[str, Any], figures: dict[str, Path], run_dir) -> str:
         lines.append(f"| Blind judge preference | {judge['b']} vs {judge['a']} | win {_fmt(r['win']['rate'], 2)} / "
                      f"loss {_fmt(r['loss']['rate'], 2)} | p={_fmt(judge['sign_tests']['preference']['p_value'])} "
                      f"(sign test) | **{_judge_verdict(judge)}** |")
-    lines += ["", "## Metrics per system", "", "| metric | " + " | ".join(systems) + " |",
-              "|---|" + "---|" * len(systems)]
-    for m, by in s["metrics"].items():
-        cells = [f"{_fmt(by[x]['mean'])} [{_fmt(by[x]['ci_low'])}, {_fmt(by[x]['ci_high'])}]" for x in systems]
-        lines.append(f"| {METRICS[m].label} | " + " | ".join(cells) + " |")
+    others = [m for m in s["metrics"] if METRICS[m].group not in ("student", "reference")]
+    lines += ["", "## Audit, formatting and length per system", ""] + _metric_rows(s, others)
     if s.get("unavailable"):
         lines += ["", "**Not computed** (reported as unavailable, not as zero):", ""]
         lines += [f"- {METRICS[m].label} (`{m}`): {why}" for m, why in s["unavailable"].items()]
@@ -204,6 +247,16 @@ def _judge_md(judge: dict | None, figures: dict) -> list[str]:
         r = judge["rates"][k]
         lines.append(f"| {label} | {judge['counts'][k]} | {_fmt(r['rate'], 2)} | "
                      f"[{_fmt(r['ci_low'], 2)}, {_fmt(r['ci_high'], 2)}] |")
+    fr = judge.get("flag_rates") or {}
+    if any(fr.values()):
+        from .judge import FLAGS
+
+        lines += ["", "What the judge flagged (share of items, 95% Wilson CI; lower is better):", "",
+                  "| flag | " + " | ".join(fr) + " |", "|---|" + "---|" * len(fr)]
+        for flag in FLAGS:
+            cells = [f"{_fmt(r[flag]['rate'], 2)} [{_fmt(r[flag]['ci_low'], 2)}, {_fmt(r[flag]['ci_high'], 2)}]"
+                     if flag in r else "–" for r in fr.values()]
+            lines.append(f"| {flag.replace('_', ' ')} | " + " | ".join(cells) + " |")
     ms = judge["mean_scores"]
     lines += ["", f"Mean rubric scores — {a}: accuracy {_fmt(ms[a]['accuracy'], 2)}, helpfulness "
               f"{_fmt(ms[a]['helpfulness'], 2)}; {b}: accuracy {_fmt(ms[b]['accuracy'], 2)}, helpfulness "

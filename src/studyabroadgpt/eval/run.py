@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from rich.console import Console
 
@@ -68,7 +68,49 @@ def pick_pair(systems: list[str], a: str | None, b: str | None) -> tuple[str, st
     return a, b
 
 
-def run_all(cfg: EvalConfig, show_progress: bool = True) -> dict[str, Path]:
+def load_eval_items(prompts, system_prompt: str | None = None) -> list[EvalItem]:
+    """The prompt set (default: the real-style set; ``limit`` takes a category-stratified subset) plus the
+    held-out split of real data when one is given (ids prefixed ``heldout:``)."""
+    from .items import REAL_STYLE, stratified
+
+    path = prompts.path or REAL_STYLE
+    items = load_items(path, mode=prompts.mode, split=prompts.split)
+    if prompts.limit:
+        items = stratified(items, prompts.limit, seed=prompts.seed)
+    if prompts.heldout:
+        held = load_items(prompts.heldout, mode=prompts.mode, limit=prompts.heldout_limit)
+        for it in held:
+            it.id = f"heldout:{it.id}"
+            it.category = it.category or "heldout"
+        items += held
+    return with_system_prompt(items, system_prompt)
+
+
+def grounded_systems(cfg: EvalConfig, systems: list[Any]) -> list[Any]:
+    """The configured systems again behind the server's answer path, named "<name>+rag"."""
+    from .systems import GroundedSystem
+
+    if not cfg.grounding.systems:
+        return []
+    from ..serve.answer import Answerer
+
+    answerer = Answerer.from_kb(cfg.grounding.kb, top_k=cfg.grounding.top_k)
+    by_name = {s.name: s for s in systems}
+    missing = [n for n in cfg.grounding.systems if n not in by_name]
+    if missing:
+        raise ConfigError(f"grounding.systems: {missing} not among the systems {list(by_name)}")
+    return [GroundedSystem(f"{n}+rag", by_name[n], answerer) for n in cfg.grounding.systems]
+
+
+def references_from_kb(items: list[EvalItem]) -> bool:
+    """References of synthesized conversations are template answers written from the shipped KB."""
+    return any(it.reference and str(it.meta.get("source") or "").startswith("synth-") for it in items)
+
+
+def run_all(cfg: EvalConfig, show_progress: bool = True, extra_systems: Sequence[Any] = (),
+            run_dir: str | Path | None = None) -> dict[str, Path]:
+    """generate → score → judge (if configured) → report. ``extra_systems`` (anything with the System protocol,
+    e.g. a ``CallableSystem``) are evaluated after the configured ones."""
     from .generate import generate
     from .judge import run_judge
     from .outputs import align, read_outputs
@@ -76,18 +118,21 @@ def run_all(cfg: EvalConfig, show_progress: bool = True) -> dict[str, Path]:
     from .score import score_files
 
     out = Path(cfg.output_dir)
-    items = with_system_prompt(load_items(cfg.prompts.path, mode=cfg.prompts.mode, split=cfg.prompts.split,
-                                          limit=cfg.prompts.limit), cfg.generation.system_prompt)
-    console.print(f"[bold]eval[/]: {len(items)} items from {cfg.prompts.path}")
+    items = load_eval_items(cfg.prompts, cfg.generation.system_prompt)
+    console.print(f"[bold]eval[/]: {len(items)} items from {cfg.prompts.path or 'the real-style prompt set'}"
+                  + (f" + {cfg.prompts.heldout}" if cfg.prompts.heldout else ""))
     systems = build_systems(cfg.model, cfg.endpoints, cfg.generation.max_new_tokens, cfg.generation.batch_size)
+    systems += grounded_systems(cfg, systems) + list(extra_systems)
     if len(systems) < 2:
         raise ConfigError("an evaluation compares at least two systems: set model.adapter or add an endpoint")
     outputs = out / "outputs.jsonl"
     generate(systems, items, outputs, show_progress=show_progress)
     sc = cfg.score
+    from_kb = references_from_kb(items) if sc.references_from_kb is None else sc.references_from_kb
     result = score_files([outputs], out, allow_empty=True, baseline=sc.baseline, n_resamples=sc.n_resamples,
                          seed=sc.seed, bertscore_model=sc.bertscore_model, bertscore_layer=sc.bertscore_layer,
-                         use_audit=sc.audit)
+                         use_audit=sc.audit, references_from_kb=from_kb, pairs=sc.compare,
+                         prompts_label=str(cfg.prompts.path or "real_style.jsonl (shipped)"))
     judge_file = out / "judge.json"
     if cfg.judge is not None:
         _, answers = align(read_outputs([outputs], allow_empty=True))
@@ -96,4 +141,4 @@ def run_all(cfg: EvalConfig, show_progress: bool = True) -> dict[str, Path]:
                   seed=cfg.judge.seed, show_progress=show_progress)
     elif judge_file.exists():
         judge_file.unlink()  # a stale judgement from an earlier run must not appear in this report
-    return write_report(out, run_dir=cfg.report.run_dir, outputs=outputs)
+    return write_report(out, run_dir=run_dir or cfg.report.run_dir, outputs=outputs)

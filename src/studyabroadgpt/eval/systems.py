@@ -6,6 +6,8 @@
 * :class:`EndpointSystem` – any OpenAI-compatible chat endpoint (vLLM, llama.cpp server, our grounded
   ``serve`` app, a hosted API) through the ``openai`` client.
 * :class:`CallableSystem` – a Python function ``messages -> str`` (for notebooks and custom pipelines).
+* :class:`GroundedSystem` – any of these behind the server's own answer path (retrieval, the numbered-facts
+  prompt, the factuality gate, citations and sources): what `sagpt serve` answers with that model.
 
 Each system answers a list of items and returns :class:`Answer` rows plus throughput figures.
 """
@@ -51,7 +53,8 @@ def stats_of(answers: Sequence[Answer], wall_s: float) -> GenStats:
 def _answer_row(item: EvalItem, system: str, text: str, latency: float, new_tokens: int | None,
                 truncated: bool | None) -> Answer:
     return Answer(id=item.id, prompt=item.prompt, response=text, system=system, reference=item.reference,
-                  latency_s=round(latency, 4), new_tokens=new_tokens, truncated=truncated)
+                  latency_s=round(latency, 4), new_tokens=new_tokens, truncated=truncated,
+                  category=item.category, checks=item.checks)
 
 
 # --------------------------------------------------------------------------------------------- local HF
@@ -189,4 +192,36 @@ class CallableSystem:
             out.append(_answer_row(it, self.name, str(text).strip(), latency, n, truncated=None))
             if progress:
                 progress(1)
+        return out
+
+
+# --------------------------------------------------------------------------------------------- grounded
+
+
+class GroundedSystem:
+    """The served assistant as an eval system: retrieval + a model system + the factuality gate.
+
+    It wraps an already built system (for the HF systems: the one loaded model, no second load) with the
+    server's own ``Answerer``, so what is evaluated is exactly what `sagpt serve` answers; each answer records
+    the KB fact ids it cites (``sources``), which the off-topic-citation metric reads.
+    """
+
+    def __init__(self, name: str, generator: Any, answerer: Any = None):
+        if answerer is None:
+            from ..serve.answer import Answerer
+
+            answerer = Answerer.from_kb()
+        self.name, self.generator, self.answerer = name, generator, answerer
+
+    def answer(self, items: Sequence[EvalItem], progress: Progress | None = None) -> list[Answer]:
+        from dataclasses import replace
+
+        turns = [self.answerer.prepare(it.messages) for it in items]
+        grounded = [replace(it, messages=t.model_messages) for it, t in zip(items, turns)]
+        answers = self.generator.answer(grounded, progress)
+        out = []
+        for ans, it, turn in zip(answers, items, turns):
+            final = self.answerer.finish(turn, ans.response)
+            cited = [s["id"] for s in final.sources if s.get("cited")]
+            out.append(replace(ans, system=self.name, prompt=it.prompt, response=final.content, sources=cited))
         return out

@@ -1,7 +1,7 @@
 """Auditing whole files: datasets (ShareGPT / messages / Alpaca) and model-output files (id, prompt, response).
 
 Every assistant answer becomes one report row; the dataset-level figure is the share of answers with a
-contradicted or unsupported claim, with a Wilson 95% interval (``stats.wilson_interval``) so a rate measured on
+contradicted or unsupported claim, with a Wilson 95% interval (``significance.wilson_interval``) so a rate measured on
 eight conversations is not read as if it came from eight thousand.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..data.io import DataError, iter_raw, quarantine_row
-from ..stats import wilson_interval
+from ..significance import wilson_interval
 from .audit import Auditor, AuditResult
 
 OUTPUT_PROMPT_KEYS = ("prompt", "question", "input")

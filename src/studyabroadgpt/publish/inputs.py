@@ -62,7 +62,7 @@ def to_interval(value: Any) -> Interval | None:
     lo, hi = _num(value.get("ci_low")), _num(value.get("ci_high"))
     count, n = value.get("count", value.get("k")), value.get("n", value.get("total"))
     if isinstance(count, int) and isinstance(n, int) and n > 0:
-        from ..stats import wilson_interval
+        from ..significance import wilson_interval
 
         if mean is None:
             mean = count / n

@@ -320,13 +320,15 @@ CITED_CAVEATS = [
     "This comes from {title} (as of {as_of}); rules may change, so double-check the official website before "
     "you apply [{n}].",
 ]
-NOT_COVERED = [
-    "The official facts I have here do not answer this: none of them covers {label} in {country}. Rather than "
-    "guess, please check the official government or university page for {country} before you rely on anything.",
+NOT_COVERED = [  # each one passes serve/checks.says_no_information: it says so AND points to an official source
+    "The official facts I have here do not include information on {label} in {country}, so I won't guess "
+    "figures or rules. Please check the official website of the {country} government, or your university's "
+    "international office, before you rely on anything.",
     "I don't have official information on {label} in {country} in the facts in front of me, so I can't give you "
     "figures or rules for it. Check the official website of the {country} government or your university.",
-    "None of the official facts I was given is about {label} in {country}, so I won't guess the details. The "
-    "official government page, or your university's international office, can tell you the current rules.",
+    "I have no official information about {label} in {country} in the facts I was given, so I can't give you "
+    "the details. Your university's international office or the official government website can tell you the "
+    "current rules.",
 ]
 
 

@@ -56,6 +56,10 @@ class TrainConfig(BaseModel):
     dataset: str = "../shared/data/studyabroadgpt-sample/conversations.jsonl"
     eval_dataset: str | None = None
     seq_len: int = Field(1024, ge=16)
+    # Synthesized training data (quickstart) carries the server's numbered-facts system prompt with distractors,
+    # and answers that cite it (retrieval-augmented fine-tuning; synth.generate.Grounding). Ignored for data
+    # you bring yourself.
+    grounded: bool = True
     packing: bool = True
     batch_size: int = Field(1, ge=1)
     grad_accum: int = Field(4, ge=1)

@@ -1,4 +1,4 @@
-"""Statistics shared by the audit, evaluation and judge: intervals and paired tests.
+"""Significance: confidence intervals and paired tests shared by the audit, evaluation and judge.
 
 Kept in one place so that every number we report to a user comes with the same, documented interval.
 """

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from studyabroadgpt import stats
+from studyabroadgpt import significance as stats
 
 from studyabroadgpt.eval.metrics import corpus_bleu
 
