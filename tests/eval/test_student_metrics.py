@@ -71,7 +71,8 @@ def test_out_of_scope_and_false_premise_and_citations(kb):
     wrong = values(kb, GOOD_WORK, checks=WORK_CHECKS, sources=["ca.study-permit.required"])
     assert wrong["off_topic_citation_rate"] == 1.0 and wrong["right_destination_rate"] == 0.0
     assert wrong["expected_fact_rate"] == 1.0  # the figure itself is right: the audit matches it to the fact
-    assert values(kb, "You can work up to 20 hours a week in term time.", checks=WORK_CHECKS, sources=[])["expected_fact_rate"] == 1.0
+    stated = values(kb, "You can work up to 20 hours a week in term time.", checks=WORK_CHECKS, sources=[])
+    assert stated["expected_fact_rate"] == 1.0
     assert values(kb, "Work rules vary.", checks=WORK_CHECKS, sources=[])["expected_fact_rate"] == 0.0
     assert values(kb, "No sources here.")["off_topic_citation_rate"] is None  # nothing cited: not applicable
 
@@ -96,7 +97,7 @@ def test_paired_verdicts_separate_good_from_degenerate_systems():
     assert verdict["looping_rate"] == "worse" and verdict["foreign_url_rate"] == "worse"
     assert verdict["distinct_2"] == "worse" and verdict["expect_pass_rate"] == "worse"
     assert res["metrics"]["looping_rate"]["bad"]["ci_low"] == 1.0
-    assert list(res["metrics"])[0] == "looping_rate"  # student metrics lead
+    assert next(iter(res["metrics"])) == "looping_rate"  # student metrics lead
     assert "honest_out_of_scope_rate" in res["unavailable"]  # no out-of-scope prompt: unavailable, not zero
 
 

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from studyabroadgpt.config import ConfigError
-from studyabroadgpt.data.io import read_conversations, write_conversations
+from studyabroadgpt.data.io import write_conversations
+from studyabroadgpt.data.load import load_valid
 from studyabroadgpt.kb.audit import Auditor, has_caveat
 from studyabroadgpt.serve.checks import says_no_information
 from studyabroadgpt.serve.grounding import SYSTEM_PROMPT
@@ -122,8 +123,9 @@ def test_a_share_of_questions_is_not_covered_and_the_answer_says_so(kb, raft):
 
 def test_grounded_data_round_trips_with_its_system_turn(raft, tmp_path):
     path = write_conversations(raft.conversations[:10], tmp_path / "raft.jsonl")
-    convs, rejected = read_conversations(path)
-    assert rejected == [] and [c.turns[0].role for c in convs] == ["system"] * 10
+    loaded = load_valid(path)
+    convs = loaded.conversations
+    assert loaded.quarantined == [] and [c.turns[0].role for c in convs] == ["system"] * 10
     assert convs[0].turns[0].text == raft.conversations[0].turns[0].text
 
 

@@ -50,6 +50,7 @@ class GroundingConfig(_Strict):
     systems: list[str] = Field(default_factory=list)   # e.g. [base, tuned]
     kb: str | None = None                              # default: the shipped knowledge base
     top_k: int = Field(default=4, ge=1)
+    mode: Literal["generate", "compose", "auto"] | None = None  # the answer mode; null: the server's default
 
 
 class ScoreConfig(_Strict):

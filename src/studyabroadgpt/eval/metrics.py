@@ -60,6 +60,8 @@ METRICS: dict[str, MetricSpec] = {
     "abstention_rate": MetricSpec("Abstention rate", "neutral"),
     "markdown_rate": MetricSpec("Markdown formatting rate", "neutral"),
     "truncation_rate": MetricSpec("Truncated at max_new_tokens", "lower"),
+    "model_answer_rate": MetricSpec("Grounded answers written by the model (not composed / out-of-scope)",
+                                    "neutral"),
     "length_words": MetricSpec("Answer length (words)", "neutral"),
     "new_tokens": MetricSpec("New tokens", "neutral"),
 }
@@ -118,6 +120,8 @@ def compute_item_scores(ids: Sequence[str], answers: dict[str, list[Answer]], be
         scores.values.setdefault("length_words", {})[system] = [float(word_count(a.response)) for a in ans]
     _optional_column(scores, answers, "truncation_rate", lambda a: None if a.truncated is None else float(a.truncated))
     _optional_column(scores, answers, "new_tokens", lambda a: None if a.new_tokens is None else float(a.new_tokens))
+    _optional_column(scores, answers, "model_answer_rate",
+                     lambda a: None if a.mode is None else float(a.mode == "generate"))
     return scores
 
 

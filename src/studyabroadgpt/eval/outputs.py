@@ -18,7 +18,7 @@ from ..utils import atomic_write_bytes, atomic_write_jsonl
 
 REQUIRED = ("id", "prompt", "response")
 COLUMNS = ("id", "prompt", "response", "reference", "system", "latency_s", "new_tokens", "truncated", "category",
-           "checks", "sources")
+           "checks", "sources", "mode", "raw_response")
 
 
 @dataclass
@@ -34,11 +34,13 @@ class Answer:
     category: str | None = None           # prompt-set category and checks, carried so `eval score` on the
     checks: dict[str, Any] | None = None  # outputs file alone computes the category metrics
     sources: list[str] | None = None      # KB fact ids the answer cites (grounded systems)
+    mode: str | None = None               # what produced a grounded answer: generate / compose / out_of_scope
+    raw_response: str | None = None       # a grounded system's model text before the answer path edited it
     line: str = ""  # file:line it was read from, for error messages (not written)
 
     def row(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "line"}
-        for optional in ("reference", "category", "checks", "sources"):
+        for optional in ("reference", "category", "checks", "sources", "mode", "raw_response"):
             if out[optional] is None:
                 del out[optional]
         return {k: out[k] for k in COLUMNS if k in out}
@@ -89,7 +91,8 @@ def read_outputs(paths: Sequence[str | Path], allow_empty: bool = False) -> dict
                 reference=_opt_str(row.get("reference")), latency_s=_opt_float(row.get("latency_s")),
                 new_tokens=_opt_int(row.get("new_tokens")), truncated=_opt_bool(row.get("truncated")),
                 category=_opt_str(row.get("category")), checks=parse_checks(row.get("checks"), where),
-                sources=_opt_list(row.get("sources"), where), line=where,
+                sources=_opt_list(row.get("sources"), where), mode=_opt_str(row.get("mode")),
+                raw_response=_opt_str(row.get("raw_response")), line=where,
             )
             systems.setdefault(system, []).append(answer)
     for system, answers in systems.items():

@@ -99,7 +99,7 @@ def grounded_systems(cfg: EvalConfig, systems: list[Any]) -> list[Any]:
     missing = [n for n in cfg.grounding.systems if n not in by_name]
     if missing:
         raise ConfigError(f"grounding.systems: {missing} not among the systems {list(by_name)}")
-    return [GroundedSystem(f"{n}+rag", by_name[n], answerer) for n in cfg.grounding.systems]
+    return [GroundedSystem(f"{n}+rag", by_name[n], answerer, mode=cfg.grounding.mode) for n in cfg.grounding.systems]
 
 
 def references_from_kb(items: list[EvalItem]) -> bool:

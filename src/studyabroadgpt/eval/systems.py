@@ -68,9 +68,10 @@ class HFSystem:
     """
 
     def __init__(self, name: str, model: Any, tokenizer: Any, adapter: bool = True, max_new_tokens: int = 256,
-                 batch_size: int = 4):
+                 batch_size: int = 4, decoding: dict[str, Any] | None = None):
         self.name, self.model, self.tokenizer = name, model, tokenizer
         self.adapter, self.max_new_tokens, self.batch_size = adapter, max_new_tokens, batch_size
+        self.decoding = dict(decoding or {})  # extra generate() kwargs, e.g. repetition_penalty
 
     def _context(self):
         if not self.adapter and hasattr(self.model, "disable_adapter"):
@@ -94,7 +95,7 @@ class HFSystem:
             t0 = time.perf_counter()
             with torch.inference_mode(), self._context():
                 gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                          pad_token_id=tok.pad_token_id, eos_token_id=eos)
+                                          pad_token_id=tok.pad_token_id, eos_token_id=eos, **self.decoding)
             latency = time.perf_counter() - t0
             new = gen[:, enc["input_ids"].shape[1]:]
             for row, i in zip(new.tolist(), idx):
@@ -202,26 +203,49 @@ class GroundedSystem:
     """The served assistant as an eval system: retrieval + a model system + the factuality gate.
 
     It wraps an already built system (for the HF systems: the one loaded model, no second load) with the
-    server's own ``Answerer``, so what is evaluated is exactly what `sagpt serve` answers; each answer records
-    the KB fact ids it cites (``sources``), which the off-topic-citation metric reads.
+    server's own ``Answerer``, so what is evaluated is what `sagpt serve` answers: the same answer mode (the
+    composed fallback, the honest out-of-scope answer), the same gate, and — for a local model — the server's
+    anti-repetition decoding (``serve/settings.py``). The model is only asked where the server would ask it.
+    Each answer records the KB fact ids it cites (``sources``, read by the off-topic-citation metric) and the
+    mode that produced it (``mode``: generate / compose / out_of_scope).
     """
 
-    def __init__(self, name: str, generator: Any, answerer: Any = None):
+    def __init__(self, name: str, generator: Any, answerer: Any = None, mode: str | None = None):
         if answerer is None:
             from ..serve.answer import Answerer
 
             answerer = Answerer.from_kb()
-        self.name, self.generator, self.answerer = name, generator, answerer
+        self.name, self.answerer, self.mode = name, answerer, mode
+        self.generator = _with_server_decoding(generator)
 
     def answer(self, items: Sequence[EvalItem], progress: Progress | None = None) -> list[Answer]:
         from dataclasses import replace
 
-        turns = [self.answerer.prepare(it.messages) for it in items]
-        grounded = [replace(it, messages=t.model_messages) for it, t in zip(items, turns)]
-        answers = self.generator.answer(grounded, progress)
+        turns = [self.answerer.prepare(it.messages, mode=self.mode) for it in items]
+        asked = [i for i, t in enumerate(turns) if getattr(t, "generates", True)]
+        grounded = [replace(items[i], messages=turns[i].model_messages) for i in asked]
+        raw = dict(zip(asked, self.generator.answer(grounded, progress) if grounded else []))
         out = []
-        for ans, it, turn in zip(answers, items, turns):
-            final = self.answerer.finish(turn, ans.response)
+        for i, (it, turn) in enumerate(zip(items, turns)):
+            final = self.answerer.finish(turn, raw[i].response if i in raw else "")
             cited = [s["id"] for s in final.sources if s.get("cited")]
-            out.append(replace(ans, system=self.name, prompt=it.prompt, response=final.content, sources=cited))
+            base = raw.get(i) or _answer_row(it, self.name, "", 0.0, 0, truncated=False)
+            if i not in raw and progress:
+                progress(1)
+            out.append(replace(base, system=self.name, prompt=it.prompt, response=final.content, sources=cited,
+                               mode=getattr(final, "mode", None), raw_response=raw[i].response if i in raw else None))
         return out
+
+
+def _with_server_decoding(generator: Any) -> Any:
+    """A local HF system decodes like the server does (repetition penalty, no repeated n-grams); other
+    systems (endpoints, callables) decode as they are."""
+    if not isinstance(generator, HFSystem):
+        return generator
+    import copy
+
+    from ..serve.settings import DECODING
+
+    served = copy.copy(generator)
+    served.decoding = dict(DECODING)
+    return served

@@ -78,7 +78,7 @@ TEST_NAMES = [
     r"PTE(?:\s+Academic)?", r"Duolingo(?:\s+English\s+Test)?", r"DET", r"GRE(?:\s+General)?", r"GMAT(?:\s+Focus)?",
     r"MCAT", r"SAT", r"UCAT", r"LSAT", r"ACT", r"TOEIC", r"OET", r"(?:Cambridge\s+)?C1\s+Advanced",
     r"(?:Cambridge\s+)?C2\s+Proficiency", r"TestDaF", r"DSH", r"JLPT", r"TOPIK", r"BMAT", r"GAMSAT",
-    r"CELPIP(?:-General)?",
+    r"CELPIP(?:-General)?", r"TEPS",
 ]
 _TEST_RE = re.compile(r"(?<![\w-])(" + "|".join(TEST_NAMES) + r")(?![\w-])")
 # Score scales per test: (lowest, highest, step), several where a test reports more than one scale (sections,
@@ -91,6 +91,7 @@ SCORE_RANGES: dict[str, list[tuple[float, float, float]]] = {
     "LSAT": [(120, 180, 1)], "ACT": [(1, 36, 1)], "TOEIC": [(10, 990, 5)], "OET": [(0, 500, 10)],
     "C1 ADVANCED": [(80, 230, 1)], "C2 PROFICIENCY": [(80, 230, 1)], "TESTDAF": [(3, 5, 1)], "DSH": [(1, 3, 1)],
     "JLPT": [(1, 5, 1)], "TOPIK": [(1, 6, 1)], "CELPIP": [(1, 12, 1)],
+    "TEPS": [(0, 600, 1)],  # Seoul National University's English test (new TEPS scale); kr facts cite it
 }
 
 
