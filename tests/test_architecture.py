@@ -1,0 +1,76 @@
+"""The package's import graph has no cycles: every module can be read knowing only the modules below it.
+
+All imports count, also the ones inside functions (a lazy import is still a dependency: it only hides the
+cycle until the function runs). ``TYPE_CHECKING`` blocks are skipped: they never run.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = "studyabroadgpt"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(current: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if node.level == 0:
+        return node.module or ""
+    base = current.split(".") if is_package else current.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _type_checking_lines(tree: ast.AST) -> set[int]:
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                skip.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
+    return skip
+
+
+def import_graph() -> nx.DiGraph:
+    files = sorted((SRC / PACKAGE).rglob("*.py"))
+    modules = {_module_name(f): f for f in files if "migrations" not in f.parts}
+    graph = nx.DiGraph()
+    graph.add_nodes_from(modules)
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = _type_checking_lines(tree)
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(tree):
+            if getattr(node, "lineno", None) in skip:
+                continue
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(name, is_package, node)
+                # `from pkg import mod` imports a module; `from mod import name` imports from one.
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            for t in targets:
+                while t and t not in modules:  # `a.b.c` where c is an attribute: the module is a.b
+                    t = t.rpartition(".")[0]
+                if t and t != name and t.startswith(PACKAGE) and t != PACKAGE:
+                    graph.add_edge(name, t)
+    return graph
+
+
+def test_no_import_cycles():
+    cycles = [sorted(c) for c in nx.strongly_connected_components(import_graph()) if len(c) > 1]
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_graph_sees_real_edges():
+    g = import_graph()
+    assert g.has_edge("studyabroadgpt.serve.answer", "studyabroadgpt.serve.gate")
+    assert g.number_of_edges() > 100
