@@ -117,14 +117,6 @@ def is_origin_mention(text: str, start: int, end: int) -> bool:
     return bool(_ORIGIN_BEFORE.search(text[max(0, start - 40):start]) or _ORIGIN_AFTER.match(text[end:end + 30]))
 
 
-def destination_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, ISO code) of every destination cue in ``text``, in reading order."""
-    loose_re, strict_re, to_code = _matchers()
-    found = [(m.start(), m.end(), to_code.get(" ".join(m.group(0).lower().split()))) for m in loose_re.finditer(text)]
-    found += [(m.start(), m.end(), to_code.get(m.group(0))) for m in strict_re.finditer(text)]
-    return sorted((a, b, code) for a, b, code in found if code is not None)
-
-
 def detect_destinations(text: str, exclude_origins: bool = False) -> list[str]:
     """ISO codes mentioned in ``text``, most-mentioned first (ties: first mention first).
 
@@ -159,3 +151,16 @@ def normalise_destination(value: str | None) -> str | None:
     if not found:
         raise ValueError(f"unknown destination {value!r}; use an ISO code from {sorted(DESTINATIONS)}")
     return found[0]
+
+
+# Student cities with their country, for "a city in the wrong country" (the big ones the geo cues know).
+CITIES = {
+    "london": "GB", "manchester": "GB", "edinburgh": "GB", "glasgow": "GB", "birmingham": "GB", "leeds": "GB",
+    "bristol": "GB", "new york": "US", "boston": "US", "los angeles": "US", "chicago": "US",
+    "san francisco": "US", "toronto": "CA", "vancouver": "CA", "montreal": "CA", "ottawa": "CA",
+    "calgary": "CA", "sydney": "AU", "melbourne": "AU", "brisbane": "AU", "perth": "AU", "adelaide": "AU",
+    "canberra": "AU", "berlin": "DE", "munich": "DE", "hamburg": "DE", "frankfurt": "DE", "cologne": "DE",
+    "heidelberg": "DE", "dublin": "IE", "cork": "IE", "galway": "IE", "limerick": "IE", "amsterdam": "NL",
+    "rotterdam": "NL", "utrecht": "NL", "leiden": "NL", "delft": "NL", "eindhoven": "NL", "groningen": "NL",
+    "auckland": "NZ", "wellington": "NZ", "christchurch": "NZ", "dunedin": "NZ", "paris": "FR", "lyon": "FR",
+}

@@ -504,7 +504,7 @@ def _content_words(text: str) -> set[str]:
 def _place_words() -> frozenset[str]:
     """Words that only say *where* (countries, cities, demonyms): sharing one is not sharing a topic."""
     from ..kb.schema import DESTINATIONS
-    from .premises import CITIES
+    from ..kb.geo import CITIES
 
     words = {w for name in DESTINATIONS.values() for w in name.lower().split()}
     words |= {w for city in CITIES for w in city.split()}

@@ -170,8 +170,6 @@ class OpenAICompatGenerator:
         import asyncio
 
         self._users = max(0, self._users - 1)
-        import asyncio
-
         mine = self._clients.pop(id(asyncio.get_running_loop()), None)
         if mine is not None:
             await mine.aclose()

@@ -16,20 +16,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..kb.geo import CITIES
 from .gate import GateChange, describe_expected
 from .grounding import Source
 
-# Student cities with their country, for "a city in the wrong country" (the big ones the geo cues know).
-CITIES = {
-    "london": "GB", "manchester": "GB", "edinburgh": "GB", "glasgow": "GB", "birmingham": "GB", "leeds": "GB",
-    "bristol": "GB", "new york": "US", "boston": "US", "los angeles": "US", "chicago": "US",
-    "san francisco": "US", "toronto": "CA", "vancouver": "CA", "montreal": "CA", "ottawa": "CA",
-    "calgary": "CA", "sydney": "AU", "melbourne": "AU", "brisbane": "AU", "perth": "AU", "adelaide": "AU",
-    "canberra": "AU", "berlin": "DE", "munich": "DE", "hamburg": "DE", "frankfurt": "DE", "cologne": "DE",
-    "heidelberg": "DE", "dublin": "IE", "cork": "IE", "galway": "IE", "limerick": "IE", "amsterdam": "NL",
-    "rotterdam": "NL", "utrecht": "NL", "leiden": "NL", "delft": "NL", "eindhoven": "NL", "groningen": "NL",
-    "auckland": "NZ", "wellington": "NZ", "christchurch": "NZ", "dunedin": "NZ", "paris": "FR", "lyon": "FR",
-}
 _COUNTRY_NAMES = {
     "GB": r"\b(?:uk|u\.k\.|united kingdom|britain|england|scotland|wales|british)\b",
     "US": r"\b(?:usa|u\.s\.a?\.|united states|america|american)\b|\bUS\b",

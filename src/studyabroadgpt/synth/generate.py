@@ -18,7 +18,8 @@ from ..kb.schema import POLICY_SENSITIVE, Fact
 from ..kb.store import KnowledgeBase
 from . import template
 from .plan import Plan, plan_conversations
-from .writers import BACKENDS, BackendError, Writer, WriterError, check_backend, make_writer
+from .backends import make_writer
+from .writers import BACKENDS, BackendError, Writer, WriterError, check_backend
 
 __all__ = ["BACKENDS", "Grounding", "SynthResult", "WriterError", "audit_problems", "generate", "synthesize"]
 

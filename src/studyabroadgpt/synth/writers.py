@@ -18,7 +18,6 @@ from ..config import ConfigError
 
 if TYPE_CHECKING:
     from ..kb.schema import Fact
-    from ..kb.store import KnowledgeBase
     from .plan import Plan
 
 BACKENDS = ("template", "openai")
@@ -87,13 +86,3 @@ def check_backend(backend: str, opts: dict[str, Any] | None = None) -> None:
         raise BackendError(f"unknown synth backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if backend == "openai" and not (opts.get("base_url") and opts.get("model")):
         raise BackendError("the openai backend needs --base-url and --model (the endpoint and the model it serves)")
-
-
-def make_writer(backend: str, kb: "KnowledgeBase", seed: int = 0, **opts: Any) -> Writer:
-    """The writer for ``backend``, after :func:`check_backend`."""
-    check_backend(backend, opts)
-    if backend == "template":
-        return TemplateWriter(seed)
-    from .llm import OpenAIWriter
-
-    return OpenAIWriter(kb=kb, **opts)
