@@ -29,9 +29,16 @@ def test_fused_head_cross_entropy_matches_reference(chunk):
     assert low.dtype == torch.float32 and abs(float(low) - float(ref)) / float(ref) < 2e-2
 
 
-def test_precision_choice_on_cpu():
+def test_precision_choice_on_cpu(monkeypatch):
+    from studyabroadgpt.train import modeling
+
+    monkeypatch.setattr(modeling, "cpu_has_fast_bf16", lambda: True)
     auto = choose_precision(TrainConfig(), "cpu")
     assert (auto.weights, auto.autocast) == ("bfloat16", "bf16")
+    # Without hardware bf16 (AVX2-only CPUs) bf16 is emulated and many times slower: auto picks fp32.
+    monkeypatch.setattr(modeling, "cpu_has_fast_bf16", lambda: False)
+    auto = choose_precision(TrainConfig(), "cpu")
+    assert (auto.weights, auto.autocast) == ("float32", None) and "AVX512-BF16" in auto.why
     assert choose_precision(TrainConfig(precision="fp32"), "cpu").autocast is None
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
         choose_precision(TrainConfig(precision="fp16"), "cpu")
