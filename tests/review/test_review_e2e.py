@@ -217,7 +217,11 @@ def test_serve_log_review_export_train_propose(browser, tmp_path):
         saved("propose", ids[13])
         # Stats in the page, with the plot.
         browser.find_element(By.ID, "show-stats").click()
-        wait.until(lambda d: d.find_element(By.ID, "stats-plot").get_attribute("naturalWidth") not in (None, "0"))
+        try:
+            wait.until(lambda d: d.find_element(By.ID, "stats-plot").get_attribute("naturalWidth") not in (None, "0"))
+        except Exception:
+            raise AssertionError("the stats plot did not load: "
+                                 f"status={browser.find_element(By.ID, 'status').text!r}") from None
         page_stats = browser.find_element(By.ID, "stats-list").text
         assert "answers logged\n21" in page_stats and "answers reviewed\n8" in page_stats and "corrected or fact flagged\n4" in page_stats, page_stats
         shots = Path(os.environ.get("SAGPT_SCREENSHOT_DIR", tmp_path))

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..stats import wilson_interval
+from ..significance import wilson_interval
 from ..utils import save_figure
 from .db import TurnLog
 from .store import LogStore

@@ -31,8 +31,10 @@ from .settings import ServeSettings
 log = logging.getLogger("studyabroadgpt.serve")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # The page loads only its own script and style files and talks only to this server; nothing may frame it.
+# img-src allows blob: because the review page fetches its stats plot with the adviser key header (an <img src>
+# cannot send one) and shows it through URL.createObjectURL.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
                                "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
