@@ -110,3 +110,9 @@ def test_real_smollm2_q8_0_answers_and_stops(tmp_path):
     # 8-bit rounding may change a late token, but the start of the greedy answer must match the HF model's.
     assert check["greedy_prefix_match"] >= 10
     assert 100e6 < report.files["q8_0"]["bytes"] < 200e6
+    # The exported file through llama.cpp, grounded and gated, answers the question on topic.
+    reply = _answer_with_llamacpp(tmp_path / "gguf" / report.files["q8_0"]["file"], CHECK_PROMPT_SHORT,
+                                  max_tokens=48, grounded=True)
+    raw = reply["content"].split("**Sources**")[0].lower()
+    assert reply["completion_tokens"] > 5 and "visa" in raw, reply["content"]
+    assert reply["extra"]["sources"] and reply["extra"]["gate"]["enabled"]
