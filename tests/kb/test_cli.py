@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 from typer.testing import CliRunner
 
 from studyabroadgpt.cli import app

@@ -17,18 +17,8 @@ from studyabroadgpt.cli import app
 from studyabroadgpt.kb.schema import KBError
 from studyabroadgpt.kb.store import check_kb, load_kb
 
-GOOD = textwrap.dedent("""\
-    - id: gb.work.hours
-      destination: GB
-      topic: work_rights
-      statement: Student visa holders can work up to 20 hours per week in term time.
-      values:
-        - {key: work.term.hours, kind: duration, amount: 20, unit: hours, per: week}
-      source_url: https://www.gov.uk/student-visa/what-you-can-and-cannot-do
-      source_title: Student visa - GOV.UK
-      as_of: 2025-06-01
-      review_after: 2026-06-01
-    """)
+from .helpers import GOOD_FACT
+
 GUIDE = textwrap.dedent("""\
     - id: any.cv.format
       kind: guidance
@@ -44,7 +34,7 @@ GUIDE = textwrap.dedent("""\
     """)
 
 
-def _sub(old: str, new: str, base: str = GOOD) -> str:
+def _sub(old: str, new: str, base: str = GOOD_FACT) -> str:
     assert old in base, old
     return base.replace(old, new, 1)
 
@@ -66,8 +56,8 @@ CORRUPT: list[tuple[str, str | bytes, str]] = [
     ("empty-facts-mapping", "defaults: {destination: GB}\nfacts: []\n", "holds no entries"),
     ("mapping-without-list", "destination: GB\ntopic: work_rights\n", "top level"),
     ("both-lists", "facts: []\nguidance: []\n", "top level"),
-    ("unknown-top-key", "facts:\n" + textwrap.indent(GOOD, "  ") + "extra: 1\n", "unknown top-level"),
-    ("defaults-not-mapping", "defaults: [1]\nfacts:\n" + textwrap.indent(GOOD, "  "), "defaults"),
+    ("unknown-top-key", "facts:\n" + textwrap.indent(GOOD_FACT, "  ") + "extra: 1\n", "unknown top-level"),
+    ("defaults-not-mapping", "defaults: [1]\nfacts:\n" + textwrap.indent(GOOD_FACT, "  "), "defaults"),
     ("scalar-document", "just some text\n", "top level"),
     ("list-of-strings", "- one\n- two\n", "expected a mapping"),
     ("list-of-lists", "- [1, 2]\n", "expected a mapping"),
@@ -75,7 +65,7 @@ CORRUPT: list[tuple[str, str | bytes, str]] = [
     ("bad-indentation", _sub("  destination: GB", " destination: GB"), "invalid YAML"),
     ("tab-indent", _sub("  topic: work_rights", "\ttopic: work_rights"), "invalid YAML"),
     ("deep-nesting", "- " + "[" * 100_000 + "\n", "YAML"),
-    ("not-utf8", GOOD.encode("utf-8").replace(b"Student visa holders", b"\xff\xfe visa holders"), "UTF-8"),
+    ("not-utf8", GOOD_FACT.encode("utf-8").replace(b"Student visa holders", b"\xff\xfe visa holders"), "UTF-8"),
     ("missing-id", _sub("- id: gb.work.hours\n  destination", "- destination"), "id"),
     ("bad-id", _sub("id: gb.work.hours", "id: 'GB Work Hours!'"), "id"),
     ("id-with-markup", _sub("id: gb.work.hours", "id: '[/]x'"), "id"),
@@ -93,7 +83,7 @@ CORRUPT: list[tuple[str, str | bytes, str]] = [
     ("values-not-list", _sub("  values:\n    - {key: work.term.hours, kind: duration, amount: 20, unit: hours, "
                              "per: week}", "  values: 20"), "values"),
     ("huge-int", _sub("amount: 20", "amount: " + "9" * 5000), "number too long"),
-    ("duplicate-id", GOOD + GOOD, "duplicate entry id"),
+    ("duplicate-id", GOOD_FACT + GOOD_FACT, "duplicate entry id"),
     ("unknown-kind", _sub("- id: gb.work.hours\n", "- id: gb.work.hours\n  kind: rumour\n"), "kind"),
     ("verification-not-mapping", _sub("review_after: 2026-06-01", "review_after: 2026-06-01\n  verification: yes"),
      "verification"),
@@ -119,7 +109,7 @@ JSONL_CORRUPT: list[tuple[str, str, str]] = [
     ("jsonl-bad-json", '{"id": "x",\n', "invalid JSON"),
     ("jsonl-deep", "[" * 100_000 + "\n", "JSON"),
     ("jsonl-huge-int", '{"id": "x", "n": ' + "9" * 5000 + "}\n", "JSON"),
-    ("jsonl-impossible-date", json.dumps({**yaml.safe_load(GOOD)[0], "as_of": "2024-13-45"}, default=str) + "\n",
+    ("jsonl-impossible-date", json.dumps({**yaml.safe_load(GOOD_FACT)[0], "as_of": "2024-13-45"}, default=str) + "\n",
      "as_of"),
 ]
 
@@ -139,7 +129,7 @@ def _write_kb(tmp_path: Path, filename: str, text: str | bytes) -> Path:
     kb = tmp_path / "kb"
     kb.mkdir()
     # a good file beside the broken one: the broken one must still be named, not hidden by the good one
-    (kb / "ok.yaml").write_text(GOOD.replace("gb.work.hours", "gb.other").replace("work.term.hours", "w.other"))
+    (kb / "ok.yaml").write_text(GOOD_FACT.replace("gb.work.hours", "gb.other").replace("work.term.hours", "w.other"))
     target = kb / filename
     target.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
     return kb

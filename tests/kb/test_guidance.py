@@ -9,6 +9,8 @@ import pytest
 from studyabroadgpt.kb.schema import ANY, GUIDANCE_TOPICS, Fact, Guidance, KBError
 from studyabroadgpt.kb.store import check_kb, load_kb
 
+from .helpers import GOOD_FACT, write_kb_file
+
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = ("id", "kind", "destination", "country", "topic", "statement", "source_url", "source_title", "as_of",
           "review_after", "policy_sensitive", "values", "entities")
@@ -39,13 +41,6 @@ def test_facts_and_guidance_share_what_the_answer_path_reads(fixture_kb_path):
     assert kb.guidance_for("CA") == [kb.guidance[0]]
 
 
-def write(tmp_path: Path, rel: str, text: str) -> Path:
-    p = tmp_path / rel
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(textwrap.dedent(text))
-    return p
-
-
 ENTRY = """\
 - id: any.cv.format
   {kind}destination: any
@@ -62,17 +57,17 @@ ENTRY = """\
 
 def test_kind_from_field_directory_or_list_key(tmp_path):
     # an explicit kind field wins anywhere
-    assert load_kb(write(tmp_path, "a/x.yaml", ENTRY.format(kind="kind: guidance\n  "))).guidance
+    assert load_kb(write_kb_file(tmp_path, "a/x.yaml", ENTRY.format(kind="kind: guidance\n  "))).guidance
     # a file in a directory named guidance
-    assert load_kb(write(tmp_path, "b/guidance/x.yaml", ENTRY.format(kind=""))).guidance
+    assert load_kb(write_kb_file(tmp_path, "b/guidance/x.yaml", ENTRY.format(kind=""))).guidance
     # a 'guidance:' list
     body = textwrap.indent(ENTRY.format(kind=""), "  ")
-    assert load_kb(write(tmp_path, "c/x.yaml", "guidance:\n" + body)).guidance
+    assert load_kb(write_kb_file(tmp_path, "c/x.yaml", "guidance:\n" + body)).guidance
     # elsewhere an entry without kind is a fact, and this one is not a valid fact: the error says why
     with pytest.raises(KBError, match=r"x.yaml:1 item 1 \(any.cv.format\): (destination|title|topic)"):
-        load_kb(write(tmp_path, "d/x.yaml", ENTRY.format(kind="")))
+        load_kb(write_kb_file(tmp_path, "d/x.yaml", ENTRY.format(kind="")))
     with pytest.raises(KBError, match="unknown entry kind 'advice'"):
-        load_kb(write(tmp_path, "e/x.yaml", ENTRY.format(kind="kind: advice\n  ")))
+        load_kb(write_kb_file(tmp_path, "e/x.yaml", ENTRY.format(kind="kind: advice\n  ")))
 
 
 @pytest.mark.parametrize("change,field,needle", [
@@ -87,7 +82,7 @@ def test_kind_from_field_directory_or_list_key(tmp_path):
     (("https://", "http://"), "source_url", "https"),
 ])
 def test_guidance_schema_errors(tmp_path, change, field, needle):
-    path = write(tmp_path, "guidance/x.yaml", ENTRY.format(kind="").replace(*change))
+    path = write_kb_file(tmp_path, "guidance/x.yaml", ENTRY.format(kind="").replace(*change))
     _, issues = check_kb(path)
     assert any(i.field == field and needle in i.message and i.line == 1 for i in issues), [str(i) for i in issues]
 
@@ -97,39 +92,28 @@ def test_verification_record(tmp_path):
         "  as_of: 2025-06-01\n",
         "  as_of: 2025-06-01\n  verification: {status: verified, checked_on: 2025-07-01, method: stored_copy, "
         "excerpt: 'Your CV should list your education first'}\n")
-    kb = load_kb(write(tmp_path, "guidance/v.yaml", verified))
+    kb = load_kb(write_kb_file(tmp_path, "guidance/v.yaml", verified))
     assert kb.guidance[0].verification.method == "stored_copy" and kb.guidance[0].is_verified
-    _, issues = check_kb(write(tmp_path, "guidance/w.yaml", verified.replace("stored_copy", "guessed")))
+    _, issues = check_kb(write_kb_file(tmp_path, "guidance/w.yaml", verified.replace("stored_copy", "guessed")))
     assert any(i.field == "verification.method" for i in issues)
-    _, issues = check_kb(write(tmp_path, "guidance/f.yaml", verified.replace("2025-07-01", "2099-01-01")))
+    _, issues = check_kb(write_kb_file(tmp_path, "guidance/f.yaml", verified.replace("2025-07-01", "2099-01-01")))
     assert any(i.field == "verification.checked_on" and "future" in i.message for i in issues)
     no_excerpt = verified.replace(", excerpt: 'Your CV should list your education first'", "")
-    _, issues = check_kb(write(tmp_path, "guidance/e.yaml", no_excerpt))
+    _, issues = check_kb(write_kb_file(tmp_path, "guidance/e.yaml", no_excerpt))
     assert any(i.field == "verification" and "excerpt" in i.message for i in issues)
     unverified = no_excerpt.replace("status: verified", "status: unverified, note: no stored copy found")
-    kb = load_kb(write(tmp_path, "guidance/u.yaml", unverified))
+    kb = load_kb(write_kb_file(tmp_path, "guidance/u.yaml", unverified))
     assert kb.guidance[0].verification is not None and not kb.guidance[0].is_verified
-    _, issues = check_kb(write(tmp_path, "guidance/m.yaml", unverified.replace("unverified", "mismatch")))
+    _, issues = check_kb(write_kb_file(tmp_path, "guidance/m.yaml", unverified.replace("unverified", "mismatch")))
     assert [i.field for i in issues] == ["verification.status"]
 
 
 def test_verified_excerpt_must_hold_the_figures(tmp_path):
-    fact = """\
-    - id: gb.work.hours
-      destination: GB
-      topic: work_rights
-      statement: Student visa holders can work up to 20 hours per week in term time.
-      values:
-        - {key: work.term.hours, kind: duration, amount: 20, unit: hours, per: week}
-      source_url: https://www.gov.uk/student-visa/what-you-can-and-cannot-do
-      source_title: Student visa - GOV.UK
-      as_of: 2025-06-01
-      review_after: 2026-06-01
-      verification: {status: verified, checked_on: 2025-06-02, excerpt: "%s"}
-    """
-    _, good = check_kb(write(tmp_path, "g.yaml", fact % "you can work up to 20 hours per week during term time"))
+    fact = GOOD_FACT + '  verification: {status: verified, checked_on: 2025-06-02, excerpt: "%s"}\n'
+    good_excerpt = fact % "you can work up to 20 hours per week during term time"
+    _, good = check_kb(write_kb_file(tmp_path, "g.yaml", good_excerpt))
     assert good == []
-    _, bad = check_kb(write(tmp_path, "b.yaml", fact % "you can work part-time during term time"))
+    _, bad = check_kb(write_kb_file(tmp_path, "b.yaml", fact % "you can work part-time during term time"))
     assert [(i.field, i.severity) for i in bad] == [("verification.excerpt", "warning")]
 
 

@@ -10,24 +10,7 @@ import pytest
 from studyabroadgpt.kb.schema import KBError
 from studyabroadgpt.kb.store import DEFAULT_KB_DIR, check_kb, describe_value, load_kb
 
-GOOD = """\
-- id: gb.work.hours
-  destination: GB
-  topic: work_rights
-  statement: Student visa holders can work up to 20 hours per week in term time.
-  values:
-    - {key: work.term.hours, kind: duration, amount: 20, unit: hours, per: week}
-  source_url: https://www.gov.uk/student-visa/what-you-can-and-cannot-do
-  source_title: Student visa - GOV.UK
-  as_of: 2025-06-01
-  review_after: 2026-06-01
-"""
-
-
-def write(tmp_path, name, text):
-    p = tmp_path / name
-    p.write_text(textwrap.dedent(text))
-    return p
+from .helpers import GOOD_FACT, write_kb_file
 
 
 def test_fixture_kb_loads_with_index_and_fingerprint(fixture_kb):
@@ -38,9 +21,9 @@ def test_fixture_kb_loads_with_index_and_fingerprint(fixture_kb):
 
 
 def test_version_changes_with_content(tmp_path):
-    a = load_kb(write(tmp_path, "a.yaml", GOOD))
-    b = load_kb(write(tmp_path, "b.yaml", GOOD.replace("amount: 20", "amount: 25")))
-    again = load_kb(write(tmp_path, "c.yaml", GOOD))
+    a = load_kb(write_kb_file(tmp_path, "a.yaml", GOOD_FACT))
+    b = load_kb(write_kb_file(tmp_path, "b.yaml", GOOD_FACT.replace("amount: 20", "amount: 25")))
+    again = load_kb(write_kb_file(tmp_path, "c.yaml", GOOD_FACT))
     assert a.version != b.version
     assert a.version == again.version
 
@@ -48,20 +31,20 @@ def test_version_changes_with_content(tmp_path):
 def test_directory_jsonl_and_mapping_with_defaults(tmp_path):
     d = tmp_path / "kb"
     d.mkdir()
-    write(d, "gb.yaml", GOOD)
+    write_kb_file(d, "gb.yaml", GOOD_FACT)
     fact = load_kb(d / "gb.yaml").facts[0].model_dump(mode="json")
     fact["id"] = "gb.work.hours.copy"
     (d / "more.jsonl").write_text(json.dumps(fact) + "\n")
-    body = textwrap.indent(GOOD.replace("  destination: GB\n", "").replace("gb.work.hours", "gb.defaults"), "  ")
-    write(d, "mapped.yaml", "defaults:\n  destination: GB\nfacts:\n" + body)
+    body = textwrap.indent(GOOD_FACT.replace("  destination: GB\n", "").replace("gb.work.hours", "gb.defaults"), "  ")
+    write_kb_file(d, "mapped.yaml", "defaults:\n  destination: GB\nfacts:\n" + body)
     kb = load_kb(d)
     assert sorted(kb.by_id) == ["gb.defaults", "gb.work.hours", "gb.work.hours.copy"]
     assert kb.by_id["gb.defaults"].destination == "GB"
 
 
 def test_schema_error_names_file_item_line_and_field(tmp_path):
-    bad = GOOD + GOOD.replace("gb.work.hours", "gb.second").replace("as_of: 2025-06-01", "as_of: June 2025")
-    path = write(tmp_path, "bad.yaml", bad)
+    bad = GOOD_FACT + GOOD_FACT.replace("gb.work.hours", "gb.second").replace("as_of: 2025-06-01", "as_of: June 2025")
+    path = write_kb_file(tmp_path, "bad.yaml", bad)
     with pytest.raises(KBError) as err:
         load_kb(path)
     msg = str(err.value)
@@ -70,11 +53,11 @@ def test_schema_error_names_file_item_line_and_field(tmp_path):
 
 def test_bad_yaml_and_http_url_and_duplicate_id(tmp_path):
     with pytest.raises(KBError, match=r"broken.yaml:\d+: invalid YAML"):
-        load_kb(write(tmp_path, "broken.yaml", "- id: x\n  statement: [unclosed\n"))
+        load_kb(write_kb_file(tmp_path, "broken.yaml", "- id: x\n  statement: [unclosed\n"))
     with pytest.raises(KBError, match="https"):
-        load_kb(write(tmp_path, "http.yaml", GOOD.replace("https://", "http://")))
+        load_kb(write_kb_file(tmp_path, "http.yaml", GOOD_FACT.replace("https://", "http://")))
     with pytest.raises(KBError, match="duplicate entry id 'gb.work.hours'"):
-        load_kb(write(tmp_path, "dup.yaml", GOOD + GOOD))
+        load_kb(write_kb_file(tmp_path, "dup.yaml", GOOD_FACT + GOOD_FACT))
     with pytest.raises(KBError, match="no such"):
         load_kb(tmp_path / "missing")
 
@@ -87,11 +70,11 @@ def test_jsonl_error_names_line(tmp_path):
 
 
 def test_check_reports_every_problem(tmp_path):
-    conflicting = GOOD.replace("gb.work.hours", "gb.work.other").replace("amount: 20", "amount: 30")
-    future = GOOD.replace("gb.work.hours", "gb.future").replace("as_of: 2025-06-01", "as_of: 2030-01-01") \
+    conflicting = GOOD_FACT.replace("gb.work.hours", "gb.work.other").replace("amount: 20", "amount: 30")
+    future = GOOD_FACT.replace("gb.work.hours", "gb.future").replace("as_of: 2025-06-01", "as_of: 2030-01-01") \
         .replace("review_after: 2026-06-01", "review_after: 2031-01-01").replace("work.term.hours", "x.y")
-    broken = GOOD.replace("gb.work.hours", "gb.broken").replace("topic: work_rights", "topic: weather")
-    facts, issues = check_kb(write(tmp_path, "kb.yaml", GOOD + conflicting + future + broken + GOOD),
+    broken = GOOD_FACT.replace("gb.work.hours", "gb.broken").replace("topic: work_rights", "topic: weather")
+    facts, issues = check_kb(write_kb_file(tmp_path, "kb.yaml", GOOD_FACT + conflicting + future + broken + GOOD_FACT),
                              today=dt.date(2026, 1, 1))
     messages = [str(i) for i in issues]
     assert len(facts) == 3

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import httpx
@@ -20,8 +19,6 @@ from studyabroadgpt.serve.settings import ServeSettings
 from ..serve.conftest import running
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
 ADVISER_KEY, API_KEY = "adviser-secret", "student-key"
 
 QUESTIONS = [
@@ -49,25 +46,10 @@ QUESTIONS = [
 # The scripted model gives one fixed answer with a wrong figure; the gate corrects it on the funds question.
 REPLY = "You need to show £1,900 per month for up to 9 months [1]. Apply early and keep your bank statements."
 
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "
-                                "(apt-get install chromium chromium-driver); .ci/run installs them")
-
 
 @pytest.fixture()
-def browser(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+def browser(chromium):
+    return chromium(1400, 1000)
 
 
 class _Result:

@@ -14,31 +14,14 @@ from studyabroadgpt.serve.app import create_app
 from studyabroadgpt.serve.generation import ScriptedGenerator
 from studyabroadgpt.serve.settings import ServeSettings
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
-                                reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
-                                       "chromium-driver); .ci/run installs them")
 
 REPLY = ("For a course in **London** you must show £1,900 per month for up to 9 months, and the money must "
          "have been held for 28 consecutive days.\n\n- keep your bank statements\n- apply early")
 
 
 @pytest.fixture()
-def browser(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+def browser(chromium):
+    return chromium(1280, 900)
 
 
 def test_page_streams_a_grounded_answer_with_citation(browser, serve, answerer, tmp_path):
