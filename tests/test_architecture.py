@@ -1,4 +1,5 @@
-"""The package's import graph has no cycles: every module can be read knowing only the modules below it.
+"""The package's import graph has no cycles: every module can be read knowing only the modules below it; and
+CONTRIBUTING.md's package map names exactly the modules that exist.
 
 All imports count, also the ones inside functions (a lazy import is still a dependency: it only hides the
 cycle until the function runs). ``TYPE_CHECKING`` blocks are skipped: they never run.
@@ -105,3 +106,44 @@ def test_every_package_import_resolves():
                     except ModuleNotFoundError:
                         missing.append(f"{path.relative_to(SRC)}:{node.lineno}: {base} has no {alias.name}")
     assert not missing, "\n".join(missing)
+
+
+def _map_rows() -> dict[str, set[str]]:
+    """CONTRIBUTING.md's package map: {section ('' for the shared modules, else 'data/' …): names in its rows}."""
+    import re
+
+    text = (SRC.parent / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    body = text.split("## The package map", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, set[str]] = {}
+    section = None
+    for line in body.splitlines():
+        heading = re.match(r"\*\*(?:`([a-z_]+/)`|Shared by every stage)", line)
+        if heading:
+            section = heading.group(1) or ""
+            rows[section] = set()
+        elif section is not None and (cell := re.match(r"\| `([a-z_]+(?:\.py|/))` \|", line)):
+            rows[section].add(cell.group(1))
+    return rows
+
+
+def test_contributing_map_names_every_module_and_no_other():
+    """The package map in CONTRIBUTING.md is read by newcomers: a module added without a row, or a row left
+    behind by a module that moved, fails here (add or fix the row: `| \\`name.py\\` | its one concern |`)."""
+    on_disk: dict[str, set[str]] = {}
+    for path in (SRC / PACKAGE).rglob("*.py"):
+        rel = path.relative_to(SRC / PACKAGE)
+        if "migrations" in rel.parts or (path.name == "__init__.py" and len(rel.parts) < 3):
+            continue  # package markers; an __init__ deeper down is a sub-package of its own (eval/prompts/)
+        if len(rel.parts) == 1:
+            on_disk.setdefault("", set()).add(rel.name)
+        elif len(rel.parts) == 2:
+            on_disk.setdefault(rel.parts[0] + "/", set()).add(rel.name)
+        else:
+            on_disk.setdefault(rel.parts[0] + "/", set()).add(rel.parts[1] + "/")
+    documented = _map_rows()
+    problems = [f"{section or 'top level'}: {name} has no row in CONTRIBUTING.md's package map"
+                for section, names in on_disk.items() for name in sorted(names - documented.get(section, set()))]
+    problems += [f"{section or 'top level'}: the map has a row for {name}, which does not exist"
+                 for section, names in documented.items() for name in sorted(names - on_disk.get(section, set()))]
+    assert not problems, "\n".join(problems)
+    assert set(documented) == set(on_disk)  # a section per sub-package, no section left for a removed one
