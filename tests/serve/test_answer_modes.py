@@ -211,3 +211,97 @@ def test_real_smollm2_answers_with_the_new_decoding_and_checks(smollm2, answerer
     assert final.mode in ("generate", "compose") and final.content.strip()
     assert not a.looping and a.foreign_urls == [] and a.unverified_entities == []
     assert "**Sources**" in final.content or final.mode == "generate"
+
+
+# Raw SmolLM2-135M answer to "What documents do I need for a US F-1 visa interview?" (rp 1.15 + 4-gram ban
+# applied over the prompt: the model could not quote its facts and wrote this).
+F1_NONSENSE = ("The official document required by the USF-US is a FASB-D-A-C-E-I-M-L-Y-N-S-T-Z-X-W-H-J-K-R-U-G-O-"
+               "P-Q-Y-Y-Z-Y-YONA-TO-ME-AL-SO-THESIS-AND-THE-OTHER-ONE-OF-TWELLS-INVALIDITY-BY-DEATH-OR-NOTIFYING")
+
+
+def test_auto_replaces_degenerate_text_with_the_composed_answer(answerer):
+    q = [{"role": "user", "content": "What documents do I need for a US F-1 visa interview?"}]
+    turn = answerer.prepare(q, mode="auto")
+    final = answerer.finish(turn, F1_NONSENSE)
+    assert final.mode == "compose" and "degenerated into nonsense" in final.gate["fallback_reason"]
+    assert "FASB-D-A-C-E" in final.gate["fallback_reason"]
+    deg = next(c for c in final.gate["changes"] if c["action"] == "degenerate")
+    assert deg["kind"] == "letter_chain" and deg["text"].startswith("the model's text degenerated")
+    assert "FASB" not in final.content and re.search(r"\[\d\]", final.content)
+    assert "did not pass our checks" in final.tail
+    # generate mode serves what the model wrote (the student asked for the model), auto never does
+    assert "FASB" in answerer.finish(answerer.prepare(q, mode="generate"), F1_NONSENSE).content
+
+
+def test_auto_never_serves_nonsense_even_with_nothing_to_compose(answerer):
+    turn = answerer.prepare(FRIENDS_Q, mode="auto")
+    nonsense = "Make friends at the " + "-".join("ABCDEFGHIJKLMNOP") + " club and the SOCIETY-OF-ALL-THE-PEOPLE-HERE."
+    final = answerer.finish(turn, nonsense)
+    assert final.mode == "compose" and "ABCD" not in final.content
+    assert "degenerated" in final.gate["fallback_reason"]
+
+
+def _premise(final, action):
+    return [c for c in final.gate["changes"] if c["action"] == action]
+
+
+def test_nationality_not_on_a_complete_list_is_corrected_with_the_fact(answerer):
+    q = [{"role": "user", "content": "I'm from India, so I don't need an MVV to study in the Netherlands, right?"}]
+    turn = answerer.prepare(q, mode="generate")
+    final = answerer.finish(turn, "That's right, Indian students do not need an MVV for the Netherlands.")
+    fix = _premise(final, "corrected_premise")
+    assert [c["fact_id"] for c in fix] == ["nl.student-visa.mvv-exempt"]
+    assert fix[0]["slot"]["origin"] == "IN" and "US" in fix[0]["slot"]["listed"]
+    assert "India is not on that list, so it does not apply to citizens of India" in final.content
+    cited = {s["id"] for s in final.sources if s["cited"]}
+    assert "nl.student-visa.mvv-exempt" in cited or "ind.nl" in final.content
+    # a nationality that IS on the list gets no premise note
+    q = [{"role": "user", "content": "I'm Canadian. Do I need an MVV to study in the Netherlands?"}]
+    final = answerer.finish(answerer.prepare(q, mode="generate"), "No, Canadians do not need an MVV.")
+    assert not _premise(final, "corrected_premise") and not _premise(final, "unverified_premise")
+
+
+def test_group_lists_decide_by_continent(answerer):
+    q = [{"role": "user", "content": "As a Nigerian, can I study in Ireland without a visa?"}]
+    final = answerer.finish(answerer.prepare(q, mode="generate"), "Yes, you can study in Ireland without a visa.")
+    fix = _premise(final, "corrected_premise")
+    assert [c["fact_id"] for c in fix] == ["ie.student-visa.eea-exempt"]
+    assert "Nigeria is not on that list" in final.content
+    assert not _premise(final, "unverified_premise")   # the list of a *kind* of country adds nothing here
+
+
+def test_a_list_that_does_not_settle_nationality_says_so_and_names_the_scheme_that_fits(answerer):
+    q = [{"role": "user", "content": "I'm from the United States. Which Commonwealth Scholarship should I apply for?"}]
+    final = answerer.finish(answerer.prepare(q, mode="generate"), "Apply for the Commonwealth Master's Scholarship.")
+    note = _premise(final, "unverified_premise")
+    assert [c["fact_id"] for c in note] == ["gb.scholarships.commonwealth"]
+    assert "does not say whether citizens of the United States are included" in final.content
+    assert "eligible low- and middle-income Commonwealth countries" in final.content
+    assert "Marshall Scholarships fund graduate study in the UK for US citizens" in final.content
+    assert not _premise(final, "corrected_premise")    # nothing in the KB says the US is not eligible
+
+
+def test_answer_path_uses_only_calibrated_relevant_hits(answerer):
+    searcher = answerer.searcher
+    assert searcher.calibration is not None and searcher.threshold == searcher.calibration.threshold
+    for text in ["How many hours can I work per week on a UK Student visa during my master's?",
+                 "How do I make friends as an international student?",
+                 "What documents do I need for a US F-1 visa interview?"]:
+        turn = answerer.prepare([{"role": "user", "content": text}], mode="generate")
+        ranked = searcher.search(text, k=answerer.top_k)
+        kept = searcher.relevant(text, k=answerer.top_k)
+        assert [s.fact.id for s in turn.sources] == [h.fact.id for h in kept]
+        assert all(s.relevance >= searcher.threshold for s in turn.sources)
+        if text.startswith("How do I make friends"):
+            # soft advice: the ranking still returns entries, the threshold keeps none of the weak ones
+            assert len(ranked) == answerer.top_k and len(turn.sources) < len(ranked)
+
+
+def test_scholarship_without_a_nationality_list_points_to_the_one_that_fits(answerer):
+    q = [{"role": "user", "content": "As an American, can I apply for a Chevening scholarship to study in the UK?"}]
+    final = answerer.finish(answerer.prepare(q, mode="generate"), "Yes, Americans can apply for Chevening.")
+    note = _premise(final, "unverified_premise")
+    assert [c["fact_id"] for c in note] == ["gb.scholarships.chevening"]
+    assert note[0]["slot"]["alternative"] == "gb.scholarships.marshall-rhodes"
+    assert "does not say which nationalities are eligible" in final.content
+    assert "Marshall Scholarships fund graduate study in the UK for US citizens" in final.content

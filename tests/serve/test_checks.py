@@ -124,3 +124,53 @@ def test_prompt_set_is_well_formed_and_covers_every_category():
         for fid in r.get("checks", {}).get("expect_facts", []):
             assert fid in kb_ids, f"{r['id']}: unknown fact {fid}"
     assert sum(bool(r.get("checks", {}).get("out_of_scope")) for r in rows) >= 10
+
+
+# --------------------------------------------------------------------------------------------- nonsense
+# Raw SmolLM2-135M answers from the real-style set (runs/bench_answers, rp 1.15 + 4-gram ban over the prompt).
+F1_CHAIN = ("The official document required by the USF-US is a FASB-D-A-C-E-I-M-L-Y-N-S-T-Z-X-W-H-J-K-R-U-G-O-P-Q-"
+            "Y-Y-Z-Y-YONA-TO-ME-AL-SO-THESIS-AND-THE-OTHER-ONE-OF-TWELLS-INVALIDITY-BY-DEATH-OR-NOTIFYING-SUCH-"
+            "ANTIABLAYS-ONLY-FOR-TRADE-AT-NOVELTY-WHEN-HEARED-PROBLEM-COUNTERSTAG-CONTAINS-SE")
+COUNTRY_DUMP = ("1. **Research**: Before you leave, research different countries where you might consider studying "
+                "abroad. This could include countries such as Australia, Canada, Germany, Japan, South Africa, Spain, "
+                "UK, USA, India, China, Mexico, Singapore, Korea, Brazil, India, Bangladesh, Sri Lanka, Indonesia, "
+                "Malaysia, Philippines, Thailand, Vietnam, Chile, Argentina, Peru, Colombia, Venezuela, Ecuador, "
+                "Bolivia, Cuba, Jamaica, Barbados, Dominican Republic, Haiti, Nicaragua, Panama, Costa Rica, El "
+                "Salvador, Guat")
+# Real answers that read fine (same run): they must pass.
+GOOD_SOP = ("Writing a strong statement can be challenging but there are some tips to help make it effective. "
+            "Here are some key points to keep in mind when crafting one:\n\n1. **Be authentic**: Authenticity "
+            "matters. You're writing about yourself, which means being true to yourself.\n\n2. **Focus on your "
+            "passion**: The best way to present yourself authentically is to tell stories that showcase your "
+            "passions and experiences.")
+GOOD_FRIENDS = ("1. **Attend cultural events**: These include festivals, concerts, sporting matches, and other "
+                "celebrations where people celebrate their differences. This helps break down barriers between "
+                "cultures.\n\n2. **Join clubs and organizations**: Many international students have chosen to pursue "
+                "various interests outside of academics, e.g. part-time work, state-of-the-art labs and "
+                "volunteering; see https://www.gov.uk/student-visa/work-and-study-after-graduation-ends-here-now.")
+
+
+def test_letter_chains_are_degenerate():
+    found = checks.find_degenerate(F1_CHAIN)
+    assert [d.kind for d in found] == ["letter_chain"]
+    assert found[0].sample.startswith("FASB-D-A-C-E") and "parts joined by hyphens" in found[0].reason
+
+
+def test_runaway_country_list_is_degenerate():
+    found = checks.find_degenerate(COUNTRY_DUMP)
+    assert [d.kind for d in found] == ["runaway_list"] and "items in one sentence" in found[0].reason
+
+
+def test_character_runs_long_tokens_and_non_words_are_degenerate():
+    assert {d.kind for d in checks.find_degenerate("You need a visa!!!!!!!! Yesssssssss.")} == {"char_run"}
+    assert [d.kind for d in checks.find_degenerate("Apply via " + "studentvisaapplicationportalform" * 2)] == \
+        ["long_token"]
+    garbage = " ".join(["xkcdfgh qwrtp zzxv brrmph"] * 4 + ["the visa is needed for study"] * 2)
+    assert [d.kind for d in checks.find_degenerate(garbage)] == ["non_words"]
+
+
+def test_real_good_answers_are_not_degenerate():
+    # hyphenated words of up to four parts, a URL and a short list are ordinary advice
+    assert checks.find_degenerate(GOOD_SOP) == []
+    assert checks.find_degenerate(GOOD_FRIENDS) == []
+    assert checks.find_degenerate("Apply to Germany, France, Sweden, Finland or Denmark: all have low fees.") == []

@@ -350,6 +350,23 @@ def detect_scope(text: str, kb: "KnowledgeBase | None" = None) -> Scope:
     return scope
 
 
+def country_code(name: str) -> str | None:
+    """The ISO code of a country (or demonym, or city) named ``name``: "South Korea" → "KR", "the United
+    States" → "US"; None for anything else ("the EU", "Commonwealth countries")."""
+    name = re.sub(r"^the\s+", "", name.strip(), flags=re.IGNORECASE)
+    spans = destination_spans(name)
+    if len(spans) == 1 and spans[0][1] - spans[0][0] == len(name):
+        return spans[0][2]
+    _, _, names = _world()
+    place = names.get(name.lower()) or names.get(_fold(name).lower()) or names.get(name)
+    return place.iso if place is not None else None
+
+
+def origin_codes(text: str, kb: "KnowledgeBase | None" = None) -> list[str]:
+    """ISO codes of the countries ``text`` names as where the student comes from (``Scope.origins``)."""
+    return [c for c in (country_code(o) for o in detect_scope(text, kb).origins) if c]
+
+
 def _demonym_as_origin(text: str, a: int, b: int, place: _Place) -> bool:
     """'a Nigerian student', 'my Indian degree' are origins; 'a Bangladeshi university' is a destination."""
     word = text[a:b]

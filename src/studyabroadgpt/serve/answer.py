@@ -125,7 +125,7 @@ class Answerer:
             return self._out_of_scope(turn, answer)
         if not turn.generates:
             return self._composed(turn, [], reason="compose mode", streamed=False)
-        from .checks import answer_off_topic, cut_loops
+        from .checks import answer_off_topic, cut_loops, find_degenerate
 
         changes: list[GateChange] = []
         answer, loops = cut_loops(answer)
@@ -141,9 +141,14 @@ class Answerer:
         else:
             answer, dropped = drop_unknown_citations(answer, {s.n for s in turn.sources})
         if turn.mode == "auto":
-            why = _fails(answer, changes, loops, answer_off_topic(turn.question, answer))
+            degenerate = find_degenerate(answer)
+            why = _fails(answer, changes, loops, answer_off_topic(turn.question, answer), degenerate)
             if why:
-                final = self._composed(turn, changes, reason=why, streamed=True)
+                if degenerate:
+                    changes.append(GateChange("degenerate", degenerate[0].sample, reason=degenerate[0].reason,
+                                              kind=degenerate[0].kind))
+                # Nonsense is never served: with nothing relevant to compose from, the plain no-facts answer.
+                final = self._composed(turn, changes, reason=why, streamed=True, floor=bool(degenerate))
                 if final is not None:
                     return final
         return self._assemble(turn, answer, changes, policy, mode="generate")
@@ -199,18 +204,20 @@ class Answerer:
             gate["fallback_reason"] = fallback.reason
         return Final(content, tail, [s.to_dict(s.n in cited) for s in turn.sources], gate, mode)
 
-    def _composed(self, turn: Turn, changes: list[GateChange], reason: str, streamed: bool) -> Final | None:
+    def _composed(self, turn: Turn, changes: list[GateChange], reason: str, streamed: bool,
+                  floor: bool = False) -> Final | None:
         """The composed answer (None when there is nothing relevant to compose from and the model's own,
-        gated answer is all there is)."""
+        gated answer is all there is — unless ``floor``: then the plain no-facts answer)."""
         from .compose import compose_answer
 
         text = compose_answer(turn.question, turn.sources, messages=turn.messages)
         if text is None:
-            if not streamed:  # compose mode with nothing relevant: say so plainly
+            if not streamed or floor:  # compose mode with nothing relevant, or nonsense: say so plainly
                 text = _no_facts_answer(turn)
             else:
                 return None
-        changes = [c for c in changes if c.action in ("cut_loop",)] + [GateChange("composed", reason=reason)]
+        changes = [c for c in changes if c.action in ("cut_loop", "degenerate")] + \
+            [GateChange("composed", reason=reason)]
         prefix = ""
         if streamed:
             prefix = (f"> **Replaced:** the model's answer above did not pass our checks ({reason}). "
@@ -245,12 +252,16 @@ class Answerer:
         return Final(content, tail, [], gate, mode)
 
 
-def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: str | None) -> str | None:
+def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: str | None,
+           degenerate: list[Any] = ()) -> str | None:
     """Why a generated answer must not be served as it is (auto mode), or None."""
     if loops or any(c.action == "cut_loop" for c in changes):
         return "the model's answer was stuck in a repetition loop"
     if len(answer.strip()) < 20:
         return "the model's answer was empty"
+    if degenerate:
+        d = degenerate[0]
+        return f"the model's answer degenerated into nonsense ({d.reason}: “{d.sample}”)"
     doubtful = [c for c in changes if c.action in ("marked_unverified", "removed", "removed_url")]
     if len(doubtful) >= MAX_UNVERIFIED:
         return f"{len(doubtful)} specifics in the model's answer could not be verified"

@@ -160,6 +160,74 @@ def cut_loops(text: str) -> tuple[str, list[Loop]]:
     return out.strip(), loops
 
 
+# ------------------------------------------------------------------------------------------------- nonsense
+
+# What SmolLM2-135M wrote when decoding pushed it off its likely path (runs/bench_decoding, real-style set):
+# "a FASB-D-A-C-E-I-M-L-Y-N-S-T-Z-X-W-H-J-K-R-U-G-O-P-Q-Y-Y-Z-Y-YONA-TO-ME-AL-SO-THESIS-AND-THE-OTHER-...", and
+# lists of thirty-odd countries that run to max_tokens. Real advice has hyphenated words of two to four parts
+# ("state-of-the-art", "part-time"), lists of a handful of items and no word of 40 letters.
+_HYPHEN_CHAIN = re.compile(r"(?<![\w-])(?:[A-Za-z0-9'’]+-){5,}[A-Za-z0-9'’]*")
+_CHAR_RUN = re.compile(r"([^\s\d\-=_*#.~|])\1{5,}")
+_LONG_TOKEN = re.compile(r"(?<!\S)[^\s]{40,}")
+# A list item of up to three words: "Costa Rica", "the Dominican Republic".
+_ITEM = re.compile(r"^\s*(?:and\s+|or\s+)?[\w'’.&()-]+(?:\s+[\w'’.&()-]+){0,2}\s*$")
+RUNAWAY_ITEMS = 15
+NON_WORD_SHARE, MIN_WORDS = 0.2, 25
+
+
+@dataclass
+class Degenerate:
+    kind: str          # letter_chain | char_run | long_token | runaway_list | non_words
+    sample: str        # the offending text, shortened
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def _non_word(w: str) -> bool:
+    """A word no language the answers are written in has: no vowel in a long lower-case word, or five
+    consonants in a row ("xkcdfgh"). Acronyms (all capitals) and words with digits are left alone."""
+    if w.isupper() or any(c.isdigit() for c in w) or len(w) < 4:
+        return False
+    low = w.lower()
+    return not re.search(r"[aeiouy]", low) or bool(re.search(r"[bcdfghjklmnpqrstvwxz]{5,}", low))
+
+
+def find_degenerate(text: str) -> list[Degenerate]:
+    """Signs that ``text`` is not language a student can use: chains of letters joined by hyphens, one
+    character over and over, "words" of 40+ characters (URLs aside), a comma list of RUNAWAY_ITEMS+ short
+    items, or a high share of non-words. Repetition loops are ``find_loops``'s concern."""
+    found: list[Degenerate] = []
+    masked = URL_RE.sub(" ", text)
+    for m in _HYPHEN_CHAIN.finditer(masked):
+        found.append(Degenerate("letter_chain", _short(m.group(0)), f"{m.group(0).count('-') + 1} parts joined by "
+                                "hyphens"))
+    for m in _CHAR_RUN.finditer(masked):
+        found.append(Degenerate("char_run", _short(m.group(0)), f"{m.group(1)!r} {len(m.group(0))} times in a row"))
+    for m in _LONG_TOKEN.finditer(masked):
+        if not _HYPHEN_CHAIN.search(m.group(0)):
+            found.append(Degenerate("long_token", _short(m.group(0)), f"a {len(m.group(0))}-character word"))
+    for sentence in re.split(r"(?<=[.!?:])\s+|\n+", masked):
+        items = sentence.split(",")
+        if len(items) >= RUNAWAY_ITEMS:
+            short = sum(bool(_ITEM.match(i)) for i in items[1:-1])
+            if short >= RUNAWAY_ITEMS - 2:
+                found.append(Degenerate("runaway_list", _short(sentence.strip()), f"a list of {len(items)} items "
+                                        "in one sentence"))
+    words = re.findall(r"[A-Za-z]+", masked)
+    if len(words) >= MIN_WORDS:
+        bad = [w for w in words if _non_word(w)]
+        if len(bad) / len(words) >= NON_WORD_SHARE:
+            found.append(Degenerate("non_words", _short(" ".join(bad[:8])), f"{len(bad)} of {len(words)} words are "
+                                    "not words"))
+    return found
+
+
 # ------------------------------------------------------------------------------------------------- KB vocabulary
 
 
@@ -612,6 +680,6 @@ def assess(answer: str, question: str, kb: Any, cited_sources: list[Any] | None 
                       says_no_information=says_no_information(answer))
 
 
-__all__ = ["Loop", "find_loops", "cut_loops", "foreign_urls", "remove_foreign_urls", "unverified_entities",
+__all__ = ["Loop", "find_loops", "cut_loops", "Degenerate", "find_degenerate", "foreign_urls", "remove_foreign_urls", "unverified_entities",
            "mark_unverified_entities", "off_topic_sources", "answer_off_topic", "says_no_information", "assess", "Assessment",
            "kb_entries", "UrlFinding", "EntityFinding"]

@@ -29,7 +29,8 @@ _CITATION = re.compile(r"\s?\[(\d{1,2})\]")
 
 # Changes worth a visible note (adding a missing citation is bookkeeping, not a correction).
 NOTABLE = frozenset({"corrected", "corrected_rule", "removed", "marked_unverified", "removed_url",
-                     "corrected_premise", "cut_loop", "composed", "out_of_scope"})
+                     "corrected_premise", "unverified_premise", "cut_loop", "composed", "out_of_scope",
+                     "degenerate"})
 # Edits that change what the answer asserts (what "correction precision" is measured on).
 CORRECTIONS = frozenset({"corrected", "corrected_rule", "removed"})
 
@@ -68,6 +69,10 @@ class GateChange:
             return f"“{_short(self.claim)}” replaced by the official rule{cite}: {self.reason}"
         if a == "corrected_premise":
             return f"the question assumes “{_short(self.claim)}”: {self.replacement}{cite}"
+        if a == "unverified_premise":
+            return f"the question assumes “{_short(self.claim)}”, which our sources do not settle{cite}"
+        if a == "degenerate":
+            return f"the model's text degenerated ({self.reason})"
         if a == "removed":
             return f"removed “{_short(self.claim)}”: {self.reason or 'contradicts the official sources'}"
         if a == "marked_unverified":

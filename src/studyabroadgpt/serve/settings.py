@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 # cores): looping answers greedy 5/12, repetition_penalty 1.15 + no_repeat_ngram_size 4 0/12, 1.3 + 3 0/12.
 # The milder setting is kept: it ends the loops as well and bends the model's wording less. The answer path's
 # loop cutter and early stop (serve/answer.py) do not depend on these values.
-DECODING = {"repetition_penalty": 1.15, "no_repeat_ngram_size": 4}
+DECODING = {"repetition_penalty": 1.15, "no_repeat_ngram_size": 4, "penalty_scope": "all"}
 
 
 @dataclass
