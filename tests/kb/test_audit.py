@@ -172,3 +172,41 @@ def test_scaffolding_labels_and_placeholders():
     assert "[University Name]" in found and "[Admissions Committee]" in found and "{{program}}" in found
     assert "[1]" not in found
     assert find_scaffolding("## Work rights\nYou can work 20 hours per week.") == []
+
+
+def test_a_country_in_an_eligibility_group_is_not_where_the_rule_applies():
+    from studyabroadgpt.kb.store import load_kb
+
+    kb = load_kb()
+    fact = kb.by_id["fr.tuition.differentiated"]
+    answer = ("### Tuition fees in France\n\n- Students from outside the EU, EEA and Switzerland pay "
+              "differentiated registration fees, €2,895 a year for a licence and €3,941 a year for a master's. [1]")
+    for facts in (None, [fact]):  # whole-KB audit and the served facts alike
+        result = Auditor(kb).audit_answer(answer, "What are tuition fees in France?", facts=facts)
+        money = [c for c in result.claims if c.kind == "money"]
+        assert [(c.destination, c.status) for c in money] == [("FR", "supported")] * 2
+    # a country that is the subject of the sentence still places the figure there
+    swiss = Auditor(kb).audit_answer("In Switzerland tuition is €2,895 a year.", "Fees in France?")
+    assert [c.destination for c in swiss.claims if c.kind == "money"] == ["CH"]
+
+
+def test_a_list_number_on_the_next_line_is_not_a_day():
+    text = "JASSO holds the EJU twice a year, in June and November. [3]\n\n1. Read the official guidance."
+    assert [c for c in extract_claims(text) if c.kind == "date"] == []
+    assert [c.value for c in extract_claims("Apply by Nov. 30 or by 1 December 2026.") if c.kind == "date"] == [
+        {"month": 11, "day": 30, "year": None}, {"month": 12, "day": 1, "year": 2026}]
+
+
+def test_guidance_supports_its_own_figures_and_never_contradicts_through_another_rule():
+    from studyabroadgpt.kb.store import load_kb
+
+    kb = load_kb()
+    guide, rule = kb.by_id["guide.any.strategy.timeline"], kb.by_id["nz.psw.visa"]
+    ok = "In New Zealand, plan applications backwards from the deadlines — research 12 to 18 months ahead. [1]"
+    result = Auditor(kb).audit_answer(ok, "When should I apply to New Zealand?", facts=[guide, rule])
+    assert [(c.text, c.status, c.fact_id) for c in result.claims] == [("18 months", "supported", guide.id)]
+    wrong = ok.replace("18 months", "25 months")
+    result = Auditor(kb).audit_answer(wrong, "When should I apply to New Zealand?", facts=[guide, rule])
+    bad = [c for c in result.claims if c.status != "supported"]
+    # still an error, but not "contradicted by the post-study work visa's 3 years" (the wrong slot)
+    assert bad and all(c.status == "unsupported" and c.fact_id is None for c in bad)

@@ -26,9 +26,6 @@ def test_every_answer_passes_the_audit_and_nothing_is_quarantined(synth_result):
     assert synth_result.audited_answers == sum(len(assistant_turns(c)) for c in synth_result.conversations)
 
 
-@pytest.mark.xfail(reason="known since the KB grew (FR tuition facts): the whole-KB audit's BM25 fact ranking misses "
-                   "the French fee fact for '€2,895 a year' in an architecture answer and calls it unsupported; "
-                   "see the stop's closing note", strict=False)
 def test_independent_audit_against_the_whole_kb_finds_no_contradiction(kb, synth_result):
     """Re-audit without telling the auditor which facts were used: still no contradicted or unsupported claim."""
     auditor = Auditor(kb)

@@ -76,8 +76,6 @@ def server():
     thread.join(timeout=10)
 
 
-@pytest.mark.xfail(reason="known since the KB grew: 3 answers quarantined instead of 1 (one a '25 months' vs 'six "
-                   "months' contradiction from a new fact); see the stop's closing note", strict=False)
 def test_openai_backend_keeps_grounded_answers_and_quarantines_the_wrong_one(kb, server, monkeypatch):
     fake, base_url = server
     monkeypatch.setenv("OPENAI_API_KEY", "sk-local-test")

@@ -28,10 +28,10 @@ import numpy as np
 from .caveats import has_caveat, is_policy_sensitive
 from .claims import Claim, ClaimKind, ClaimStatus, SentenceIndex, extract_claims, name_tokens, numbers_in, \
     plausible_score
-from .geo import destination_mentions, destination_spans, detect_destinations
+from .geo import destination_mentions, destination_spans, detect_destinations, is_origin_mention
 from .matching import Checkable, compatible, distance, fact_checkables, fact_names, from_claim, matches, same_name
 from .scaffolding import find_scaffolding
-from .schema import Fact
+from .schema import ANY, Fact
 from .search import tokenize
 from .store import KnowledgeBase, load_kb
 
@@ -174,7 +174,8 @@ class Auditor:
             pools = []
             words: dict[str, set[str]] = {}  # tokenised once per sentence, not once per claim in it
             for c in claims:
-                same = [f for f in facts if f.destination == c.destination] if c.destination else []
+                # guidance for every destination ("research 12 to 18 months ahead") is in scope wherever the claim is
+                same = ([f for f in facts if f.destination in (c.destination, ANY)] if c.destination else [])
                 sentence = c.sentence or c.text
                 if sentence not in words:
                     words[sentence] = set(tokenize(sentence))
@@ -246,6 +247,12 @@ class Auditor:
             return  # no country to hold the figure to: unsupported, not contradicted
         for fact in pool[:5]:
             rivals = [fc for fc in self._checkables_of(fact) if compatible(cc, fc, c.destination)]
+            if rivals and fact.kind != "fact":
+                # The most relevant entry is advice: the figure is about what the advice covers, so a rule
+                # further down that happens to hold the same unit is the wrong slot ("research 12 to 25 months
+                # ahead" is no D-4 insurance waiting period of six months). Advice never contradicts (the gate
+                # would correct against it): the claim stays unsupported.
+                return
             if rivals:
                 best = min(rivals, key=lambda fc: distance(cc, fc))
                 c.status, c.fact_id, c.expected = ClaimStatus.CONTRADICTED, fact.id, best.label
@@ -369,6 +376,11 @@ def _clip(text: str, max_chars: int) -> str:
 
 
 _LONG_SENTENCE_WORDS = 256
+# A country inside an eligibility group ("students from outside the EU, EEA and Switzerland pay €2,895", "non-EU/EEA
+# applicants") says who a rule applies to, not where: the French fee claim was held to Switzerland's (absent) facts
+# and called unsupported. The group may be listed before the country ("the EU, EEA and Switzerland").
+_GROUP_BEFORE = re.compile(r"\b(?:from|outside|non-?)\s*(?:of\s+)?(?:the\s+)?"
+                           r"(?:(?:EU|EEA|European Union|European Economic Area)\s*(?:,|/|and|or)?\s*)*$", re.IGNORECASE)
 _WORDISH = re.compile(r"[\w-]")  # what keeps a destination cue from matching next to it
 _EDGE = 64  # longer than any destination cue (the longest, "third level graduate programme", is 30)
 
@@ -381,7 +393,10 @@ class _Places:
 
     def __init__(self, answer: str):
         self.sentences = SentenceIndex(answer)
-        self.spans = destination_spans(answer)
+        # Places named as whom a rule covers (the student's origin, an eligibility group) are not where it applies.
+        self.spans = [sp for sp in destination_spans(answer)
+                      if not (is_origin_mention(answer, sp[0], sp[1])
+                              or _GROUP_BEFORE.search(answer, max(0, sp[0] - 60), sp[0]))]
         self.starts = [start for start, _, _ in self.spans]
 
     def nearest(self, claim: Claim, fallback: str | None) -> str | None:

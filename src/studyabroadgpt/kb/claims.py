@@ -61,8 +61,10 @@ MONTHS = {m: i for i, m in enumerate(["january", "february", "march", "april", "
                                       "september", "october", "november", "december"], start=1)}
 MONTHS.update({m[:3]: i for m, i in list(MONTHS.items())})
 MONTHS["sept"] = 9
+# The full stop belongs to an abbreviation ("Nov. 3"); after a full name it ends the sentence: "in June and
+# November. [3]\n\n1. Read…" was read as the date 1 November.
 _MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December|" \
-         r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?"
+         r"(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?)"
 
 PERIODS = {"year": "year", "years": "year", "annum": "year", "annually": "year", "yearly": "year", "yr": "year",
            "month": "month", "months": "month", "monthly": "month", "mo": "month", "week": "week", "weekly": "week",
@@ -308,9 +310,10 @@ _DURATION = re.compile(
     r"(?<![\w.,£$€-])(?P<num>" + NUM + "|" + _WORDNUM + r")(?:\s|-)(?:(?:full|half|calendar|working|business)\s)?"
     r"(?P<unit>hours?|days?|weeks?|months?|years?)(?![\w-])"
     r"(?:\s*(?:per|a|an|each|every|/|in\s+a|in\s+any)\s*(?P<per>week|fortnight|month|year))?", re.IGNORECASE)
-_DATE_DM = re.compile(r"(?<![\w.])(?P<day>[0-3]?\d)(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<month>" + _MONTH +
+# Day and month sit on one line: a list number on the next line is not a day.
+_DATE_DM = re.compile(r"(?<![\w.])(?P<day>[0-3]?\d)(?:st|nd|rd|th)?[^\S\n]+(?:of[^\S\n]+)?(?P<month>" + _MONTH +
                       r")(?:,?\s+(?P<year>(?:19|20)\d\d))?(?!\w)")
-_DATE_MD = re.compile(r"(?<!\w)(?P<month>" + _MONTH + r")\s+(?P<day>[0-3]?\d)(?:st|nd|rd|th)?(?!\s*(?:%|\d|hours?|"
+_DATE_MD = re.compile(r"(?<!\w)(?P<month>" + _MONTH + r")[^\S\n]+(?P<day>[0-3]?\d)(?:st|nd|rd|th)?(?!\s*(?:%|\d|hours?|"
                       r"days?|weeks?|months?|years?))(?:,?\s+(?P<year>(?:19|20)\d\d))?(?![\w.,]\d)")
 
 
