@@ -79,3 +79,19 @@ def test_new_tokens_and_truncation_are_counted_up_to_eos():
     assert _count_until_eos([5, 6, 2, 2, 2], [2]) == (3, True)   # EOS counted, padding after it is not
     assert _count_until_eos([5, 6, 7], [2]) == (3, False)        # never stopped: truncated
     assert _count_until_eos([9, 5], [2, 9]) == (1, True)         # any of several EOS ids
+
+
+def test_finished_systems_are_readable_while_the_last_one_runs(items, tmp_path):
+    out = tmp_path / "outputs.jsonl"
+    seen = {}
+
+    def last(messages):
+        if not seen:  # while the last system runs, the first one's answers are on disk already
+            seen.update(read_outputs([tmp_path / "outputs.partial.jsonl"]))
+        return "second"
+
+    generate([CallableSystem("first", lambda m: "first"), CallableSystem("last", last)], items, out,
+             show_progress=False)
+    assert list(seen) == ["first"] and [a.response for a in seen["first"]] == ["first"] * len(items)
+    assert list(read_outputs([out])) == ["first", "last"]
+    assert not (tmp_path / "outputs.partial.jsonl").exists()

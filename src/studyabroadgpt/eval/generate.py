@@ -29,9 +29,19 @@ def generate(systems: Sequence[System], items: Sequence[EvalItem], out_path: str
             got = system.answer(items, progress=lambda n, task=task: bar.advance(task, n))
             stats[system.name] = stats_of(got, time.perf_counter() - t0)
             answers.extend(got)
+            if out_path is not None and system is not systems[-1]:
+                # Four systems on two busy cores take the better part of an hour: what is done so far can be
+                # read (and survives a kill) before the last system finishes. The full file replaces it at the end.
+                write_outputs(answers, _partial(out_path))
     gen = {name: s.to_dict() for name, s in stats.items()}
     if out_path is not None:
         out_path = Path(out_path)
         write_outputs(answers, out_path)
         atomic_write_json(out_path.with_name("generation.json"), gen)
+        _partial(out_path).unlink(missing_ok=True)
     return answers, gen
+
+
+def _partial(out_path: str | Path) -> Path:
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}.partial{out_path.suffix}")
