@@ -1,16 +1,25 @@
 """Serving benchmark: engines side by side, N concurrent streaming clients on loopback against the real stack.
 
-Every engine (``--engines hf,llamacpp``; ``openai`` with ``--upstream``) serves the same questions through the
-same app (grounding, gate, limits, streaming). Configurations are interleaved — for each repeat, for each client
-count, each engine in turn — so a change in the shared machine's load hits every engine alike; each figure is
-the median over ``--repeats``. Per configuration: completion tokens/s (all clients together), requests/s,
-p50/p95 latency, p50 time to first token, errors, and peak RSS; the grounding overhead comes from the same
-questions with grounding off (1 client). ``uptime``'s load average is recorded before and after each run.
+Every engine (``--engines hf,llamacpp,vllm``; ``openai`` with ``--upstream``) serves the same questions
+through the same app (grounding, gate, limits, streaming). Configurations are interleaved — for each repeat,
+for each client count, each engine in turn — so a change in the shared machine's load hits every engine alike;
+each figure is the median over ``--repeats``. Per configuration: completion tokens/s (all clients together),
+requests/s, p50/p95 latency, p50 time to first token, errors, and peak RSS; the grounding overhead comes from
+the same questions with grounding off (1 client). ``uptime`` is recorded before and after the whole run, the
+1-minute load average before and after each configuration.
+
+Questions: the real-style prompt set (single-turn rows), a different slice for each configuration and the
+same slice for every engine, so no engine is asked a question twice (llama.cpp and vLLM would answer a repeat
+from their prompt cache) and all engines answer the same ones.
 
 Answer mode ``generate`` (the model always answers) so tokens/s measures the engine, not how often ``auto``
 falls back to a composed answer. Peak RSS: the hf engine lives in this process (which also holds the
-retrieval encoder, the gate and the clients); the llama.cpp engine is this process *before* the hf model was
-loaded plus the llama.cpp server subprocess.
+retrieval encoder, the gate and the clients); a subprocess engine (llama.cpp, vLLM) is this process *before*
+the hf model was loaded plus the engine's process tree.
+
+vLLM: ``--engines vllm --vllm-bin VENV`` starts it exactly as ``sagpt serve --engine vllm`` does, inside the
+run; ``--vllm-url URL`` uses one already started from the same command line (its start-up takes minutes on a
+CPU, which need not count against a benchmark's quiet slot), with the same generator settings.
 
     python benchmarks/bench_serve.py --engines hf,llamacpp --clients 1,4,16 --repeats 3 --max-tokens 64
     python benchmarks/bench_serve.py --model tiny-random --engines hf --clients 1,4 --repeats 1   # plumbing
@@ -29,33 +38,36 @@ import threading
 import time
 from pathlib import Path
 
-FALLBACK_QUESTIONS = [
-    "How much money do I need to show for a UK student visa if I study in London?",
-    "Can I work part-time on an F-1 visa in the US?",
-    "What IELTS score do UK universities usually ask for?",
-    "When can I apply for my UK Student visa?",
-    "Do I need health insurance to study in the United States?",
-    "How long can I stay in the UK after graduating?",
-    "What is the Immigration Health Surcharge for students?",
-    "How many hours can I work during term time in the UK?",
-]
+def questions(sample: str | None, seed: int = 0) -> list[str]:
+    """The questions to ask: the real-style prompt set (single-turn rows, seeded shuffle so categories mix), or
+    the first user turns of ``--sample`` conversations. Each configuration gets its own slice (``slice_for``):
+    llama.cpp and vLLM reuse a cached prompt prefix, so asking one question twice in a run would flatter
+    their time to first token; every engine gets the same slice, so they still answer the same questions."""
+    import random
 
-
-def questions(sample: str | None) -> list[str]:
-    """First user turns of the sample conversations (real advising questions), else a built-in set."""
-    if sample and Path(sample).exists():
+    if sample:
         from studyabroadgpt.data.load import load_valid
 
         convs = load_valid(sample).conversations
         qs = [next(t.text for t in c.turns if t.role == "user") for c in convs if any(t.role == "user" for t in c.turns)]
-        if qs:
-            return [q[:1500] for q in qs]
-    return FALLBACK_QUESTIONS
+        if not qs:
+            raise SystemExit(f"{sample}: no user turns")
+        return [q[:1500] for q in qs]
+    from studyabroadgpt.eval.prompts import load_real_style
+
+    qs = [r["prompt"] for r in load_real_style() if not r.get("messages")]
+    random.Random(seed).shuffle(qs)
+    return qs
+
+
+def slice_for(qs: list[str], start: int, n: int) -> list[str]:
+    return [qs[(start + i) % len(qs)] for i in range(n)]
 
 
 class PeakRSS:
     """Samples resident memory every 50 ms (psutil) and keeps the maximum, for this process and, separately,
-    for an engine subprocess (``watch(pid)``)."""
+    for an engine subprocess with all its children (``watch(pid)``: vLLM runs an API server, an engine core
+    and a worker process)."""
 
     def __init__(self) -> None:
         import psutil
@@ -77,7 +89,8 @@ class PeakRSS:
             child = self.child
             if child is not None:
                 try:
-                    self.child_peak = max(self.child_peak, child.memory_info().rss)
+                    tree = [child, *child.children(recursive=True)]
+                    self.child_peak = max(self.child_peak, sum(p.memory_info().rss for p in tree))
                 except self.psutil.Error:
                     pass
             time.sleep(0.05)
@@ -89,6 +102,27 @@ class PeakRSS:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def listening_pid(url: str) -> int | None:
+    """The process listening on ``url``'s port (an engine started outside this run), for its peak RSS."""
+    import psutil
+    from urllib.parse import urlparse
+
+    port = urlparse(url).port
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            return conn.pid
+    return None
+
+
+def _uptime() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"load average {os.getloadavg()}"
 
 
 def load_average() -> float:
@@ -126,8 +160,8 @@ async def run_clients(base: str, qs: list[str], clients: int, total: int, time_l
     import httpx
 
     todo = asyncio.Queue()
-    for i in range(total):
-        todo.put_nowait(qs[i % len(qs)])
+    for q in qs[:total]:
+        todo.put_nowait(q)
     results: list[dict] = []
     deadline = time.perf_counter() + time_limit
 
@@ -266,12 +300,27 @@ def build_engine(name: str, args, rss: PeakRSS):
         if not args.upstream:
             raise SystemExit("--engines openai needs --upstream URL")
         return OpenAICompatGenerator(args.upstream, args.upstream_model)
-    raise SystemExit(f"unknown engine {name!r}: use hf, llamacpp or openai")
+    if name == "vllm":
+        if args.vllm_url:
+            from studyabroadgpt.serve.openai_engine import OpenAICompatGenerator
+
+            # The generator --engine vllm builds, minus the process: same model name and decoding fields.
+            return OpenAICompatGenerator(args.vllm_url, "base", model_name=f"{args.model} (vLLM)",
+                                         repetition_field="repetition_penalty")
+        # Exactly what `sagpt serve --engine vllm` builds (vLLM's own venv via --vllm-bin / SAGPT_VLLM).
+        from studyabroadgpt.serve.cli import EngineOptions
+        from studyabroadgpt.serve.llamacpp_engine import _free_port
+
+        opts = EngineOptions(engine="vllm", model=args.model, adapter=args.adapter, vllm_bin=args.vllm_bin,
+                             vllm_port=_free_port())
+        opts.check()
+        return opts.build()
+    raise SystemExit(f"unknown engine {name!r}: use hf, llamacpp, openai or vllm")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--engines", default="hf,llamacpp", help="comma-separated: hf, llamacpp, openai")
+    p.add_argument("--engines", default="hf,llamacpp", help="comma-separated: hf, llamacpp, openai, vllm")
     p.add_argument("--model", default="default")
     p.add_argument("--adapter", default=None)
     p.add_argument("--clients", default="1,4,16", help="comma-separated concurrent client counts")
@@ -287,7 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--upstream", default=None)
     p.add_argument("--upstream-model", default=None)
-    p.add_argument("--sample", default="/work/shared/data/studyabroadgpt-sample/conversations.jsonl")
+    p.add_argument("--vllm-bin", default=None, help="vLLM's virtualenv (or env SAGPT_VLLM) for --engines vllm")
+    p.add_argument("--vllm-url", default=None, help="--engines vllm: a vLLM server already running (its "
+                   "start-up then does not count against the run)")
+    p.add_argument("--sample", default=None, help="ask the first user turns of these conversations instead of "
+                   "the real-style prompt set")
+    p.add_argument("--seed", type=int, default=0, help="shuffle of the prompt set")
     p.add_argument("--out", default="runs/bench-serve")
     args = p.parse_args(argv)
     args.clients_list = [int(c) for c in args.clients.split(",")]
@@ -306,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     from studyabroadgpt.serve.settings import ServeSettings
     from studyabroadgpt.utils import atomic_write_json, atomic_write_text, library_versions
 
-    console = Console()
-    qs = questions(args.sample)
+    console = Console(width=180)  # the table is wide; a log file should not wrap it
+    uptime_before = _uptime()
+    console.print(f"uptime before: {uptime_before}")
+    qs = questions(args.sample, args.seed)
     engine_names = [e.strip() for e in args.engines.split(",") if e.strip()]
     console.print(f"loading the knowledge base and {', '.join(engine_names)} for {args.model}…")
     grounded = Answerer.from_kb(mode="generate")
@@ -324,15 +380,26 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(gen.start())  # the llama.cpp server starts once, for all repeats
             proc = getattr(gen, "process", None)
             pids[name] = proc.proc.pid if proc is not None and proc.proc is not None else None
+            if name == "vllm" and args.vllm_url:
+                pids[name] = listening_pid(args.vllm_url)
         plan = [(rep, rag, clients, name) for rep in range(args.repeats)
                 for rag, counts in ((True, args.clients_list), (False, no_rag_clients)) for clients in counts
                 for name in engine_names]
-        # Interleave: every repeat runs each configuration on each engine back to back.
+        # Interleave: every repeat runs each configuration on each engine back to back. Each configuration
+        # (repeat, grounding, clients) asks its own questions; every engine gets the same ones.
+        starts, at = {}, 0
+        for rep, rag, clients, _ in plan:
+            if (rep, rag, clients) not in starts:
+                starts[(rep, rag, clients)] = at
+                at += max(clients, args.requests)
+        if at > len(qs):
+            console.print(f"[yellow]{at} requests per engine but {len(qs)} distinct questions: some repeat")
         with Progress(console=console) as progress:
             overall = progress.add_task("configurations", total=len(plan))
             for rep, rag, clients, name in plan:
                 gen = generators[name]
                 total = max(clients, args.requests)
+                asked = slice_for(qs, starts[(rep, rag, clients)], total)
                 settings = ServeSettings(rag=rag, gate=rag, max_concurrency=max(args.clients_list),
                                          max_queue=max(args.clients_list) * 2,
                                          max_tokens_cap=max(args.max_tokens, 1024),
@@ -343,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                     rss.watch(pids[name])
                     rss.reset()
                     load0 = load_average()
-                    results, wall = asyncio.run(run_clients(base, qs, clients, total, args.time_limit,
+                    results, wall = asyncio.run(run_clients(base, asked, clients, total, args.time_limit,
                                                             args.max_tokens, rag, progress, task))
                     load1 = load_average()
                     peak = rss.peak if pids[name] is None else base_rss + rss.child_peak
@@ -370,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"tokens/s over hf (grounding on), per client count: {speedups}")
     console.print(f"grounding overhead at 1 client: {costs}")
     hf_gen = generators.get("hf")
-    meta = {"model": args.model, "adapter": args.adapter, "engines": engine_names,
+    uptime_after = _uptime()
+    console.print(f"uptime after: {uptime_after}")
+    meta = {"uptime_before": uptime_before, "uptime_after": uptime_after, "distinct_questions": len(qs),"model": args.model, "adapter": args.adapter, "engines": engine_names,
             "model_names": {n: g.model_name for n, g in generators.items()}, "max_tokens": args.max_tokens,
             "requests_at_1_client": args.requests, "repeats": args.repeats, "answer_mode": "generate",
             "max_concurrency": max(args.clients_list), "hf_threads": args.threads,
@@ -384,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
     atomic_write_text(out / "results.md", f"model {args.model}, max_tokens {args.max_tokens}, medians of "
-                      f"{args.repeats} interleaved repeats, load = 1-min load average [min before, max after]\n\n"
+                      f"{args.repeats} interleaved repeats, load = 1-min load average [min before, max after]\n"
+                      f"uptime before: {uptime_before}\nuptime after: {uptime_after}\n\n"
                       + "\n".join(md) + f"\n\nspeed-up over hf (tokens/s, grounding on): {speedups}\n\n"
                       f"grounding overhead (1 client): {costs}\n")
     plot(rows, out / "bench_serve.png")

@@ -76,3 +76,20 @@ def client_for():
 def http():
     with httpx.Client(timeout=60) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def llamacpp():
+    """One real llama.cpp server for the whole session (the default model's own Q4_1 GGUF, 4 slots), shared
+    by the llama.cpp engine tests and the answer-path tests that run on every engine: loading it once keeps
+    the default suite from paying start-up per module. 1 thread: the tests must also pass on a busy shared
+    machine, where spinning threads stall each other."""
+    import asyncio
+
+    from studyabroadgpt.serve.llamacpp_engine import load_llamacpp_generator
+
+    gen = load_llamacpp_generator("default", parallel=4, ctx_per_slot=2048, threads=1)
+    asyncio.run(gen.start())
+    yield gen
+    asyncio.run(gen.close())
+    assert not gen.process.running()

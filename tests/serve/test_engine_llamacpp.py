@@ -1,7 +1,8 @@
 """``--engine llamacpp``: the embedded SmolLM2 GGUF served by a real llama.cpp server process (xllamacpp),
 behind our grounding and gate; ``--engine openai`` in front of that same real server.
 
-One llama.cpp server for the module (loading takes a few seconds); every request is short (max_tokens ≤ 24)
+One llama.cpp server for the session (``llamacpp`` in tests/serve/conftest.py, shared with the answer-path
+tests on every engine); every request is short (max_tokens ≤ 24)
 so the module stays well under a minute on 2 quiet cores.
 """
 from __future__ import annotations
@@ -54,17 +55,6 @@ def answerer(answerer):
     from studyabroadgpt.serve.answer import Answerer
 
     return Answerer(answerer.searcher, answerer.auditor, top_k=2)
-
-
-@pytest.fixture(scope="module")
-def llamacpp():
-    """The default model's own Q4_1 GGUF in a real llama.cpp server with 4 slots (1 thread: the tests must
-    also pass on a busy shared machine, where spinning threads stall each other)."""
-    gen = load_llamacpp_generator("default", parallel=4, ctx_per_slot=2048, threads=1)
-    asyncio.run(gen.start())
-    yield gen
-    asyncio.run(gen.close())
-    assert not gen.process.running()
 
 
 @pytest.mark.integration

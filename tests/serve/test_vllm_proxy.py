@@ -30,14 +30,18 @@ def _adapter(tmp_path: Path, r: int) -> Path:
 def test_vllm_command_line(tmp_path):
     adapter = _adapter(tmp_path, 16)
     cmd = vllm_command("/models/smollm2", adapter=str(adapter), port=8101, dtype="bfloat16",
-                       extra_args=["--gpu-memory-utilization", "0.85"])
-    assert cmd == ["vllm", "serve", "/models/smollm2", "--host", "127.0.0.1", "--port", "8101",
-                   "--served-model-name", "base", "--dtype", "bfloat16", "--disable-log-requests",
+                       extra_args=["--gpu-memory-utilization", "0.85"], python="/venv/bin/python")
+    assert cmd == ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--model", "/models/smollm2", "--host", "127.0.0.1", "--port", "8101",
+                   "--served-model-name", "base", "--dtype", "bfloat16",
                    "--enable-lora", "--lora-modules", f"{ADAPTER_NAME}={adapter.resolve()}",
                    "--max-lora-rank", "16", "--gpu-memory-utilization", "0.85"]
     # vLLM only accepts certain max ranks: an r=24 adapter needs --max-lora-rank 32.
     assert vllm_command("m", adapter=str(_adapter(tmp_path, 24)), port=1)[-1] == "32"
     assert "--enable-lora" not in vllm_command("m", adapter=None, port=1)
+    # vLLM's CPU build: fp32 for auto (bf16 is emulated on AVX2-only CPUs) and eager mode.
+    cpu = vllm_command("m", adapter=None, port=1, cpu=True)
+    assert cpu[cpu.index("--dtype") + 1] == "float32" and "--enforce-eager" in cpu
+    assert VLLMProcess(cpu, "http://127.0.0.1:1", cpu=True).env["VLLM_CPU_KVCACHE_SPACE"]
     from studyabroadgpt.models import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="adapter_config.json"):

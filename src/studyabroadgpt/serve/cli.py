@@ -17,7 +17,8 @@ DEFAULT_MAX_TOKENS = ServeSettings.default_max_tokens
 
 ENGINES = ("hf", "llamacpp", "openai", "vllm")
 ENGINE_HELP = ("'hf' (transformers, CPU or GPU), 'llamacpp' (GGUF through llama.cpp: fast on CPU), "
-               "'openai' (any OpenAI-compatible server at --upstream) or 'vllm' (GPU, started for you).")
+               "'openai' (any OpenAI-compatible server at --upstream) or 'vllm' (vLLM in its own venv, started for you; "
+               "GPU, or its CPU build).")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class EngineOptions:
     upstream_key_env: Optional[str] = None
     vllm_port: int = 8001
     vllm_args: list[str] = field(default_factory=list)
+    vllm_bin: Optional[str] = None
 
     def check(self, kb: Optional[str] = None) -> None:
         """Cheap checks before anything heavy loads, so a typo fails in a second, not after the model loads."""
@@ -56,9 +58,9 @@ class EngineOptions:
         elif self.upstream:
             raise ConfigError(f"--upstream is for --engine openai (this is --engine {self.engine})")
         if self.engine == "vllm":
-            from .vllm_engine import vllm_executable
+            from .vllm_engine import vllm_python
 
-            vllm_executable()
+            vllm_python(self.vllm_bin)
         if self.engine == "llamacpp":
             from .llamacpp_engine import require_xllamacpp
 
@@ -94,16 +96,21 @@ class EngineOptions:
             return OpenAICompatGenerator(self.upstream, self.upstream_model,
                                          api_key=api_key_from_env(self.upstream_key_env))
         from .. import models
-        from .vllm_engine import ADAPTER_NAME, OpenAICompatGenerator, VLLMProcess, vllm_command, vllm_executable
+        from ..utils import cache_dir
+        from .vllm_engine import (ADAPTER_NAME, OpenAICompatGenerator, VLLMProcess, cuda_available, vllm_command,
+                                  vllm_python)
 
         path = models.resolve(self.merged or self.model)
-        cmd = vllm_command(path, adapter=None if self.merged else self.adapter, port=self.vllm_port,
-                           dtype=self.dtype, extra_args=self.vllm_args, executable=vllm_executable())
+        cpu = not cuda_available()
+        cmd = vllm_command(str(path), adapter=None if self.merged else self.adapter, port=self.vllm_port,
+                           dtype=self.dtype, extra_args=self.vllm_args, python=vllm_python(self.vllm_bin),
+                           cpu=cpu)
         base = f"http://127.0.0.1:{self.vllm_port}"
         upstream = ADAPTER_NAME if self.adapter and not self.merged else "base"
         name = (models.DEFAULT_NAME if self.model == models.DEFAULT_MODEL else self.model) + (
             f"+{ADAPTER_NAME}" if upstream != "base" else "")
-        return OpenAICompatGenerator(base, upstream, model_name=name, process=VLLMProcess(cmd, base),
+        proc = VLLMProcess(cmd, base, cpu=cpu, log_path=cache_dir() / "logs" / f"vllm-{self.vllm_port}.log")
+        return OpenAICompatGenerator(base, upstream, model_name=name, process=proc,
                                      repetition_field="repetition_penalty")
 
 
@@ -128,11 +135,12 @@ def _log_db(value: Optional[str]) -> Optional[str]:
 def _engine_options(engine: str, model: str, adapter: Optional[str], merged: Optional[str], dtype: str,
                     parallel: int, threads: Optional[int], ctx_per_slot: int, upstream: Optional[str],
                     upstream_model: Optional[str], upstream_key_env: Optional[str], quantization: Optional[str] = None,
-                    vllm_port: int = 8001, vllm_args: Optional[list[str]] = None) -> EngineOptions:
+                    vllm_port: int = 8001, vllm_args: Optional[list[str]] = None,
+                    vllm_bin: Optional[str] = None) -> EngineOptions:
     return EngineOptions(engine=engine, model=model, adapter=adapter, merged=merged, dtype=dtype,
                          quantization=quantization, parallel=parallel, threads=threads, ctx_per_slot=ctx_per_slot,
                          upstream=upstream, upstream_model=upstream_model, upstream_key_env=upstream_key_env,
-                         vllm_port=vllm_port, vllm_args=list(vllm_args or []))
+                         vllm_port=vllm_port, vllm_args=list(vllm_args or []), vllm_bin=vllm_bin)
 
 
 MODEL_HELP = "Base model: 'default', 'tiny-random', a local dir, .gguf or Hub id."
@@ -178,7 +186,10 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."),
         quantization: Optional[str] = typer.Option(None, help="'nf4' to load the base in 4-bit (hf engine)."),
         vllm_port: int = typer.Option(8001, help="Loopback port for the vLLM subprocess."),
-        vllm_arg: list[str] = typer.Option([], "--vllm-arg", help="Extra argument passed to `vllm serve` (repeatable)."),
+        vllm_arg: list[str] = typer.Option([], "--vllm-arg", help="Extra argument for vLLM's server (repeatable)."),
+        vllm_bin: Optional[str] = typer.Option(None, "--vllm-bin", envvar="SAGPT_VLLM",
+                                               help="vLLM's own virtualenv (or its python or vllm script; "
+                                                    "env SAGPT_VLLM)."),
         log_db: Optional[str] = typer.Option(None, "--log-db", help="Log answered turns for adviser review at "
                                              "/review: 'sqlite' (runs/serve/conversations.db), a file, or a "
                                              "database URL (postgresql://user@host/db). Off by default."),
@@ -195,7 +206,7 @@ def register(app: typer.Typer) -> None:
         from .logs import setup_json_logging
 
         opts = _engine_options(engine, model, adapter, merged, dtype, max_concurrency, threads, ctx_per_slot,
-                               upstream, upstream_model, upstream_key_env, quantization, vllm_port, vllm_arg)
+                               upstream, upstream_model, upstream_key_env, quantization, vllm_port, vllm_arg, vllm_bin)
         opts.check(kb)
         setup_json_logging()
         settings = ServeSettings(

@@ -108,6 +108,7 @@ class HFGenerator:
         self._users = 0
         self._thread: threading.Thread | None = None
         self.batches: list[int] = []  # batch sizes run so far (for the benchmark and tests)
+        self._running: list[_Job] = []  # the batch inside generate() now
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
         if tokenizer.eos_token_id is not None:
@@ -133,6 +134,13 @@ class HFGenerator:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 30)
             self._thread = None
+
+    @property
+    def in_flight(self) -> int:
+        """Requests the model is still working on (queued, or rows of the running ``generate`` call): 0 once a
+        client that left, a deadline or a loop stop has really freed the model, not just our side of it."""
+        with self._cv:
+            return len(self._pending) + len(self._running)
 
     # -- request side ----------------------------------------------------------------------------------
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
@@ -176,7 +184,9 @@ class HFGenerator:
                 job = self._pending.popleft()
                 (batch if job.key() == first.key() else rest).append(job)
             self._pending.extendleft(reversed(rest))
-        return [j for j in batch if not j.cancelled]
+            # Counted as running from here (under the same lock), so in_flight never reads 0 in between.
+            self._running = [j for j in batch if not j.cancelled]
+        return self._running
 
     def _worker(self) -> None:
         while True:
@@ -192,6 +202,8 @@ class HFGenerator:
                 for job in batch:
                     job.push(Piece("", "error"))
                     job.finish_reason = f"error: {type(exc).__name__}"
+                with self._cv:
+                    self._running = []
 
     def _run(self, batch: list[_Job]) -> None:
         import torch
@@ -231,6 +243,8 @@ class HFGenerator:
                 stopping_criteria=StoppingCriteriaList([_RowsDone(batch)]),
                 pad_token_id=pad, **sampling,
             )
+        with self._cv:
+            self._running = []
         for job in batch:
             job.push(Piece("", job.finish_reason or "length", prompt_tokens=len(job.prompt_ids),
                            completion_tokens=len(job.tokens)))

@@ -118,6 +118,13 @@ class OpenAICompatGenerator:
         self.repetition_field = repetition_field
         self._clients: dict[int, Any] = {}
         self._users = 0
+        self._open = 0  # upstream streams open now
+
+    @property
+    def in_flight(self) -> int:
+        """Upstream requests still open. Closing one is what frees the upstream's slot (llama.cpp and vLLM stop
+        decoding for a connection that went away), so 0 here means nothing is left generating for us."""
+        return self._open
 
     @property
     def model_name(self) -> str:
@@ -200,6 +207,7 @@ class OpenAICompatGenerator:
         timeout = httpx.Timeout(params.timeout_s or 600, connect=self.connect_timeout_s)
         deadline = time.monotonic() + params.timeout_s if params.timeout_s else None
         finish, usage = None, {}
+        self._open += 1
         try:
             async with self._client.stream("POST", "/v1/chat/completions", json=body, timeout=timeout) as resp:
                 if resp.status_code != 200:
@@ -228,6 +236,8 @@ class OpenAICompatGenerator:
             finish = "timeout"
         except httpx.HTTPError as exc:
             raise GenerationError(f"upstream {self.base_url} unreachable: {type(exc).__name__}") from None
+        finally:
+            self._open -= 1
         yield Piece("", finish or "stop", prompt_tokens=int(usage.get("prompt_tokens", 0)),
                     completion_tokens=int(usage.get("completion_tokens", 0)))
 
