@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -17,6 +18,13 @@ SAMPLE = SHARED / "data" / "studyabroadgpt-sample" / "conversations.jsonl"
 BROKEN = Path(__file__).parent / "data" / "broken"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def free_port() -> int:
+    """A free TCP port on loopback for a test server (the OS picks it; the socket closes before the server binds)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

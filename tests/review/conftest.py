@@ -5,13 +5,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from ..conftest import free_port
 
 
 def _pg_bin() -> Path | None:
@@ -20,12 +21,6 @@ def _pg_bin() -> Path | None:
             found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
             return Path(found[-1]).parent if found else None
     return Path(shutil.which("initdb")).resolve().parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +43,7 @@ def postgres_server(tmp_path_factory):
         for p in root.parents:  # the postgres user must be able to reach the directory
             if str(p).startswith(str(tmp_path_factory.getbasetemp().parent)):
                 os.chmod(p, os.stat(p).st_mode | 0o011)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
     def run(cmd: list[str]) -> None:
         res = subprocess.run(as_user + cmd, capture_output=True, text=True, env=env, timeout=240)

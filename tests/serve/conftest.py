@@ -3,7 +3,6 @@ like a client would (openai client, httpx, a browser)."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from typing import Iterator
@@ -11,11 +10,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ..conftest import free_port
 
 
 @contextlib.contextmanager
