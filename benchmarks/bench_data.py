@@ -2,10 +2,13 @@
 
     .venv/bin/python benchmarks/bench_data.py --n 100000
     .venv/bin/python benchmarks/bench_data.py --n 100000 --compare /work/before/src --repeat 3
+    git archive <commit> src | tar -x -C /tmp/prev && bench_data.py --compare /tmp/prev/src   # any earlier commit
 
 With ``--compare SRC`` the same generated file is run by this tree and by another checkout's ``src`` (e.g. the
 starting commit), alternating runs (before, after, before, after…) in fresh processes so that a busy machine
-weighs on both alike; the table gives per-stage medians and the 1-minute load average at each run.
+weighs on both alike; the table gives per-stage medians and the 1-minute load average at each run. The two
+must keep the same records, clusters and split (the fingerprints printed at the end); the benchmark exits
+non-zero when they do not.
 
 Generates a ShareGPT JSONL file with realistic structure (4–6 turns, markdown answers of ~60–150 words), 5% exact
 duplicates, 5% near duplicates (the same question for another university) and 1% broken records, then runs each
@@ -224,7 +227,8 @@ def main() -> None:
             res = json.loads(out.read_text())
             runs[name].append(res)
             _print_table(f"{name} run {rep + 1}", res)
-    print("\nmedians (wall s / cpu s / peak RSS MB), load at each run in brackets")
+    print("\nmedians (wall s / cpu s / peak RSS MB, RSS counted over the process and its workers), load at each "
+          "run in brackets")
     stages = [r["stage"] for r in next(iter(runs.values()))[0]["stages"]]
     for name, rs in runs.items():
         cells = []
@@ -240,6 +244,8 @@ def main() -> None:
         a, b = runs.values()
         same = a[0]["fingerprint"] == b[0]["fingerprint"] and a[0]["counts"] == b[0]["counts"]
         print("same records kept, same clusters, same split:", same)
+        if not same:  # a faster chain that changes what is kept is a bug, not a speed-up
+            sys.exit("results differ from the --compare implementation")
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1))
 
