@@ -109,7 +109,7 @@ def test_every_package_import_resolves():
 
 
 def _map_rows() -> dict[str, set[str]]:
-    """CONTRIBUTING.md's package map: {section ('' for the shared modules, else 'data/' …): names in its rows}."""
+    """CONTRIBUTING.md's package map: {section ('' for the top-level modules, else 'data/' …): names in its rows}."""
     import re
 
     text = (SRC.parent / "CONTRIBUTING.md").read_text(encoding="utf-8")
@@ -117,7 +117,7 @@ def _map_rows() -> dict[str, set[str]]:
     rows: dict[str, set[str]] = {}
     section = None
     for line in body.splitlines():
-        heading = re.match(r"\*\*(?:`([a-z_]+/)`|Shared by every stage)", line)
+        heading = re.match(r"\*\*(?:`([a-z_]+/)`|Top level)", line)
         if heading:
             section = heading.group(1) or ""
             rows[section] = set()
