@@ -289,11 +289,13 @@ def build_engine(name: str, args, rss: PeakRSS):
 
         return load_hf_generator(args.model, adapter=args.adapter, dtype=args.dtype, max_batch=max(args.clients_list),
                                  threads=args.threads)
-    if name == "llamacpp":
+    if name == "llamacpp" or name.startswith("llamacpp@"):
         from studyabroadgpt.serve.llamacpp_engine import load_llamacpp_generator
 
+        # "llamacpp@2": the same engine with 2 threads, to compare thread counts within one run.
+        threads = int(name.split("@", 1)[1]) if "@" in name else args.llamacpp_threads
         return load_llamacpp_generator(args.model, adapter=args.adapter, parallel=max(args.clients_list),
-                                       ctx_per_slot=args.ctx_per_slot, threads=args.llamacpp_threads)
+                                       ctx_per_slot=args.ctx_per_slot, threads=threads)
     if name == "openai":
         from studyabroadgpt.serve.openai_engine import OpenAICompatGenerator
 
@@ -320,7 +322,7 @@ def build_engine(name: str, args, rss: PeakRSS):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--engines", default="hf,llamacpp", help="comma-separated: hf, llamacpp, openai, vllm")
+    p.add_argument("--engines", default="hf,llamacpp", help="comma-separated: hf, llamacpp, llamacpp@THREADS, openai, vllm")
     p.add_argument("--model", default="default")
     p.add_argument("--adapter", default=None)
     p.add_argument("--clients", default="1,4,16", help="comma-separated concurrent client counts")

