@@ -88,33 +88,49 @@ def generate(n: int, path: Path, seed: int = 0) -> None:
 
 
 class PeakRSS:
-    """Samples the RSS of this process plus its worker processes every 20 ms while a stage runs."""
+    """Samples the memory of this process plus its worker processes every 20 ms while a stage runs.
+
+    Two sums: RSS, and PSS (proportional set size: a page shared by k processes counts 1/k in each). Forked
+    workers share the parent's pages, and each one's RSS counts all of them, so the RSS sum counts the parent's
+    heap once per worker too; the PSS sum is the memory the stage really holds. Both are reported.
+    """
 
     def __enter__(self):
         self.proc = psutil.Process()
         self.peak = self.proc.memory_info().rss
+        self.peak_pss = self._pss(self.proc)
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
         return self
 
-    def _rss(self) -> int:
-        total = self.proc.memory_info().rss
+    @staticmethod
+    def _pss(p) -> int:
+        try:
+            return p.memory_full_info().pss
+        except (psutil.Error, AttributeError):  # not Linux, or the worker just ended
+            return 0
+
+    def _sample(self) -> tuple[int, int]:
+        rss, pss = self.proc.memory_info().rss, self._pss(self.proc)
         for child in self.proc.children(recursive=True):
             try:
-                total += child.memory_info().rss
+                rss += child.memory_info().rss
             except psutil.Error:
-                pass
-        return total
+                continue
+            pss += self._pss(child)
+        return rss, pss
 
     def _run(self):
         while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self._rss())
+            rss, pss = self._sample()
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
 
     def __exit__(self, *exc):
         self._stop.set()
         self._t.join()
         self.peak = max(self.peak, self.proc.memory_info().rss)
+        self.peak_pss = max(self.peak_pss, self._pss(self.proc))
 
 
 def _cpu() -> float:
@@ -133,7 +149,7 @@ def run_stages(raw: Path, work: Path) -> dict:
             out = fn()
             dt, cpu = time.perf_counter() - t0, _cpu() - c0
         results.append({"stage": name, "n": n_in, "wall_s": round(dt, 2), "cpu_s": round(cpu, 2),
-                        "peak_rss_mb": round(mem.peak / 2**20)})
+                        "peak_rss_mb": round(mem.peak / 2**20), "peak_pss_mb": round(mem.peak_pss / 2**20)})
         return out
 
     def do_validate():
@@ -186,10 +202,11 @@ def _digest(items) -> str:
 
 def _print_table(title: str, res: dict) -> None:
     print(f"\n{title}  (load {res['load_1m']})")
-    print(f"{'stage':<10}{'conversations':>15}{'wall s':>9}{'cpu s':>9}{'conv/s':>10}{'peak RSS MB':>13}")
+    print(f"{'stage':<10}{'conversations':>15}{'wall s':>9}{'cpu s':>9}{'conv/s':>10}{'peak RSS MB':>13}"
+          f"{'peak PSS MB':>13}")
     for r in res["stages"]:
         print(f"{r['stage']:<10}{r['n']:>15,}{r['wall_s']:>9.1f}{r['cpu_s']:>9.1f}{r['n'] / r['wall_s']:>10,.0f}"
-              f"{r['peak_rss_mb']:>13,}")
+              f"{r['peak_rss_mb']:>13,}{r.get('peak_pss_mb', 0):>13,}")
     total = sum(r["wall_s"] for r in res["stages"])
     print(f"{'total':<10}{res['counts']['records']:>15,}{total:>9.1f}{sum(r['cpu_s'] for r in res['stages']):>9.1f}")
 
@@ -227,15 +244,16 @@ def main() -> None:
             res = json.loads(out.read_text())
             runs[name].append(res)
             _print_table(f"{name} run {rep + 1}", res)
-    print("\nmedians (wall s / cpu s / peak RSS MB, RSS counted over the process and its workers), load at each "
-          "run in brackets")
+    print("\nmedians (wall s / cpu s / peak RSS MB / peak PSS MB, both summed over the process and its workers), "
+          "load at each run in brackets")
     stages = [r["stage"] for r in next(iter(runs.values()))[0]["stages"]]
     for name, rs in runs.items():
         cells = []
         for i, st in enumerate(stages):
             cells.append(f"{st} {statistics.median(r['stages'][i]['wall_s'] for r in rs):.1f}/"
                          f"{statistics.median(r['stages'][i]['cpu_s'] for r in rs):.1f}/"
-                         f"{max(r['stages'][i]['peak_rss_mb'] for r in rs)}")
+                         f"{max(r['stages'][i]['peak_rss_mb'] for r in rs)}/"
+                         f"{max(r['stages'][i].get('peak_pss_mb', 0) for r in rs)}")
         total = statistics.median(sum(s["wall_s"] for s in r["stages"]) for r in rs)
         print(f"{name:>7}: " + "  ".join(cells) + f"  total {total:.1f} s  [loads {[r['load_1m'] for r in rs]}]")
     for name, rs in runs.items():

@@ -173,16 +173,14 @@ def _signatures(hv: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -
     return np.ascontiguousarray(np.minimum(sig, proto.hashvalues))  # the initial values, as update_batch does
 
 
-def _work(args: tuple[int, int, str, int, int, bool]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    start, stop, kind, n, num_perm, keep = args
-    norms = [normalised(t) for t in _TEXTS[start:stop]]
+def _work(args: tuple[Sequence[str], str, int, int, bool]
+          ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    texts, kind, n, num_perm, keep = args
+    norms = [normalised(t) for t in texts]
     hv, offsets = _chunk_shingles(norms, kind, n)
     sig = _signatures(hv, offsets, num_perm, 1)
     # the sets go back flat (one array + offsets): pickling 256 small arrays per chunk cost more than hashing
     return sig, (hv.astype(np.uint32) if keep else None), (offsets if keep else None)
-
-
-_TEXTS: Sequence[str] = ()  # the texts of the current call, shared with forked workers without pickling
 
 
 def workers_available() -> int:
@@ -224,24 +222,23 @@ def signatures_and_sets(texts: Sequence[str], kind: str = "word", n: int = 3, nu
                         keep_sets: bool = False, workers: int | None = None
                         ) -> tuple[np.ndarray, ShingleSets | None]:
     """(signature matrix [docs x num_perm], every document's sorted distinct shingle hashes if ``keep_sets``)."""
-    global _TEXTS
     if not texts:
         return (np.zeros((0, num_perm), dtype=np.uint64),
                 ShingleSets(np.zeros(0, np.uint32), np.zeros(1, np.int64)) if keep_sets else None)
     workers = workers_available() if workers is None else workers
-    jobs = [(i, min(i + _CHUNK, len(texts)), kind, n, num_perm, keep_sets) for i in range(0, len(texts), _CHUNK)]
-    _TEXTS = texts
-    try:
-        if workers > 1 and (len(texts) >= _PARALLEL_MIN or workers_forced()):
-            import multiprocessing as mp
+    jobs = ((texts[i:i + _CHUNK], kind, n, num_perm, keep_sets) for i in range(0, len(texts), _CHUNK))
+    if workers > 1 and (len(texts) >= _PARALLEL_MIN or workers_forced()):
+        import multiprocessing as mp
 
-            # fork: workers see _TEXTS without copying it through a pipe (~150 MB for 100k conversations)
-            with mp.get_context("fork").Pool(workers) as pool:
-                results = pool.map(_work, jobs, chunksize=4)
-        else:
-            results = [_work(j) for j in jobs]
-    finally:
-        _TEXTS = ()
+        # forkserver, not fork: a forked worker's RSS counts every page of the parent (100k conversations,
+        # ~1.4 GB), so the stage's summed RSS was ~3x the parent's; forkserver workers start from a small server
+        # process and get their 256 texts per job through the pipe (~0.6 MB, far cheaper than hashing them).
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        with ctx.Pool(workers) as pool:
+            results = list(pool.imap(_work, jobs, chunksize=2))
+    else:
+        results = [_work(j) for j in jobs]
     sig = np.concatenate([r[0] for r in results])
     if not keep_sets:
         return sig, None
