@@ -158,7 +158,6 @@ def child_trl(args: argparse.Namespace) -> dict:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from studyabroadgpt import models
@@ -184,41 +183,12 @@ def child_trl(args: argparse.Namespace) -> dict:
     trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tok,
                          peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS,
                                                 task_type="CAUSAL_LM"))
-    counted = {"tokens": 0}
-    collator = trainer.data_collator
+    from trl_timing import TRLTiming  # the timing bench_train.py uses too
 
-    def counting_collator(features):
-        batch = collator(features)
-        mask = batch.get("attention_mask")
-        counted["tokens"] += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
-        return batch
-
-    trainer.data_collator = counting_collator
-    marks: list[tuple[float, int]] = []
-    losses: list[float] = []
-
-    class Timer(TrainerCallback):
-        def on_train_begin(self, *a, **k):
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            marks.append((time.monotonic(), counted["tokens"]))
-
-        def on_step_end(self, *a, **k):
-            if cuda:
-                torch.cuda.synchronize()
-            marks.append((time.monotonic(), counted["tokens"]))
-
-        def on_log(self, args_, state, control, logs=None, **k):
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
-
-    trainer.add_callback(Timer())
+    timing = TRLTiming(trainer, cuda=cuda)
     trainer.train()
-    (t1, n1), (t_end, n_end) = (marks[1], marks[-1]) if len(marks) > 2 else (marks[0], marks[-1])
-    return {"trainer": "trl", "steps": len(marks) - 2 if len(marks) > 2 else len(marks) - 1,
-            "tokens": n_end - n1, "tokens_per_s": round((n_end - n1) / (t_end - t1), 2),
-            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-            **_peak(dev["device"])}
+    res = timing.result()
+    return {**res, "tokens_per_s": round(res["tokens_per_s"], 2), **_peak(dev["device"])}
 
 
 def plan_estimate(args: argparse.Namespace, arch: dict) -> dict:

@@ -35,7 +35,6 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "runs" / "profile_train.txt"))
-    ap.add_argument("--baseline", action="store_true", help="PEFT's own LoRA forward instead of the fused one")
     ap.add_argument("--set", nargs="*", default=[], help="extra recipe overrides key=value")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -47,10 +46,7 @@ def main() -> None:
     from studyabroadgpt.config import apply_overrides, build
     from studyabroadgpt.train.batching import plan_steps
     from studyabroadgpt.train.config import TrainConfig
-    from studyabroadgpt.train import modeling
     from studyabroadgpt.train.trainer import LoRARecipe
-
-    modeling.FUSED_LORA = not args.baseline
 
     work = ROOT / "runs" / "profile-train"
     data = {"name": "profile", "output_dir": str(work), "model": args.model, "dataset": args.data,
@@ -77,7 +73,7 @@ def main() -> None:
                for g, prefixes in GROUPS.items()}
     grouped["everything else"] = total - sum(grouped.values())
     load = os.getloadavg()
-    lines = [f"{'PEFT LoRA forward (baseline)' if args.baseline else 'fused LoRA forward'}: model {args.model}, seq {args.seq_len}, batch 1 x 4, {args.steps} profiled steps, {tokens} tokens, "
+    lines = [f"model {args.model}, seq {args.seq_len}, batch 1 x 4, {args.steps} profiled steps, {tokens} tokens, "
              f"{tokens / wall:.1f} tokens/s under the profiler, threads {torch.get_num_threads()}, "
              f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
              "", "share of self CPU time:"]

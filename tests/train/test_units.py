@@ -64,38 +64,3 @@ def test_schedule_replan_keeps_lr_continuous_and_ends_at_zero():
     assert all(b <= a for a, b in zip(after, after[1:]))
     restored = WarpedSchedule.from_state(s.state())
     assert [restored.factor(i) for i in range(16)] == [s.factor(i) for i in range(16)]
-
-
-def test_fused_lora_forward_matches_peft():
-    """The fused LoRA forward gives PEFT's outputs and gradients (bf16 autocast tolerance; exact without it)."""
-    from peft import LoraConfig, get_peft_model
-
-    from studyabroadgpt import models
-    from studyabroadgpt.train.modeling import fuse_lora_forward
-
-    def build():
-        torch.manual_seed(0)
-        base, _ = models.load("tiny-random")
-        m = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
-        for n, p in m.named_parameters():  # non-zero B so the LoRA branch matters
-            if "lora_B" in n:
-                p.data.normal_(0, 0.5)
-        return m
-
-    ids = torch.randint(0, 1000, (2, 12))
-    ref, fused = build(), build()
-    assert fuse_lora_forward(fused) == 6  # 3 targets x 2 layers
-    for autocast in (True, False):
-        outs = []
-        for m in (ref, fused):
-            m.zero_grad()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                out = m(input_ids=ids).logits.float()
-            out.square().mean().backward()
-            grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.requires_grad}
-            outs.append((out.detach(), grads))
-        (o1, g1), (o2, g2) = outs
-        tol = 2e-2 if autocast else 1e-6
-        assert torch.allclose(o1, o2, atol=tol, rtol=tol)
-        for n in g1:
-            assert torch.allclose(g1[n], g2[n], atol=tol * max(1.0, float(g1[n].abs().max())), rtol=tol), n

@@ -98,58 +98,7 @@ def load_for_training(cfg: TrainConfig, device: str, sharded: bool = False) -> t
             p.data = p.data.float()
     # The adapter records which base it belongs to: the source string the run used ("default", a path…).
     model.peft_config["default"].base_model_name_or_path = cfg.model
-    if FUSED_LORA:
-        fuse_lora_forward(model)
     return model, tok, prec
-
-
-# Switch for benchmarks/profile_train.py --baseline (PEFT's own LoRA forward); always on in training.
-FUSED_LORA = True
-
-
-def _fused_lora_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """``base(x) + s · (x Aᵀ) Bᵀ`` as one ``mm`` and one ``addmm``, for a PEFT ``lora.Linear`` under autocast.
-
-    PEFT's forward casts the (tokens × in) activation to the LoRA weights' fp32 — which autocast then casts
-    straight back to bf16 for the matmul — and multiplies and adds the (tokens × out) update in separate
-    elementwise passes: four full-size memory passes per projection, seven projections per layer, forward and
-    backward. Here the activation stays in the compute dtype, the scale rides in addmm's ``alpha`` and the add in
-    its ``beta`` (see docs/training.md, *Profile*, for the measured effect). Anything unusual (adapters
-    disabled or merged, several adapters, variants such as DoRA, no autocast) takes PEFT's own path.
-    """
-    if (self.disable_adapters or self.merged or args or kwargs or len(self.active_adapters) != 1
-            or not torch.is_autocast_enabled(x.device.type)):
-        return type(self).forward(self, x, *args, **kwargs)
-    name = self.active_adapters[0]
-    if name not in self.lora_A or name in self.lora_variant or self.lora_bias.get(name):
-        return type(self).forward(self, x, *args, **kwargs)
-    result = self.base_layer(x)
-    h = self.lora_dropout[name](x)
-    down = torch.mm(h.reshape(-1, h.shape[-1]), self.lora_A[name].weight.t())
-    out = torch.addmm(result.reshape(-1, result.shape[-1]), down, self.lora_B[name].weight.t(),
-                      alpha=self.scaling[name])
-    return out.view(result.shape)
-
-
-def fuse_lora_forward(model: nn.Module) -> int:
-    """Give every PEFT ``lora.Linear`` of ``model`` the fused forward above; returns how many were patched."""
-    import types
-
-    from peft.tuners.lora import Linear as LoraLinear
-
-    kinds: set[type] = {LoraLinear}
-    try:  # QLoRA: the LoRA part is the same over a 4-bit base; base_layer(x) dequantises as before
-        from peft.tuners.lora.bnb import Linear4bit
-
-        kinds.add(Linear4bit)
-    except ImportError:
-        pass
-    n = 0
-    for module in model.modules():
-        if type(module) in kinds:  # exact types: other LoRA layer kinds (GPTQ, AWQ, 8-bit…) keep their forward
-            module.forward = types.MethodType(_fused_lora_forward, module)
-            n += 1
-    return n
 
 
 class _HeadCrossEntropy(torch.autograd.Function):
