@@ -215,11 +215,13 @@ def main() -> None:
                     help="reuse the old code's answers from an earlier run's before_out.json (same prompts)")
     ap.add_argument("--out", default="runs/bench_answers")
     ap.add_argument("--rescore", action="store_true", help="re-score the answers already in --out (no model)")
+    ap.add_argument("--refinish", action="store_true", help="with --rescore: run the current answer path again on "
+                    "the stored raw text first")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.rescore:
-        return rescore(out)
+        return rescore(out, refinish=args.refinish)
     rows = pick_prompts(args.limit)
     started = {"load_start": load(), "prompts": len(rows), "max_tokens": args.max_tokens, "adapter": args.adapter}
     if args.before_from:
@@ -257,13 +259,27 @@ def main() -> None:
     print(markdown(summary))
 
 
-def rescore(out: Path) -> None:
+def rescore(out: Path, refinish: bool = False) -> None:
     """Score the stored answers again with the current checks (the generation is the expensive part)."""
     from studyabroadgpt.eval.prompts import load_real_style
 
     recs = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines() if line.strip()]
     by_id = {r["id"]: r for r in load_real_style()}
     rows = [by_id[r["id"]] for r in recs]
+    if refinish:  # the answer path again on the stored raw model text (after an answer-path change; no model)
+        from studyabroadgpt.serve.answer import Answerer
+
+        answerer = Answerer.from_kb(mode="auto")
+        for rec, row in zip(recs, rows):
+            for mode in ("generate", "auto", "compose"):
+                turn = answerer.prepare(_messages(row), mode=mode)
+                final = answerer.finish(turn, rec["after"]["raw"] if turn.generates else "")
+                rec["after"][mode] = {"content": final.content, "served_mode": final.mode,
+                                      "cited": [s["id"] for s in final.sources if s["cited"]],
+                                      "fallback": final.gate.get("fallback_reason")}
+        with open(out / "answers.jsonl", "w") as fh:
+            for rec in recs:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     summary = json.loads((out / "summary.json").read_text())
     systems = {}
     if recs[0].get("before"):
@@ -276,6 +292,7 @@ def rescore(out: Path) -> None:
     if recs[0].get("before"):
         systems["before:raw"] = score(rows, {r["id"]: r["before"]["raw"] for r in recs}, {})
     summary["systems"] = {k: {kk: vv for kk, vv in v.items() if kk != "per_answer"} for k, v in systems.items()}
+    summary["auto_served_compose"] = sum(r["after"]["auto"]["served_mode"] == "compose" for r in recs)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(markdown(summary))
     print(markdown(summary))

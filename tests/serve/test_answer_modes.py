@@ -305,3 +305,21 @@ def test_scholarship_without_a_nationality_list_points_to_the_one_that_fits(answ
     assert note[0]["slot"]["alternative"] == "gb.scholarships.marshall-rhodes"
     assert "does not say which nationalities are eligible" in final.content
     assert "Marshall Scholarships fund graduate study in the UK for US citizens" in final.content
+
+
+def test_follow_up_gets_the_key_fact_of_the_country_it_asks_about(answerer):
+    # the real SmolLM2 answer to "And for Canada?" repeated the UK rule from the turn before
+    q = [{"role": "user", "content": "How many hours can I work per week on a UK Student visa during my master's?"},
+         {"role": "assistant", "content": "At degree level you can work up to 20 hours a week during term time."},
+         {"role": "user", "content": "And for Canada?"}]
+    turn = answerer.prepare(q, mode="generate")
+    final = answerer.finish(turn, "At degree level you can work up to 20 hours a week during term time and "
+                                  "full-time in official vacations.")
+    assert "ca.work.off-campus" in [s.fact.id for s in turn.sources]
+    # the Canadian rule is what the student reads, cited (the UK figure corrected to it, or the fact added)
+    cited = [s for s in final.sources if s["cited"]]
+    assert cited and {s["destination"] for s in cited} == {"CA"}
+    assert "24 hours" in final.content
+    composed = answerer.finish(answerer.prepare(q, mode="compose"), "")
+    cited = [s for s in composed.sources if s["cited"]]
+    assert cited and all(s["destination"] in ("CA", None, "any") for s in cited)

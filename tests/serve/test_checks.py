@@ -174,3 +174,13 @@ def test_real_good_answers_are_not_degenerate():
     assert checks.find_degenerate(GOOD_SOP) == []
     assert checks.find_degenerate(GOOD_FRIENDS) == []
     assert checks.find_degenerate("Apply to Germany, France, Sweden, Finland or Denmark: all have low fees.") == []
+
+
+def test_an_acronym_spelled_out_before_it_is_not_an_invented_body(kb):
+    # the real SmolLM2 answer had "**Statement of Purpose (SOP)**" marked "(SOP (unverified))"
+    assert checks.unverified_entities("**Statement of Purpose (SOP)**",
+                                      "How do I write a strong statement of purpose for an MBA?", kb) == []
+    assert checks.unverified_entities("Write a Statement of Purpose (SOP) first.", "Statement help", kb) == []
+    found = checks.unverified_entities("Apply to the Bangladesh National Education Board (BNEB) first.", "q", kb)
+    assert [f.name for f in found] == ["Bangladesh National Education Board (BNEB)"]
+    assert [f.name for f in checks.unverified_entities("Ask the office (QXZ) about it.", "q", kb)] == ["QXZ"]

@@ -31,3 +31,21 @@ def test_ngram_ban_and_penalty_ignore_the_prompt():
     out = procs(ids, scores.clone())
     assert out[0, 23] == float("-inf")
     assert out[0, 20] < 1.0 and out[0, 14] == 1.0  # an answer token is penalised, a prompt-only token is not
+
+
+def test_eval_hf_system_decodes_with_the_server_settings():
+    # the eval's local-model systems take the server's DECODING (penalty_scope included) to model.generate
+    from studyabroadgpt import models
+    from studyabroadgpt.eval.items import EvalItem
+    from studyabroadgpt.eval.systems import HFSystem, _with_server_decoding
+    from studyabroadgpt.serve.hf_engine import penalty_kwargs
+
+    assert set(penalty_kwargs(1.15, 4, "generated", 10)) == {"logits_processor"}
+    assert penalty_kwargs(1.15, 4, "all", 10) == {"repetition_penalty": 1.15, "no_repeat_ngram_size": 4}
+    loaded = models.load("tiny-random")
+    system = _with_server_decoding(HFSystem("tiny", loaded.model, loaded.tokenizer, max_new_tokens=6))
+    assert system.decoding == DECODING
+    items = [EvalItem("a", [{"role": "user", "content": "How many hours can I work on a UK Student visa?"}]),
+             EvalItem("b", [{"role": "user", "content": "visa?"}])]
+    answers = system.answer(items)
+    assert [a.id for a in answers] == ["a", "b"] and all(isinstance(a.response, str) for a in answers)

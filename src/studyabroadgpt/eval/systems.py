@@ -93,9 +93,16 @@ class HFSystem:
             idx = order[start:start + self.batch_size]
             enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             t0 = time.perf_counter()
+            decoding = dict(self.decoding)
+            if "penalty_scope" in decoding:  # the server's decoding (serve/settings.py): penalties on the answer only
+                from ..serve.hf_engine import penalty_kwargs
+
+                decoding = penalty_kwargs(decoding.pop("repetition_penalty", 1.0),
+                                          decoding.pop("no_repeat_ngram_size", 0), decoding.pop("penalty_scope"),
+                                          enc["input_ids"].shape[1]) | decoding
             with torch.inference_mode(), self._context():
                 gen = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                          pad_token_id=tok.pad_token_id, eos_token_id=eos, **self.decoding)
+                                          pad_token_id=tok.pad_token_id, eos_token_id=eos, **decoding)
             latency = time.perf_counter() - t0
             new = gen[:, enc["input_ids"].shape[1]:]
             for row, i in zip(new.tolist(), idx):

@@ -192,6 +192,9 @@ def slot_of(sentence: str, start: int, end: int, destination: str | None, key: s
     """The slot of the figure at [start, end) of ``sentence``; ``key`` (a fact value's key) wins for the
     subject and the level when it names them; ``context`` (the question) fills a level, group or place the
     sentence does not state."""
+    # "Master’s" (the model's curly apostrophe) is "master's": without this the level cue was missed and the
+    # nearest other cue ("PhD graduates") gave a master's figure the research slot. Same length: spans hold.
+    sentence, context = sentence.replace("’", "'"), context.replace("’", "'")
     clause, pos = clause_around(sentence, start, end)
     figure = sentence[start:end]
     around = clause[:pos] + " " * (end - start) + clause[pos + (end - start):]
@@ -247,7 +250,12 @@ def slot_of(sentence: str, start: int, end: int, destination: str | None, key: s
 
 def level_in(text: str) -> str | None:
     """The level of study / applicant group ``text`` names (below_degree, research, sponsored, degree)."""
-    return _first(_LEVEL_RES, text)
+    return _first(_LEVEL_RES, text.replace("’", "'"))
+
+
+def places_in(text: str) -> set[str]:
+    """The places (london, outside_london) ``text`` names."""
+    return {p for p, rx in _PLACE_RES if rx.search(text)}
 
 
 # ------------------------------------------------------------------------------------------------- matching

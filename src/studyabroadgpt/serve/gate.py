@@ -314,7 +314,15 @@ def _supported_for_another_slot(claim: Any, text: str, question: str, sources: l
     if not own:
         return None
     matches = [slots.same_slot(c_slot, c.slot) for c in own]
-    if any(m.ok for m in matches) or not any(m.reason.startswith(_QUALIFIER_REASONS) for m in matches):
+    reasons = _QUALIFIER_REASONS
+    s0, s1 = _sentence(text, claim.span[0])
+    clause, _ = slots.clause_around(text[s0:s1], claim.span[0] - s0, claim.span[1] - s0)
+    if len(slots.places_in(clause)) == 1:
+        # The claim's own clause names one place ("If you study in Leeds, you must show £1,483 per month"):
+        # a figure the facts give for the other place is wrong for this student (the London figure, cited,
+        # was served for Leeds on the real-style set).
+        reasons = (*reasons, "different place")
+    if any(m.ok for m in matches) or not any(m.reason.startswith(reasons) for m in matches):
         return None
     if any(slots.same_slot(c_slot, c.slot, lenient=True).ok for c in own):
         return None  # the mismatch is only a qualifier the claim leaves unstated: nothing says it is wrong

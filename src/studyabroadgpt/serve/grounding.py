@@ -52,9 +52,24 @@ class Source:
 
 
 def retrieval_query(messages: list[dict[str, str]]) -> str:
-    """The last user message, plus the one before it: follow-ups ("and for Canada?") lean on it."""
+    """The last user message, plus the one before it: follow-ups ("and for Canada?") lean on it.
+
+    When the follow-up names a destination, the earlier turn's other destinations are left out: with "How
+    many hours can I work on a UK student visa?" kept whole, "And for Canada?" scored every Canadian work
+    fact under the relevance threshold (off-campus work 0.03; 0.43 without "UK") and got no fact at all."""
+    from ..kb.geo import destination_spans, detect_destinations
+
     users = [m["content"] for m in messages if m["role"] == "user" and m["content"].strip()]
-    return "\n".join(users[-2:])
+    if len(users) < 2:
+        return "\n".join(users)
+    prev, last = users[-2], users[-1]
+    asked = set(detect_destinations(last, exclude_origins=True))
+    if asked:
+        for a, b, code in sorted(destination_spans(prev), reverse=True):
+            if code not in asked:
+                prev = prev[:a] + prev[b:]
+        prev = " ".join(prev.split())
+    return f"{prev}\n{last}"
 
 
 def retrieve(searcher: Searcher, messages: list[dict[str, str]], k: int) -> list[Source]:

@@ -221,14 +221,8 @@ class HFGenerator:
         device = next(self.model.parameters()).device
         params = batch[0].params
         sampling: dict[str, Any] = {"do_sample": False}
-        if params.penalty_scope == "generated":
-            # Penalise repeats of the answer's own tokens only (the prompt holds the facts it should quote).
-            sampling["logits_processor"] = _answer_only_processors(params, width)
-        else:
-            if params.repetition_penalty and params.repetition_penalty != 1.0:
-                sampling["repetition_penalty"] = params.repetition_penalty
-            if params.no_repeat_ngram_size:
-                sampling["no_repeat_ngram_size"] = params.no_repeat_ngram_size
+        sampling.update(penalty_kwargs(params.repetition_penalty, params.no_repeat_ngram_size,
+                                       params.penalty_scope, width))
         if params.temperature > 0:
             sampling.update({"do_sample": True, "temperature": params.temperature, "top_p": params.top_p})
             if params.seed is not None:
@@ -274,6 +268,21 @@ def _answer_only_processors(params: GenParams, start: int) -> Any:
     if params.no_repeat_ngram_size:
         procs.append(_AnswerOnlyNGramBan(params.no_repeat_ngram_size, start))
     return procs
+
+
+def penalty_kwargs(repetition_penalty: float, no_repeat_ngram_size: int, scope: str, start: int) -> dict[str, Any]:
+    """``model.generate`` keyword arguments for the anti-repetition settings (the server's and the eval's
+    local models decode alike): scope "generated" penalises the answer's tokens only (``start`` = the padded
+    prompt width), "all" is transformers' own whole-sequence behaviour."""
+    if scope == "generated":
+        return {"logits_processor": _answer_only_processors(
+            GenParams(repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size), start)}
+    out: dict[str, Any] = {}
+    if repetition_penalty and repetition_penalty != 1.0:
+        out["repetition_penalty"] = repetition_penalty
+    if no_repeat_ngram_size:
+        out["no_repeat_ngram_size"] = no_repeat_ngram_size
+    return out
 
 
 def load_hf_generator(model: str, adapter: str | None = None, merged: str | None = None, dtype: str = "auto",
