@@ -184,3 +184,11 @@ def test_an_acronym_spelled_out_before_it_is_not_an_invented_body(kb):
     found = checks.unverified_entities("Apply to the Bangladesh National Education Board (BNEB) first.", "q", kb)
     assert [f.name for f in found] == ["Bangladesh National Education Board (BNEB)"]
     assert [f.name for f in checks.unverified_entities("Ask the office (QXZ) about it.", "q", kb)] == ["QXZ"]
+
+
+def test_a_name_the_student_typed_is_theirs(kb):
+    # our own out-of-scope answer said "Harvard University" to "I got 1.000 on the GRE, is that enough for Harvard?"
+    q = "I got 1.000 on the GRE, is that enough for Harvard?"
+    assert checks.unverified_entities("I don't have official information on Harvard University.", q, kb) == []
+    assert [f.name for f in checks.unverified_entities("Ask the Harvard Council of Grants.", "Is it hard?", kb)] \
+        == ["Harvard Council of Grants"]

@@ -460,6 +460,8 @@ def _known_name(words: tuple[str, ...], v: _Vocab, question_words: tuple[str, ..
     distinctive = [w for w in words if w not in GENERIC]
     if not distinctive:
         return True  # "the International Office": a kind of body, not a specific one
+    if set(distinctive) <= set(question_words):
+        return True  # "Harvard University" for a question about "Harvard": the student's own name for it
     if words in v.ngrams or words in _ngrams(question_words) or len(words) > MAX_NAME_WORDS:
         return words in v.ngrams or words in _ngrams(question_words) or \
             any(" ".join(words) in " ".join(p) for p in v.phrases)
