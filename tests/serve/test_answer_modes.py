@@ -323,3 +323,14 @@ def test_follow_up_gets_the_key_fact_of_the_country_it_asks_about(answerer):
     composed = answerer.finish(answerer.prepare(q, mode="compose"), "")
     cited = [s for s in composed.sources if s["cited"]]
     assert cited and all(s["destination"] in ("CA", None, "any") for s in cited)
+
+
+def test_a_test_most_destinations_name_is_not_a_false_premise(answerer):
+    # served: "none of our official sources for Ireland asks for the IELTS; our sources name it for Australia, ..."
+    q = [{"role": "user", "content": "Is IELTS 6.0 enough for a postgraduate course in Ireland?"}]
+    final = answerer.finish(answerer.prepare(q, mode="generate"), "Check the university's English requirement.")
+    assert "asks for the IELTS" not in final.content
+    assert not [c for c in final.gate["changes"] if c["action"] == "corrected_premise"]
+    q = [{"role": "user", "content": "What GRE score do I need for a taught master's in the UK?"}]
+    final = answerer.finish(answerer.prepare(q, mode="generate"), "You need a GRE score of 320.")
+    assert "none of our official sources for United Kingdom asks for the GRE" in final.content

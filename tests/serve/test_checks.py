@@ -192,3 +192,12 @@ def test_a_name_the_student_typed_is_theirs(kb):
     assert checks.unverified_entities("I don't have official information on Harvard University.", q, kb) == []
     assert [f.name for f in checks.unverified_entities("Ask the Harvard Council of Grants.", "Is it hard?", kb)] \
         == ["Harvard Council of Grants"]
+
+
+def test_a_copied_fact_list_is_degenerate():
+    # served by SmolLM2 to "Do I need health insurance as a student in Germany, and what kind?"
+    echo = ("The official facts are:\n[1] (Germany, health cover, as of 2025-03-29) Students in Germany need health "
+            "insurance to enrol at a university and get their residence permit; this is not only for students but "
+            "also all the citizens. Source: Study in Germany - DAAD.")
+    assert [d.kind for d in checks.find_degenerate(echo)] == ["prompt_echo"]
+    assert checks.find_degenerate("Students in Germany need health insurance to enrol [1] (see the DAAD page).") == []

@@ -172,12 +172,14 @@ _LONG_TOKEN = re.compile(r"(?<!\S)[^\s]{40,}")
 # A list item of up to three words: "Costa Rica", "the Dominican Republic".
 _ITEM = re.compile(r"^\s*(?:and\s+|or\s+)?[\w'’.&()-]+(?:\s+[\w'’.&()-]+){0,2}\s*$")
 RUNAWAY_ITEMS = 15
+# serve/grounding.facts_block writes "[n] (Country, topic, as of YYYY-MM-DD) statement Source: title."
+_PROMPT_ECHO = re.compile(r"\[\d{1,2}\]\s*\([^()\n]{2,60},\s*[a-z][a-z ]{2,40},\s*as of \d{4}-\d\d-\d\d\)")
 NON_WORD_SHARE, MIN_WORDS = 0.2, 25
 
 
 @dataclass
 class Degenerate:
-    kind: str          # letter_chain | char_run | long_token | runaway_list | non_words
+    kind: str          # letter_chain | char_run | long_token | runaway_list | prompt_echo | non_words
     sample: str        # the offending text, shortened
     reason: str
 
@@ -219,6 +221,9 @@ def find_degenerate(text: str) -> list[Degenerate]:
             if short >= RUNAWAY_ITEMS - 2:
                 found.append(Degenerate("runaway_list", _short(sentence.strip()), f"a list of {len(items)} items "
                                         "in one sentence"))
+    m = _PROMPT_ECHO.search(text)
+    if m:  # the grounding prompt's own fact lines copied out ("[1] (Germany, health cover, as of 2025-03-29) …")
+        found.append(Degenerate("prompt_echo", _short(m.group(0)), "the model copied its instructions' fact list"))
     words = re.findall(r"[A-Za-z]+", masked)
     if len(words) >= MIN_WORDS:
         bad = [w for w in words if _non_word(w)]

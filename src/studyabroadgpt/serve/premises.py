@@ -128,6 +128,11 @@ def _figure_and_name_premises(auditor: Any, question: str, answer: str,
     return out
 
 
+# Tests tied to one or a few systems (the GRE and MCAT to the US, the UCAT to the UK and Australia) are the
+# premises this check can call: asked for elsewhere, the student has the wrong system in mind.
+MAX_TEST_DESTINATIONS = 3
+
+
 def _test_premises(question: str, answer: str, sources: list[Source], kb: Any) -> list[tuple[str, GateChange]]:
     from ..kb.claims import TEST_NAMES, canonical_test
     from ..kb.geo import detect_destinations
@@ -147,6 +152,11 @@ def _test_premises(question: str, answer: str, sources: list[Source], kb: Any) -
         if not naming or any(f.destination == dest for f in naming):
             continue
         where = sorted({f.destination for f in naming})
+        if len(where) > MAX_TEST_DESTINATIONS:
+            # A test most destinations' sources name (IELTS: 14) is missing from this one's by a gap in the KB,
+            # not because the system does not use it: "Is IELTS 6.0 enough for Ireland?" got "none of our
+            # sources for Ireland asks for the IELTS" and a Malaysian rule.
+            continue
         fact = next((f for f in naming if f.topic == "admissions_tests"), naming[0])
         cite, n = _cite(fact, sources)
         text = (f"none of our official sources for {_country(dest)} asks for the {test}; our sources name it for "
