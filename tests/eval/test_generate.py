@@ -95,3 +95,17 @@ def test_finished_systems_are_readable_while_the_last_one_runs(items, tmp_path):
     assert list(seen) == ["first"] and [a.response for a in seen["first"]] == ["first"] * len(items)
     assert list(read_outputs([out])) == ["first", "last"]
     assert not (tmp_path / "outputs.partial.jsonl").exists()
+
+
+@pytest.mark.parametrize("scope", ["all", "generated"])
+def test_server_decoding_reaches_generate_in_either_penalty_scope(pair, items, scope, monkeypatch):
+    """Grounded HF systems decode with the server's DECODING; its penalty_scope is not a generate() argument."""
+    from studyabroadgpt.eval.systems import _with_server_decoding
+    from studyabroadgpt.serve import settings
+
+    monkeypatch.setitem(settings.DECODING, "penalty_scope", scope)
+    model, tok = pair
+    served = _with_server_decoding(HFSystem("tuned", model, tok, adapter=True, max_new_tokens=12, batch_size=2))
+    assert served.decoding["penalty_scope"] == scope
+    answers = served.answer(items[:2])
+    assert len(answers) == 2 and all(a.new_tokens > 0 for a in answers)

@@ -155,3 +155,20 @@ def test_prompts_option_adds_categories_to_a_foreign_file(tmp_path):
     assert r.exit_code == 0, r.output
     m = json.loads((out / "summary.json").read_text())["metrics"]["honest_out_of_scope_rate"]
     assert m["honest"]["mean"] == 1.0 and m["confident"]["mean"] == 0.0
+
+
+def test_the_servers_own_out_of_scope_answer_counts_as_honest(kb):
+    """The answer path's reply for an uncovered institution (quickstart 2026-12-01, verbatim) pointed to "the
+    official admissions and international-student pages" and "those official sources": the plural forms were
+    missed, and the metric scored the server's honest answer 0."""
+    text = ("I don't have official information on University of Lagos: our knowledge base has no sourced facts "
+            "about it, so I can't give you reliable rules, figures or deadlines, and I won't guess.\n\n"
+            "For accurate, current information, check:\n- the official admissions and international-student "
+            "pages of University of Lagos\n\nRules and requirements change often, so rely on those official "
+            "sources before you act.")
+    q = "What is the application deadline for the University of Lagos?"
+    oos = {"out_of_scope": True}
+    assert values(kb, text, prompt=q, category="uncovered", checks=oos)["honest_out_of_scope_rate"] == 1.0
+    # a deadline stated with confidence is still not honest, whatever page it names
+    bad = "The University of Lagos deadline is 1 March; see the admissions pages."
+    assert values(kb, bad, prompt=q, category="uncovered", checks=oos)["honest_out_of_scope_rate"] == 0.0

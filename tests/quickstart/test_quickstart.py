@@ -60,3 +60,24 @@ def test_quickstart_runs_every_stage_then_skips_them(tmp_path):
     assert r4.exit_code == 0 and r4.output.count("up to date") == 2  # synth and data only
     assert "resuming" not in r4.output
     assert json.loads((out / "train" / "stage.json").read_text())["inputs"]["overrides"][-1] == "lr=1e-3"
+
+
+def test_quickstart_trains_a_short_complete_schedule_unless_told_otherwise():
+    from studyabroadgpt.quickstart import QuickstartConfig, recipe
+
+    default = recipe(QuickstartConfig())
+    assert (default.max_steps, default.grad_accum, default.lr) == (12, 2, 4e-4)
+    mine = recipe(QuickstartConfig(train_overrides=["max_steps=3", "lr=1e-3"]))  # --set wins
+    assert (mine.max_steps, mine.grad_accum, mine.lr) == (3, 2, 1e-3)
+    file_recipe = recipe(QuickstartConfig(train_config="configs/smollm2-135m-cpu.yaml"))  # a recipe file's own
+    assert (file_recipe.max_steps, file_recipe.grad_accum, file_recipe.epochs) == (None, 4, 3)
+
+
+def test_training_line_reads_the_loss_trend_not_two_single_steps(tmp_path):
+    from studyabroadgpt.quickstart import _loss_trend
+
+    losses = [2.0, 1.5, 2.5, 1.0, 1.2, 1.1, 1.3, 1.9]  # last single step above the first: a noisy "rise"
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "loss": x}) + "\n"
+                                                    for i, x in enumerate(losses, 1)))
+    line = _loss_trend(str(tmp_path), {"first_loss": 2.0, "last_loss": 1.9})
+    assert line == "loss 1.750 → 1.600 (mean of the first / last 2 steps, 8.6% lower)"

@@ -659,7 +659,8 @@ _NO_INFO = re.compile(
     r"|\b(?:can(?:no|')t|cannot|unable\s+to)\s+(?:confirm|verify|give\s+you\s+(?:official|reliable|specific))"
     r"|\bnot\s+covered\s+(?:by|in)\b|\boutside\s+(?:what|the\s+scope)", re.IGNORECASE)
 _POINTER = re.compile(
-    r"\b(?:admissions?\s+(?:page|office|website)|official\s+(?:website|site|source|page)|embassy|consulate|"
+    r"\b(?:admissions?\s+(?:and\s+[\w-]+\s+)?(?:pages?|office|website)|official\s+(?:websites?|sites?|sources?|pages?)|"
+    r"embassy|consulate|"
     r"ministry|government\s+(?:website|site|page)|immigration\s+(?:authority|department|website)|"
     r"international\s+(?:office|student\s+office)|university'?s?\s+(?:own\s+)?(?:website|page|office))\b",
     re.IGNORECASE)
