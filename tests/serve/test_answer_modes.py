@@ -334,3 +334,12 @@ def test_a_test_most_destinations_name_is_not_a_false_premise(answerer):
     q = [{"role": "user", "content": "What GRE score do I need for a taught master's in the UK?"}]
     final = answerer.finish(answerer.prepare(q, mode="generate"), "You need a GRE score of 320.")
     assert "none of our official sources for United Kingdom asks for the GRE" in final.content
+
+
+def test_degenerate_text_is_judged_before_the_gate_marks_it(answerer):
+    # the quickstart adapter's answer to "visa?": a copied fact line whose date the gate would mark unverified
+    q = [{"role": "user", "content": "visa?"}]
+    raw = ("[3] (United States, student visa, as of 2019-07-28) International students need an F-1 visa. "
+           "Source: Student Visa - travel.state.gov.")
+    final = answerer.finish(answerer.prepare(q, mode="auto"), raw)
+    assert final.mode == "compose" and "copied its instructions" in final.gate["fallback_reason"]

@@ -133,6 +133,9 @@ class Answerer:
                     for lp in loops]
         if turn.loop_stopped and not loops:
             changes.append(GateChange("cut_loop", reason="the model was stopped when it started repeating itself"))
+        # Degenerate text is judged on what the model wrote: the gate's "(unverified)" marks break up the very
+        # patterns (a copied "[3] (United States, student visa, as of 2019-07-28)" line was served so).
+        degenerate = find_degenerate(answer) if turn.mode == "auto" else []
         policy = False
         if turn.gate:
             result = run_gate(self.auditor, answer, turn.question, turn.sources, kb=self.kb)
@@ -141,7 +144,6 @@ class Answerer:
         else:
             answer, dropped = drop_unknown_citations(answer, {s.n for s in turn.sources})
         if turn.mode == "auto":
-            degenerate = find_degenerate(answer)
             why = _fails(answer, changes, loops, answer_off_topic(turn.question, answer), degenerate)
             if why:
                 if degenerate:
