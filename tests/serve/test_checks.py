@@ -201,3 +201,7 @@ def test_a_copied_fact_list_is_degenerate():
             "also all the citizens. Source: Study in Germany - DAAD.")
     assert [d.kind for d in checks.find_degenerate(echo)] == ["prompt_echo"]
     assert checks.find_degenerate("Students in Germany need health insurance to enrol [1] (see the DAAD page).") == []
+    # the quickstart adapter dropped the "[n]" (and reversed the rule it copied)
+    bare = (" (United Kingdom, work rights, as of 2025-12-31) Students working at degree level with a higher "
+            "education provider may be self-employed. Source: Student visa - GOV.UK.")
+    assert [d.kind for d in checks.find_degenerate(bare)] == ["prompt_echo"]

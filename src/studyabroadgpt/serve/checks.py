@@ -173,7 +173,8 @@ _LONG_TOKEN = re.compile(r"(?<!\S)[^\s]{40,}")
 _ITEM = re.compile(r"^\s*(?:and\s+|or\s+)?[\w'’.&()-]+(?:\s+[\w'’.&()-]+){0,2}\s*$")
 RUNAWAY_ITEMS = 15
 # serve/grounding.facts_block writes "[n] (Country, topic, as of YYYY-MM-DD) statement Source: title."
-_PROMPT_ECHO = re.compile(r"\[\d{1,2}\]\s*\([^()\n]{2,60},\s*[a-z][a-z ]{2,40},\s*as of \d{4}-\d\d-\d\d\)")
+# (the "[n]" is sometimes dropped: "(United Kingdom, work rights, as of 2025-12-31) Students ...")
+_PROMPT_ECHO = re.compile(r"(?:\[\d{1,2}\]\s*)?\([^()\n]{2,60},\s*[a-z][a-z ]{2,40},\s*as of \d{4}-\d\d-\d\d\)")
 NON_WORD_SHARE, MIN_WORDS = 0.2, 25
 
 
