@@ -66,12 +66,9 @@ CHECK_PROMPT_SHORT = "What is a student visa?"
 
 def _answer_with_llamacpp(gguf, question: str, max_tokens: int, grounded: bool = False) -> dict:
     """Serve ``gguf`` with ``--engine llamacpp`` (the real llama.cpp server process) and ask one question."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
-    from conftest import running  # noqa: E402 - the serve tests' loopback server helper
     from openai import OpenAI
+
+    from ..serve.conftest import running  # the serve tests' loopback server helper
 
     from studyabroadgpt.serve.answer import Answerer
     from studyabroadgpt.serve.app import create_app
