@@ -485,28 +485,16 @@ def _atomic_write_lines(path: Path, lines: Iterable[bytes], batch: int = 2000) -
     """Write lines to a temporary file beside ``path`` in batches, then rename it over ``path`` (readers see the
     old file or the whole new one). Streaming, not one joined buffer: for 100k conversations the joined bytes
     plus every row dict held at once came to ~0.7 GB above the conversations themselves."""
-    import contextlib
-    import os
-    import tempfile
+    from ..utils import atomic_open
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            buf: list[bytes] = []
-            for line in lines:
-                buf.append(line)
-                if len(buf) >= batch:
-                    fh.write(b"".join(buf))
-                    buf.clear()
-            fh.write(b"".join(buf))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as fh:
+        buf: list[bytes] = []
+        for line in lines:
+            buf.append(line)
+            if len(buf) >= batch:
+                fh.write(b"".join(buf))
+                buf.clear()
+        fh.write(b"".join(buf))
     return path
 
 
