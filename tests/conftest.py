@@ -1,10 +1,17 @@
 """Shared fixtures. Tests never reach a hub: HF_HUB_OFFLINE is forced before anything imports transformers."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
+from typing import Iterator
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -18,6 +25,7 @@ SAMPLE = SHARED / "data" / "studyabroadgpt-sample" / "conversations.jsonl"
 BROKEN = Path(__file__).parent / "data" / "broken"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+SAGPT = [sys.executable, "-m", "studyabroadgpt.cli"]  # the `sagpt` command of the tree under test
 
 
 def free_port() -> int:
@@ -25,6 +33,60 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(app) -> Iterator[str]:
+    """Serve the ASGI ``app`` under uvicorn in a thread on a free loopback port, so tests talk HTTP to it exactly
+    like a client would (openai client, httpx, a browser); yields the base URL and stops the server afterwards."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@contextlib.contextmanager
+def sagpt_serve(log: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> Iterator[str]:
+    """Run ``sagpt serve --port <free port> ARGS`` as a real process and yield its base URL once ``/health``
+    answers 200; stop it afterwards (SIGTERM to its process group: it runs in its own session, so nothing it
+    started outlives the test). Its stdout and stderr go to ``log``, which a failed start shows; ``timeout``
+    bounds the start-up (loading even the tiny model takes tens of seconds on a loaded 2-core machine)."""
+    import httpx
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        proc = subprocess.Popen([*SAGPT, "serve", "--port", str(port), *args], stdout=out,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, f"sagpt serve did not come up in {timeout:.0f} s"
+                time.sleep(0.5)
+            yield base
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
 
 
 @pytest.fixture(scope="session")

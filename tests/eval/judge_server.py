@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
 import time
 from contextlib import contextmanager
 
 from fastapi import FastAPI
 from pydantic import BaseModel
+
+from ..conftest import running
 
 
 class ChatRequest(BaseModel):
@@ -85,28 +85,9 @@ def make_app() -> FastAPI:
     return app
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serve():
-    """Run the app with uvicorn on 127.0.0.1:<free port> in a thread; yields the OpenAI base URL."""
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(make_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            raise RuntimeError("test judge server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    """Run the app on a free loopback port (the tests' one loopback server, ``tests/conftest.py``'s
+    ``running``); yields the OpenAI base URL."""
+    with running(make_app()) as base:
+        yield f"{base}/v1"

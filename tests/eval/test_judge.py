@@ -158,47 +158,19 @@ def test_rubric_flags_per_system_from_a_live_server(judge_url, tmp_path):
 def test_judge_endpoint_against_a_real_model_server(tmp_path):
     """`eval judge --endpoint` against a real OpenAI-compatible model server (`sagpt serve` on the tiny model, a
     separate process): a judge that cannot follow the format is recorded as unparseable, never fatal."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import httpx
     from typer.testing import CliRunner
 
     from studyabroadgpt.cli import app
     from studyabroadgpt.eval.outputs import write_outputs
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "studyabroadgpt.cli", "serve", "--model", "tiny-random", "--no-rag",
-                             "--port", str(port), "--max-tokens-cap", "16"], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.5)
+    from ..conftest import sagpt_serve
+
+    with sagpt_serve(tmp_path / "server.log", "--model", "tiny-random", "--no-rag", "--max-tokens-cap", "16") as base:
         answers = _pair(["Can I work in the UK?", "Do I need IELTS?"], NO_CAVEAT, CAVEAT)
         write_outputs([a for ans in answers.values() for a in ans], tmp_path / "outputs.jsonl")
         r = CliRunner().invoke(app, ["eval", "judge", str(tmp_path / "outputs.jsonl"), "--out", str(tmp_path),
                                      "--endpoint", f"{base}/v1", "--model", "tiny-random", "--max-tokens", "16"],
                                catch_exceptions=False)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-        log.close()
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "judge.json").read_text())
     assert res["judge"] == f"tiny-random@{base}/v1" and res["n_judgements"] == 4

@@ -1,39 +1,11 @@
-"""Run the real ASGI app under uvicorn in a thread on a free loopback port, so tests talk HTTP to it exactly
-like a client would (openai client, httpx, a browser)."""
+"""Fixtures of the serve tests: the loopback server (``running``, from the root conftest), openai and httpx
+clients, the answerer over the shipped knowledge base, and one llama.cpp server shared by the session."""
 from __future__ import annotations
-
-import contextlib
-import threading
-import time
-from typing import Iterator
 
 import httpx
 import pytest
 
-from ..conftest import free_port
-
-
-@contextlib.contextmanager
-def running(app) -> Iterator[str]:
-    """Serve ``app`` on loopback; yields the base URL and stops the server afterwards."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(15)
+from ..conftest import free_port, running  # noqa: F401  (re-exported: the serve tests import them from here)
 
 
 @pytest.fixture(scope="session")

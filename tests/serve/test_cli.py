@@ -5,49 +5,24 @@ from __future__ import annotations
 import json
 import re
 import os
-import signal
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import free_port  # noqa: E402
-
-SAGPT = [sys.executable, "-m", "studyabroadgpt.cli"]
+from ..conftest import SAGPT, sagpt_serve
 
 
 def test_serve_command_end_to_end(tmp_path, client_for):
-    port = free_port()
-    log = (tmp_path / "server.log").open("w")
     env = {**os.environ, "STUDYABROADGPT_API_KEY": "k3y"}
-    proc = subprocess.Popen([*SAGPT, "serve", "--model", "tiny-random", "--no-rag", "--port", str(port),
-                             "--max-tokens-cap", "64"], stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.5)
+    with sagpt_serve(tmp_path / "server.log", "--model", "tiny-random", "--no-rag", "--max-tokens-cap", "64",
+                     env=env, timeout=120) as base:
         client = client_for(base, api_key="k3y")
         resp = client.chat.completions.create(model="tiny-random", max_tokens=4,
                                               messages=[{"role": "user", "content": "Hello?"}])
         assert resp.usage.completion_tokens <= 4
         assert httpx.post(f"{base}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]},
                           headers={"Authorization": "Bearer nope"}).status_code == 401
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-        log.close()
     lines = [ln for ln in (tmp_path / "server.log").read_text().splitlines() if ln.startswith("{")]
     events = [json.loads(ln) for ln in lines]
     requests = [e for e in events if e.get("event") == "request" and e["path"] == "/v1/chat/completions"]
