@@ -30,40 +30,44 @@ class MetricSpec:
     group: str = "other"  # "student" metrics lead the report; "reference" ones need reference answers
 
 
+def _group(group: str, rows: Sequence[tuple[str, Direction, str]]) -> dict[str, MetricSpec]:
+    return {name: MetricSpec(label, direction, group=group) for name, direction, label in rows}
+
+
+# The order here is the order of every report table and plot.
 METRICS: dict[str, MetricSpec] = {
     # what a student reads (eval/student.py, on the answer path's own detectors in serve/checks.py)
-    "looping_rate": MetricSpec("Looping answers (repeated lines / sentences / phrases)", "lower", group="student"),
-    "distinct_2": MetricSpec("Distinct word bigrams within the answer (distinct-2)", "higher", group="student"),
-    "foreign_url_rate": MetricSpec("Answers with a URL outside the knowledge base", "lower", group="student"),
-    "unverified_entity_rate": MetricSpec("Answers naming an unverified organisation / scheme / test", "lower",
-                                         group="student"),
-    "off_topic_citation_rate": MetricSpec("Answers citing an off-topic source (of those citing)", "lower",
-                                          group="student"),
-    "honest_out_of_scope_rate": MetricSpec("Out-of-scope prompts answered honestly (no info + official pointer)",
-                                           "higher", group="student"),
-    "premise_corrected_rate": MetricSpec("False-premise prompts whose premise is challenged (heuristic)", "higher",
-                                         group="student"),
-    "expected_fact_rate": MetricSpec("Prompts answered with an expected KB fact (checks.expect_facts)", "higher",
-                                     group="student"),
-    "right_destination_rate": MetricSpec("Answers using no other destination's facts (checks.destination)",
-                                         "higher", group="student"),
-    "expect_pass_rate": MetricSpec("Answers passing all of their prompt's machine checks", "higher",
-                                   group="student"),
+    **_group("student", [
+        ("looping_rate", "lower", "Looping answers (repeated lines / sentences / phrases)"),
+        ("distinct_2", "higher", "Distinct word bigrams within the answer (distinct-2)"),
+        ("foreign_url_rate", "lower", "Answers with a URL outside the knowledge base"),
+        ("unverified_entity_rate", "lower", "Answers naming an unverified organisation / scheme / test"),
+        ("off_topic_citation_rate", "lower", "Answers citing an off-topic source (of those citing)"),
+        ("honest_out_of_scope_rate", "higher", "Out-of-scope prompts answered honestly (no info + official pointer)"),
+        ("premise_corrected_rate", "higher", "False-premise prompts whose premise is challenged (heuristic)"),
+        ("expected_fact_rate", "higher", "Prompts answered with an expected KB fact (checks.expect_facts)"),
+        ("right_destination_rate", "higher", "Answers using no other destination's facts (checks.destination)"),
+        ("expect_pass_rate", "higher", "Answers passing all of their prompt's machine checks"),
+    ]),
+    # against reference answers; SacreBLEU is defined over the whole corpus, not per item
     "bleu": MetricSpec("SacreBLEU (corpus)", "higher", corpus=True, group="reference"),
-    "rougeL_f1": MetricSpec("ROUGE-L F1", "higher", group="reference"),
-    "bertscore_f1": MetricSpec("BERTScore F1", "higher", group="reference"),
-    "audit_error_rate": MetricSpec("Answers with a contradicted or unsupported claim", "lower"),
-    "audit_contradicted_rate": MetricSpec("Answers contradicting the knowledge base", "lower"),
-    "audit_unsupported_rate": MetricSpec("Answers with unsupported specific claims", "lower"),
-    "scaffolding_rate": MetricSpec("Template scaffolding left in the answer", "lower"),
-    "caveat_rate_policy": MetricSpec("Official-source caveat on policy-sensitive prompts", "higher"),
-    "abstention_rate": MetricSpec("Abstention rate", "neutral"),
-    "markdown_rate": MetricSpec("Markdown formatting rate", "neutral"),
-    "truncation_rate": MetricSpec("Truncated at max_new_tokens", "lower"),
-    "model_answer_rate": MetricSpec("Grounded answers written by the model (not composed / out-of-scope)",
-                                    "neutral"),
-    "length_words": MetricSpec("Answer length (words)", "neutral"),
-    "new_tokens": MetricSpec("New tokens", "neutral"),
+    **_group("reference", [
+        ("rougeL_f1", "higher", "ROUGE-L F1"),
+        ("bertscore_f1", "higher", "BERTScore F1"),
+    ]),
+    **_group("other", [
+        ("audit_error_rate", "lower", "Answers with a contradicted or unsupported claim"),
+        ("audit_contradicted_rate", "lower", "Answers contradicting the knowledge base"),
+        ("audit_unsupported_rate", "lower", "Answers with unsupported specific claims"),
+        ("scaffolding_rate", "lower", "Template scaffolding left in the answer"),
+        ("caveat_rate_policy", "higher", "Official-source caveat on policy-sensitive prompts"),
+        ("abstention_rate", "neutral", "Abstention rate"),
+        ("markdown_rate", "neutral", "Markdown formatting rate"),
+        ("truncation_rate", "lower", "Truncated at max_new_tokens"),
+        ("model_answer_rate", "neutral", "Grounded answers written by the model (not composed / out-of-scope)"),
+        ("length_words", "neutral", "Answer length (words)"),
+        ("new_tokens", "neutral", "New tokens"),
+    ]),
 }
 
 
