@@ -96,6 +96,47 @@ def test_outputs_bad_input_is_a_clear_error(tmp_path):
         read_outputs([dup])
 
 
+def test_structured_cells_read_from_jsonl_and_csv_text_and_bad_ones_name_row_and_field(tmp_path):
+    """``checks`` (prompt sets and outputs) and ``sources`` (outputs) hold an object / a list: the value itself
+    in JSONL, its JSON text in a CSV cell; anything else is a DataError naming file, line and field."""
+    csv = tmp_path / "o.csv"
+    csv.write_text('id,prompt,response,checks,sources\n1,q,r,"{""destination"": ""GB""}","[""gb.work.hours""]"\n'
+                   "2,q,r,,\n", encoding="utf-8")
+    got = read_outputs([csv])["o"]
+    assert got[0].checks == {"destination": "GB"} and got[0].sources == ["gb.work.hours"]
+    assert got[1].checks is None and got[1].sources is None
+    assert load_items(_jsonl(tmp_path / "p.jsonl", [{"id": "a", "prompt": "q", "checks": {}}]))[0].checks is None
+    for name, row, needle in [
+        ("c.jsonl", {"checks": "{not json"}, r"c\.jsonl:1: field 'checks' is not valid JSON \(it must hold an object\)"),
+        ("k.jsonl", {"checks": [1]}, r"k\.jsonl:1: field 'checks' must be an object, got list"),
+        ("s.jsonl", {"sources": "gb.work.hours"}, r"s\.jsonl:1: field 'sources' is not valid JSON"),
+        ("t.jsonl", {"sources": {"id": 1}}, r"t\.jsonl:1: field 'sources' must be a list of fact ids, got dict"),
+    ]:
+        path = _jsonl(tmp_path / name, [{"id": "1", "prompt": "q", "response": "r", **row}])
+        with pytest.raises(DataError, match=needle):
+            read_outputs([path])
+    with pytest.raises(DataError, match=r"q\.jsonl:1: field 'checks' must be an object, got str"):
+        load_items(_jsonl(tmp_path / "q.jsonl", [{"id": "a", "prompt": "q", "checks": '"text"'}]))
+
+
+def test_real_style_prompt_rows_name_line_and_field(tmp_path):
+    from studyabroadgpt.eval.prompts import CATEGORIES, load_real_style, read_prompt_rows
+
+    rows = load_real_style()
+    assert len(rows) >= 80 and {r["category"] for r in rows} <= set(CATEGORIES)
+    good = {"id": "a", "prompt": "Can I work in the UK?", "category": "policy_rule", "expect": "20 hours"}
+    for name, text, needle in [
+        ("j.jsonl", json.dumps(good) + "\n{not json\n", r"j\.jsonl:2: <line>: invalid JSON"),
+        ("o.jsonl", "[1, 2]\n", r"o\.jsonl:1: <record>: expected a JSON object, got array"),
+        ("e.jsonl", json.dumps({**good, "expect": " "}) + "\n", r"e\.jsonl:1: field 'expect' missing or empty"),
+        ("c.jsonl", "\n" + json.dumps({**good, "category": "gossip"}) + "\n",
+         r"c\.jsonl:2: field 'category': unknown 'gossip'; use one of soft_advice"),
+    ]:
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError, match=needle):
+            read_prompt_rows(tmp_path / name)
+
+
 def test_mismatched_ids_between_systems_are_listed(tmp_path):
     a = _jsonl(tmp_path / "a.jsonl", [{"id": i, "prompt": "q", "response": "r"} for i in ("1", "2", "3")])
     b = _jsonl(tmp_path / "b.jsonl", [{"id": i, "prompt": "q", "response": "r"} for i in ("1", "2", "4")])

@@ -112,27 +112,34 @@ def _from_prompt_table(source: str | Path, split: str | None) -> list[EvalItem]:
             messages.append({"role": "user", "content": prompt})
         checks = parse_checks(row.get("checks"), where)
         items.append(EvalItem(id=str(row["id"]), messages=messages, reference=ref or None,
-                              topic=row.get("topic") or None, category=_opt_text(row.get("category")),
-                              checks=checks or None, expect=_opt_text(row.get("expect"))))
+                              topic=row.get("topic") or None, category=opt_text(row.get("category")),
+                              checks=checks or None, expect=opt_text(row.get("expect"))))
     return items
 
 
 def parse_checks(v: Any, where: str) -> dict[str, Any] | None:
     """A ``checks`` cell: an object, or (from CSV) its JSON text; empty means none."""
-    if v in (None, ""):
+    return json_cell(v, where, "checks", dict, "an object") or None
+
+
+def json_cell(v: Any, where: str, field: str, expected: type, what: str) -> Any:
+    """A cell holding a structured value: the value itself (JSONL) or its JSON text (a CSV cell has no other
+    way to hold one); ``None`` when empty. A cell of the wrong kind is a DataError naming the row and field."""
+    if v is None or v == "":
         return None
     if isinstance(v, str):
         try:
             v = json.loads(v)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: field 'checks' is not a JSON object: {exc}") from exc
-    if not isinstance(v, dict):
-        raise DataError(f"{where}: field 'checks' must be an object, got {type(v).__name__}")
-    return v or None
+            raise DataError(f"{where}: field {field!r} is not valid JSON (it must hold {what}): {exc}") from exc
+    if not isinstance(v, expected):
+        raise DataError(f"{where}: field {field!r} must be {what}, got {type(v).__name__}")
+    return v
 
 
-def _opt_text(v: Any) -> str | None:
-    return str(v) if v not in (None, "") else None
+def opt_text(v: Any) -> str | None:
+    """An optional text cell: ``None`` when missing or empty."""
+    return None if v is None or v == "" else str(v)
 
 
 def _history(history: Any, prompt: str, where: str) -> list[dict[str, str]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..data.io import DataError, iter_raw
-from .items import parse_checks
+from .items import json_cell, opt_text, parse_checks
 from ..utils import atomic_write_bytes, atomic_write_jsonl
 
 REQUIRED = ("id", "prompt", "response")
@@ -88,11 +88,11 @@ def read_outputs(paths: Sequence[str | Path], allow_empty: bool = False) -> dict
             system = str(row.get("system") or default_system)
             answer = Answer(
                 id=str(row["id"]), prompt=str(row["prompt"]), response=str(response), system=system,
-                reference=_opt_str(row.get("reference")), latency_s=_opt_float(row.get("latency_s")),
+                reference=opt_text(row.get("reference")), latency_s=_opt_float(row.get("latency_s")),
                 new_tokens=_opt_int(row.get("new_tokens")), truncated=_opt_bool(row.get("truncated")),
-                category=_opt_str(row.get("category")), checks=parse_checks(row.get("checks"), where),
-                sources=_opt_list(row.get("sources"), where), mode=_opt_str(row.get("mode")),
-                raw_response=_opt_str(row.get("raw_response")), line=where,
+                category=opt_text(row.get("category")), checks=parse_checks(row.get("checks"), where),
+                sources=_opt_list(row.get("sources"), where), mode=opt_text(row.get("mode")),
+                raw_response=opt_text(row.get("raw_response")), line=where,
             )
             systems.setdefault(system, []).append(answer)
     for system, answers in systems.items():
@@ -131,21 +131,9 @@ def _preview(ids: list[str]) -> str:
     return (json.dumps(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")) if ids else "none"
 
 
-def _opt_str(v: Any) -> str | None:
-    return None if v is None or v == "" else str(v)
-
-
 def _opt_list(v: Any, where: str) -> list[str] | None:
-    if v is None or v == "":
-        return None
-    if isinstance(v, str):
-        try:
-            v = json.loads(v)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: field 'sources' is not a JSON list of fact ids: {exc}") from exc
-    if not isinstance(v, list):
-        raise DataError(f"{where}: field 'sources' must be a list of fact ids, got {type(v).__name__}")
-    return [str(x) for x in v]
+    ids = json_cell(v, where, "sources", list, "a list of fact ids")
+    return None if ids is None else [str(x) for x in ids]
 
 
 def _opt_float(v: Any) -> float | None:

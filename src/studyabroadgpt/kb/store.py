@@ -14,7 +14,6 @@ Kingdom silently disappear.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -184,28 +183,15 @@ def _empty(name: str) -> KBError:
 def _iter_raw(path: Path) -> Iterator[_RawFact]:
     name = str(path)
     file_kind = _file_kind(path)
+    if path.suffix.lower() == ".jsonl":
+        yield from _iter_jsonl(path, file_kind)
+        return
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise KBError(f"{name}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except OSError as exc:
         raise KBError(f"{name}: cannot be read ({exc.strerror or exc})") from exc
-    if path.suffix.lower() == ".jsonl":
-        n = 0
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise KBError(f"{name}:{lineno}: invalid JSON: {exc.msg} at column {exc.colno}") from exc
-            except (RecursionError, ValueError) as exc:  # 100k nested brackets; a 5,000-digit integer
-                raise KBError(f"{name}:{lineno}: unreadable JSON: {_short(exc)}") from exc
-            n += 1
-            yield _RawFact(name, lineno, lineno, obj, file_kind)
-        if n == 0:
-            raise _empty(name)
-        return
     try:
         root = yaml.compose(text, Loader=_Loader)  # the node tree carries line numbers for each list item
         obj = None if root is None else _Loader(text).construct_document(root)
@@ -245,6 +231,24 @@ def _iter_raw(path: Path) -> Iterator[_RawFact]:
         line = items_node.value[i].start_mark.line + 1 if i < len(items_node.value) else None
         data = {**defaults, **item} if isinstance(item, dict) else item
         yield _RawFact(name, i + 1, line, data, file_kind)
+
+
+def _iter_jsonl(path: Path, file_kind: str) -> Iterator[_RawFact]:
+    """A JSONL file through the package's one JSONL reader (``data.io.iter_raw``: strict orjson, a BOM dropped,
+    blank lines skipped); its first unreadable line — bad UTF-8 or JSON, or not an object — is the KBError."""
+    from ..data.io import DataError, iter_raw
+
+    n = 0
+    try:
+        for rec in iter_raw(path):
+            if rec.problems:
+                raise KBError(f"{path}:{rec.line}: {rec.problems[0].message}")
+            n += 1
+            yield _RawFact(str(path), rec.line, rec.line, rec.data, file_kind)
+    except DataError as exc:  # the file cannot be opened at all
+        raise KBError(str(exc)) from exc
+    if n == 0:
+        raise _empty(str(path))
 
 
 def _short(exc: BaseException, limit: int = 160) -> str:
