@@ -64,6 +64,14 @@ def _read(source: str, quarantine: Optional[Path], max_chars: int, *, clean: boo
     return loaded
 
 
+def _read_summarised(source: str, quarantine: Optional[Path], max_chars: int) -> Loaded:
+    """The read prologue of dedup, split, stats, card and convert: ``_read``, then one line summing up what was
+    rejected (validate lists the problems themselves, clean counts them in its table)."""
+    loaded = _read(source, quarantine, max_chars)
+    _report_rejects(loaded)
+    return loaded
+
+
 def _report_skipped(loaded: Loaded) -> None:
     for sk in loaded.skipped[:10]:
         _say(("skipped ", "yellow"), sk)
@@ -188,8 +196,7 @@ def dedup(
     from .dedup import dedup as run_dedup
     from .io import write_conversations
 
-    loaded = _read(source, quarantine, max_chars)
-    _report_rejects(loaded)
+    loaded = _read_summarised(source, quarantine, max_chars)
     convs = loaded.conversations
     result = run_dedup(convs, threshold=threshold)
     write_conversations(result.kept, out)
@@ -229,8 +236,7 @@ def split_cmd(
         raise typer.BadParameter(f"unknown format {fmt!r}: use jsonl, parquet or hf", param_hint="--format")
     if not 0 < test_size < 1:
         raise typer.BadParameter(f"must be between 0 and 1 (exclusive), got {test_size}", param_hint="--test-size")
-    loaded = _read(source, quarantine, max_chars)
-    _report_rejects(loaded)
+    loaded = _read_summarised(source, quarantine, max_chars)
     convs = loaded.conversations
     result = run_split(convs, test_size=test_size, seed=seed, prompt_threshold=prompt_threshold,
                        stratify=not no_stratify)
@@ -266,8 +272,7 @@ def stats(
     from ..utils import atomic_write_json
     from .stats import compute_stats, plot_stats, public
 
-    loaded = _read(source, quarantine, max_chars)
-    _report_rejects(loaded)
+    loaded = _read_summarised(source, quarantine, max_chars)
     tok = _tokenizer(tokenizer) if tokenizer else None
     result = compute_stats(loaded.conversations, tok, seq_len)
     _print_stats(result, source)
@@ -327,8 +332,7 @@ def card(
         split_files = {"train": src}
     splits = {}
     for name_, p in split_files.items():
-        loaded = _read(str(p), None, max_chars)
-        _report_rejects(loaded)
+        loaded = _read_summarised(str(p), None, max_chars)
         splits[name_] = loaded.conversations
     all_convs = [c for convs in splits.values() for c in convs]
     stats_ = compute_stats(all_convs, _tokenizer(tokenizer) if tokenizer else None, seq_len)
@@ -363,8 +367,7 @@ def convert(
 
     if fmt != "hf":
         fmt = _jsonl_flavour(fmt)
-    loaded = _read(source, quarantine, max_chars)
-    _report_rejects(loaded)
+    loaded = _read_summarised(source, quarantine, max_chars)
     if fmt == "hf":
         write_dataset_dict({"train": loaded.conversations}, out)
     else:
