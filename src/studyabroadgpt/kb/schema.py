@@ -15,9 +15,9 @@ Either kind may record ``verified``: whether its statement was checked against t
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import ClassVar, Collection, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator, model_validator
 
 
 KIND_FACT, KIND_GUIDANCE = "fact", "guidance"
@@ -165,6 +165,16 @@ class _Entry(BaseModel):
     as_of: dt.date
     review_after: dt.date
     verification: Verification | None = None
+    # per entry kind: field -> (the values it may take, what to call the field, which values to use instead)
+    _allowed: ClassVar[dict[str, tuple[Collection[str], str, str]]] = {}
+
+    @field_validator("destination", "topic")
+    @classmethod
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        allowed, what, instead = cls._allowed[info.field_name]
+        if v not in allowed:
+            raise ValueError(f"unknown {what} {v!r}; {instead}")
+        return v
 
     @field_validator("source_url")
     @classmethod
@@ -194,19 +204,10 @@ class Fact(_Entry):
     values: list[Value] = Field(default_factory=list)
     institution: Institution | None = None
 
-    @field_validator("destination")
-    @classmethod
-    def _known_destination(cls, v: str) -> str:
-        if v not in DESTINATIONS:
-            raise ValueError(f"unknown destination {v!r}; use an ISO code from {sorted(DESTINATIONS)}")
-        return v
-
-    @field_validator("topic")
-    @classmethod
-    def _known_topic(cls, v: str) -> str:
-        if v not in TOPICS:
-            raise ValueError(f"unknown topic {v!r}; use one of {', '.join(TOPICS)}")
-        return v
+    _allowed: ClassVar[dict[str, tuple[Collection[str], str, str]]] = {
+        "destination": (DESTINATIONS, "destination", f"use an ISO code from {sorted(DESTINATIONS)}"),
+        "topic": (TOPICS, "topic", f"use one of {', '.join(TOPICS)}"),
+    }
 
     @property
     def policy_sensitive(self) -> bool:
@@ -229,20 +230,12 @@ class Guidance(_Entry):
     steps: list[str] = Field(default_factory=list)
     watch_out: list[str] = Field(default_factory=list)
 
-    @field_validator("destination")
-    @classmethod
-    def _known_destination(cls, v: str) -> str:
-        if v != ANY and v not in DESTINATIONS:
-            raise ValueError(f"unknown destination {v!r}; use {ANY!r} or an ISO code from {sorted(DESTINATIONS)}")
-        return v
-
-    @field_validator("topic")
-    @classmethod
-    def _known_topic(cls, v: str) -> str:
-        if v not in GUIDANCE_TOPICS and v not in TOPICS:
-            raise ValueError(f"unknown guidance topic {v!r}; use one of {', '.join(GUIDANCE_TOPICS)} "
-                             f"(or a fact topic)")
-        return v
+    _allowed: ClassVar[dict[str, tuple[Collection[str], str, str]]] = {
+        "destination": ({ANY, *DESTINATIONS}, "destination",
+                        f"use {ANY!r} or an ISO code from {sorted(DESTINATIONS)}"),
+        "topic": ({*GUIDANCE_TOPICS, *TOPICS}, "guidance topic",
+                  f"use one of {', '.join(GUIDANCE_TOPICS)} (or a fact topic)"),
+    }
 
     @field_validator("audience")
     @classmethod
