@@ -28,16 +28,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import psutil
 
-from studyabroadgpt.data.clean import clean_record
 from studyabroadgpt.data.dedup import dedup
-from studyabroadgpt.data.io import iter_raw, write_conversations
+from studyabroadgpt.data.io import write_conversations
+from studyabroadgpt.data.load import load_valid
 from studyabroadgpt.data.split import split
-from studyabroadgpt.data.validate import validate_record
 
 UNIS = ["Oxford", "Cambridge", "Imperial", "UCL", "Edinburgh", "Toronto", "McGill", "UBC", "Melbourne", "Sydney",
         "TU Munich", "Heidelberg", "Trinity College Dublin", "UCD", "Delft", "Amsterdam", "Auckland", "Otago"]
@@ -153,24 +151,18 @@ def run_stages(raw: Path, work: Path) -> dict:
         return out
 
     def do_validate():
-        good, bad = [], 0
-        for rec in iter_raw(raw):
-            conv, problems = validate_record(rec)
-            if conv is None:
-                bad += 1
-            else:
-                good.append(conv)
-        write_conversations(good, work / "valid.jsonl")
-        return len(good), bad
+        # load_valid: the validated read every command (`sagpt data validate`, train, quickstart) goes through
+        loaded = load_valid(raw, quarantine=work / "quarantine.jsonl")
+        write_conversations(loaded.conversations, work / "valid.jsonl")
+        return len(loaded.conversations), loaded.rejected, loaded.quarantined
 
     n = sum(1 for _ in open(raw, "rb"))
-    valid, rejected = stage("validate", do_validate, n)
+    valid, rejected, quarantined = stage("validate", do_validate, n)
 
     def do_clean():
-        changes: Counter = Counter()
-        good = [c for c, _ in (clean_record(r, changes) for r in iter_raw(work / "valid.jsonl")) if c is not None]
-        write_conversations(good, work / "clean.jsonl")
-        return good
+        loaded = load_valid(work / "valid.jsonl", clean=True)  # `sagpt data clean`'s read
+        write_conversations(loaded.conversations, work / "clean.jsonl")
+        return loaded.conversations
 
     cleaned = stage("clean", do_clean, valid)
 
@@ -186,9 +178,19 @@ def run_stages(raw: Path, work: Path) -> dict:
                        "near_dups": deduped.near_removed, "train": len(split_res.train),
                        "test": len(split_res.test), "cross_split_pairs": split_res.cross_pairs},
             # what "same results" means: the same records kept, the same clusters, the same split
-            "fingerprint": {"kept": _digest(c.id for c in deduped.kept),
+            "fingerprint": {"quarantine": _digest(json.dumps(quarantined, sort_keys=True, default=str)),
+                            # the written files byte for byte: same records, same cleaned texts, same order
+                            "valid.jsonl": _file_digest(work / "valid.jsonl"),
+                            "clean.jsonl": _file_digest(work / "clean.jsonl"),
+                            "kept": _digest(c.id for c in deduped.kept),
                             "clusters": _digest(json.dumps(deduped.clusters, sort_keys=True)),
                             "test": _digest(c.id for c in split_res.test)}}
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 def _digest(items) -> str:

@@ -1,8 +1,10 @@
 import random
+import re
 import string
+import unicodedata
 from collections import Counter
 
-from studyabroadgpt.data.clean import clean_record
+from studyabroadgpt.data.clean import clean_record, clean_text
 from studyabroadgpt.data.dedup import dedup
 from studyabroadgpt.data.io import iter_raw
 from studyabroadgpt.data.load import load_valid
@@ -21,6 +23,35 @@ def test_clean_counts_every_change(broken_dir):
     assert changes["unicode_nfc"] == 1 and changes["control_chars"] >= 2
     assert changes["merged_turns"] == 2 and changes["empty_turn_dropped"] == 1
     assert changes["role_alias"] >= 4 and changes["whitespace"] >= 1
+
+
+def _clean_text_reference(text, changes):
+    """clean_text as it was before its fast paths: every regex pass on every text."""
+    control = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200c\u200d\u2060\ufeff]")
+    out = unicodedata.normalize("NFC", text)
+    if out != text:
+        changes["unicode_nfc"] += 1
+    fixed = control.sub("", out.replace("\r\n", "\n").replace("\r", "\n"))
+    if fixed != out:
+        changes["control_chars"] += 1
+    out = fixed
+    fixed = re.sub(r"\n{3,}", "\n\n", "\n".join(line.rstrip(" \t") for line in out.split("\n"))).strip()
+    if fixed != out:
+        changes["whitespace"] += 1
+    return fixed
+
+
+def test_clean_text_fast_paths_equal_the_regex_version():
+    rng = random.Random(3)
+    pieces = ["word", " ", "  ", "\t", "\n", "\n\n\n", "\r\n", "\r", "\x00", "\x07", "\x0b", "\x1f", "\x7f", "\x85",
+              "\u200b", "\ufeff", "e\u0301", "é", "Ü", " \n", "\t\n", "\n \n\n", "£1,200", "-"]
+    texts = ["", " ", "\n\n\n", "a \t", "a\n\n\n   ", "\r", "plain ascii answer."]
+    texts += ["".join(rng.choices(pieces, k=rng.randint(1, 30))) for _ in range(4000)]
+    fast, ref = Counter(), Counter()
+    for t in texts:
+        assert clean_text(t, fast) == _clean_text_reference(t, ref), repr(t)
+        assert fast == ref, repr(t)
+    assert fast["control_chars"] and fast["whitespace"] and fast["unicode_nfc"]  # every branch was taken
 
 
 def test_clean_still_quarantines_what_it_cannot_fix(broken_dir):

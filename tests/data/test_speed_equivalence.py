@@ -94,17 +94,62 @@ def test_pairs_identical_to_the_per_document_implementation(convs, monkeypatch, 
     assert sorted(new) == sorted(old)
 
 
-def test_dedup_and_split_results_unchanged(convs, monkeypatch):
-    import studyabroadgpt.data.dedup as dedup_mod
+def reference_dedup(convs, threshold=0.8, num_perm=64):
+    """dedup as it was: exact keys from a second normalisation in the parent, then the per-document LSH loop."""
+    from studyabroadgpt.data.near_dup import clusters_from_pairs, exact_key
+
+    texts = [conversation_text(c) for c in convs]
+    seen, removed, survivors = {}, [], []
+    for i, text in enumerate(texts):
+        key = exact_key(text)
+        if key in seen:
+            removed.append({"id": convs[i].id, "kept_id": convs[seen[key]].id, "reason": "exact", "jaccard": 1.0})
+        else:
+            seen[key] = i
+            survivors.append(i)
+    pairs = reference_pairs([texts[i] for i in survivors], threshold, "word", 3, num_perm)
+    best_jac = {}
+    for a, b, jac in pairs:
+        best_jac[b] = max(best_jac.get(b, 0.0), jac)
+    uf = clusters_from_pairs(len(survivors), pairs)
+    kept = []
+    for local, i in enumerate(survivors):
+        root = uf.find(local)
+        if root == local:
+            kept.append(convs[i])
+        else:
+            removed.append({"id": convs[i].id, "kept_id": convs[survivors[root]].id, "reason": "near",
+                            "jaccard": round(best_jac.get(local, threshold), 3)})
+    return kept, removed
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_dedup_and_split_results_unchanged(convs, monkeypatch, workers):
     import studyabroadgpt.data.split as split_mod
 
+    monkeypatch.setenv("SAGPT_WORKERS", workers)
+    monkeypatch.setenv("SAGPT_WORKERS_FORCE", "1")
     new_d, new_s = dedup(convs), split(convs, test_size=0.2, seed=3)
-    monkeypatch.setattr(dedup_mod, "near_duplicate_pairs", lambda t, th, k, n, p: reference_pairs(t, th, k, n, p))
+    old_kept, old_removed = reference_dedup(convs)
     monkeypatch.setattr(split_mod, "near_duplicate_pairs",
                         lambda t, th, k, n, p, exact=False: reference_pairs(t, th, k, n, p, exact))
-    old_d, old_s = dedup(convs), split(convs, test_size=0.2, seed=3)
-    assert [c.id for c in new_d.kept] == [c.id for c in old_d.kept]
-    assert new_d.clusters == old_d.clusters and new_d.removed == old_d.removed
+    old_s = split(convs, test_size=0.2, seed=3)
+    assert [c.id for c in new_d.kept] == [c.id for c in old_kept]
+    assert new_d.removed == old_removed and new_d.exact_removed > 10 and new_d.near_removed > 10
     assert [c.id for c in new_s.train] == [c.id for c in old_s.train]
     assert [c.id for c in new_s.test] == [c.id for c in old_s.test]
     assert new_s.cross_pairs == old_s.cross_pairs == 0 and new_s.groups == old_s.groups
+
+
+def test_word_units_equal_the_per_byte_hashes():
+    """The cached per-word hashes and the fused normalise+split give the per-byte tabulation's values."""
+    from studyabroadgpt.data.near_dup import _chunk_units, _word_hashes, exact_key, normalised
+
+    texts = ["", "Ünïcode café — naïve", "plain words, and MORE words!", "a", "tab\tand\nnewline 123_x",
+             "Ω≈ç√ 中文 text", " lead and trail  "]
+    texts += [conversation_text(c) for c in generated(60, seed=2)]
+    units, lengths, keys = _chunk_units(texts, "word", keys=True)
+    want = [_word_hashes(normalised(t)) if normalised(t) else np.zeros(0, np.uint64) for t in texts]
+    assert lengths.tolist() == [w.size for w in want]
+    assert np.array_equal(units, np.concatenate(want))
+    assert keys == [exact_key(t) for t in texts]

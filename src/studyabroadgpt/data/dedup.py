@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .near_dup import clusters_from_pairs, exact_key, near_duplicate_pairs
+from .near_dup import clusters_from_pairs, pairs_from_sketch, sketch
+from .io import gc_paused
 from .schema import Conversation
 
 
@@ -31,24 +32,26 @@ class DedupResult:
         return sum(r["reason"] == "near" for r in self.removed)
 
 
+@gc_paused()  # builds per-document texts, pair lists and dicts over the whole input: see io.gc_paused
 def dedup(convs: Sequence[Conversation], threshold: float = 0.8, num_perm: int = 64) -> DedupResult:
     """Drop exact duplicates (normalised text), then near-duplicates (MinHash Jaccard ≥ threshold).
 
     The first occurrence of each cluster is kept, so the result is stable for a given input order.
     """
     texts = [conversation_text(c) for c in convs]
+    # one pass gives the exact keys and the signatures of every text; the near-duplicate search then runs on the
+    # survivors' rows (a text's signature does not depend on the other texts, so this equals sketching them anew)
+    sk = sketch(texts, "word", 3, num_perm, exact_keys=True)
     seen: dict[bytes, int] = {}
     removed: list[dict] = []
     survivors: list[int] = []
-    for i, text in enumerate(texts):
-        key = exact_key(text)
+    for i, key in enumerate(sk.keys):
         if key in seen:
             removed.append({"id": convs[i].id, "kept_id": convs[seen[key]].id, "reason": "exact", "jaccard": 1.0})
         else:
             seen[key] = i
             survivors.append(i)
-    sub_texts = [texts[i] for i in survivors]
-    pairs = near_duplicate_pairs(sub_texts, threshold, "word", 3, num_perm)
+    pairs = pairs_from_sketch(sk.signatures[survivors], None, threshold, num_perm)
     best_jac = {}
     for a, b, jac in pairs:
         best_jac[b] = max(best_jac.get(b, 0.0), jac)

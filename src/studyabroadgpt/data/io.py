@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import gc
 import gzip
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -68,6 +70,26 @@ class SkippedFile:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a stage builds (or holds and walks) many objects.
+
+    Every object a stage keeps (100k conversations are ~2M dicts, strings, lists and models) survives into the
+    oldest generation, and each collection there walks all of them again; nothing a stage builds is cyclic
+    garbage (records, turns, pairs), so those walks find nothing. Measured on 20k benchmark records (load ~5):
+    ``to_conversation`` for all of them 12.2 s with the collector on, 1.1 s with it paused; the whole validate
+    loop 10.1 s → 4.0 s. Reference counting still frees everything at once, and the collector is back on (as
+    it was) when the block ends, so cycles made inside (a caught exception's traceback) are collected then.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # --------------------------------------------------------------------------------------------- reading

@@ -15,7 +15,7 @@ from typing import Callable
 
 from ..utils import atomic_write_jsonl
 from .clean import clean_record
-from .io import SkippedFile, iter_raw, quarantine_row
+from .io import SkippedFile, gc_paused, iter_raw, quarantine_row
 from .schema import Conversation
 from .validate import DEFAULT_MAX_CHARS, validate_record
 
@@ -66,15 +66,16 @@ def load_valid(source: str | Path, *, split: str | None = None, max_chars: int =
     good: list[Conversation] = []
     bad: list[dict] = []
     n = 0
-    for rec in iter_raw(source, split=split, skipped=skipped):
-        n += 1
-        conv, problems = clean_record(rec, changes, max_chars) if clean else validate_record(rec, max_chars)
-        if conv is None:
-            bad.append(quarantine_row(rec, problems))
-        else:
-            good.append(conv)
-        if progress is not None and n % 500 == 0:
-            progress(n)
+    with gc_paused():  # ~2.5x on 100k records: see io.gc_paused
+        for rec in iter_raw(source, split=split, skipped=skipped):
+            n += 1
+            conv, problems = clean_record(rec, changes, max_chars) if clean else validate_record(rec, max_chars)
+            if conv is None:
+                bad.append(quarantine_row(rec, problems))
+            else:
+                good.append(conv)
+            if progress is not None and n % 500 == 0:
+                progress(n)
     if n != len(good) + len(bad):  # the promise every command prints; a break here is a bug, not bad data
         raise RuntimeError(f"{source}: {n} records read but {len(good)} kept + {len(bad)} quarantined")
     q_path = None

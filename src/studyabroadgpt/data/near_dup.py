@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -100,20 +102,60 @@ _CHUNK = 256  # documents per batch: ~50 MB of (shingles x permutations) at most
 _PARALLEL_MIN = 4000  # below this many documents a process pool costs more than it saves
 
 
-def _chunk_shingles(norms: Sequence[str], kind: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct shingle hashes of many normalised texts at once: (hashes, doc offsets), sorted by document.
+# Word hashes by word, not by byte: the per-byte tabulation in _word_hashes cost ~60 ns a byte (24 of the 38 ms a
+# 256-document chunk took, loaded machine), while a chunk holds only a few thousand distinct words, most of them
+# seen in earlier chunks. So each worker keeps word -> hash (computed by _word_hashes itself, so the values are
+# the same) and a chunk's words are looked up in one list comprehension.
+_WORD_HASH_CACHE: dict[bytes, int] = {}
+_WORD_CACHE_MAX = 2_000_000  # distinct words kept per process (~200 MB at most); cleared when full
+
+
+def _doc_words(text: str) -> list[bytes]:
+    """The words of :func:`normalised` as UTF-8 bytes: ``b" ".join(_doc_words(t)).decode() == normalised(t)``."""
+    if text.isascii():
+        return text.lower().encode().translate(_ASCII_TABLE).split()
+    return [w.encode() for w in _WORD.findall(text.lower())]
+
+
+def _hash_words(words: list[bytes]) -> list[int]:
+    """:func:`_word_hashes` of each word, through the per-process cache."""
+    cache = _WORD_HASH_CACHE
+    try:
+        return [cache[w] for w in words]
+    except KeyError:
+        new = list(set(words).difference(cache))
+        if len(cache) + len(new) > _WORD_CACHE_MAX:
+            cache.clear()
+        cache.update(zip(new, _word_hashes(b" ".join(new).decode()).tolist()))
+        return [cache[w] for w in words]
+
+
+def _chunk_units(texts: Sequence[str], kind: str, keys: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, list[bytes] | None]:
+    """(units of all texts concatenated, units per text, each text's :func:`exact_key` if ``keys``).
+
+    Units are what shingles are made of: code points of the normalised text (``char``) or word hashes (``word``).
+    """
+    if kind == "char":
+        norms = [normalised(t) for t in texts]
+        unit_arrays = [np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32) for t in norms]
+        lengths = np.fromiter((a.size for a in unit_arrays), dtype=np.int64, count=len(norms))
+        units = (np.concatenate(unit_arrays).astype(np.uint64) if lengths.sum() else np.zeros(0, np.uint64))
+        digests = [_blake(t.encode()) for t in norms] if keys else None
+        return units, lengths, digests
+    docs = [_doc_words(t) for t in texts]
+    lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
+    flat = [w for d in docs for w in d]
+    units = np.fromiter(_hash_words(flat), dtype=np.uint64, count=len(flat)) if flat else np.zeros(0, np.uint64)
+    return units, lengths, ([_blake(b" ".join(d)) for d in docs] if keys else None)
+
+
+def _chunk_shingles(units: np.ndarray, lengths: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct shingle hashes of many documents at once: (hashes, doc offsets), sorted by document.
 
     Same values as :func:`shingle_hashes` per document (including its special cases: an empty text has the one
     shingle 0; a text of at most ``n`` units has one shingle over all its units).
     """
-    if kind == "char":
-        unit_arrays = [np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32) for t in norms]
-        lengths = np.fromiter((a.size for a in unit_arrays), dtype=np.int64, count=len(norms))
-        units = (np.concatenate(unit_arrays).astype(np.uint64) if lengths.sum() else np.zeros(0, np.uint64))
-    else:
-        lengths = np.fromiter((t.count(" ") + 1 if t else 0 for t in norms), dtype=np.int64, count=len(norms))
-        joined = " ".join(t for t in norms if t)
-        units = _word_hashes(joined) if joined else np.zeros(0, dtype=np.uint64)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
     total = units.size
     # window hashes of every length 1..n at every position (a window may run past its document; those are
@@ -132,7 +174,7 @@ def _chunk_shingles(norms: Sequence[str], kind: str, n: int) -> tuple[np.ndarray
     if long_docs.any():
         # every window of n units that lies inside one document
         counts = np.where(long_docs, lengths - n + 1, 0)
-        doc_ids = np.repeat(np.arange(len(norms)), counts)
+        doc_ids = np.repeat(np.arange(len(lengths)), counts)
         first = np.repeat(starts, counts)
         offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         hashes.append(levels[n - 1][first + offsets])
@@ -150,13 +192,21 @@ def _chunk_shingles(norms: Sequence[str], kind: str, n: int) -> tuple[np.ndarray
     # distinct (document, hash) pairs; sort + neighbour test is ~10x faster here than np.unique's hash table
     keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
     docs = (keys >> np.uint64(32)).astype(np.int64)
-    offsets = np.searchsorted(docs, np.arange(len(norms) + 1))
+    offsets = np.searchsorted(docs, np.arange(len(lengths) + 1))
     return keys & _MASK, offsets
+
+
+_SIG_BLOCK = 4096  # shingles per block: 64 permutations x 4096 x 4 bytes = 1 MiB, this CPU's L2 per core
+
+
+@lru_cache(maxsize=8)
+def _proto(num_perm: int, seed: int) -> MinHash:
+    return MinHash(num_perm=num_perm, seed=seed)
 
 
 def _signatures(hv: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -> np.ndarray:
     """MinHash signatures of all documents of a chunk: datasketch's own permutations and scheme, vectorised."""
-    proto = MinHash(num_perm=num_perm, seed=seed)
+    proto = _proto(num_perm, seed)
     a, b = proto.permutations
     scheme = getattr(proto, "scheme", "legacy")  # datasketch < 2 has only the legacy scheme
     # permutations x shingles (each row contiguous): the per-document min runs along rows, ~3x faster than
@@ -164,23 +214,36 @@ def _signatures(hv: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int) -
     if scheme == "legacy":
         phv = np.bitwise_and((a[:, None] * hv[None, :] + b[:, None]) % np.uint64((1 << 61) - 1),
                              np.uint64((1 << 32) - 1))
-    else:
-        from datasketch.minhash import _SCHEME_DTYPES, _SCHEME_WIDTHS, _fmix
+        sig = np.minimum.reduceat(phv, offsets[:-1], axis=1).T
+        return np.ascontiguousarray(np.minimum(sig, proto.hashvalues))  # the initial values, as update_batch does
+    from datasketch.minhash import _SCHEME_DTYPES, _SCHEME_WIDTHS, _fmix
 
-        x = _fmix(hv.astype(_SCHEME_DTYPES[scheme]), _SCHEME_WIDTHS[scheme])
-        phv = a[:, None] * x[None, :] + b[:, None]
-    sig = np.minimum.reduceat(phv, offsets[:-1], axis=1).T
-    return np.ascontiguousarray(np.minimum(sig, proto.hashvalues))  # the initial values, as update_batch does
+    x = _fmix(hv.astype(_SCHEME_DTYPES[scheme]), _SCHEME_WIDTHS[scheme])
+    a, b = a[:, None], b[:, None]
+    n_docs = len(offsets) - 1
+    sig = np.empty((n_docs, num_perm), dtype=np.result_type(a, x))
+    # by blocks of whole documents that fit in L2: the whole chunk's permutations x shingles (~17 MB for 256
+    # answers) went through memory three times (product, sum, min)
+    ends = np.searchsorted(offsets, offsets[:-1] + _SIG_BLOCK, side="right") - 1
+    d = 0
+    while d < n_docs:
+        e = max(int(ends[d]), d + 1)
+        lo, hi = offsets[d], offsets[e]
+        phv = a * x[None, lo:hi]
+        phv += b
+        sig[d:e] = np.minimum.reduceat(phv, offsets[d:e] - lo, axis=1).T
+        d = e
+    return np.minimum(sig, proto.hashvalues)  # the initial values, as update_batch does
 
 
-def _work(args: tuple[Sequence[str], str, int, int, bool]
-          ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    texts, kind, n, num_perm, keep = args
-    norms = [normalised(t) for t in texts]
-    hv, offsets = _chunk_shingles(norms, kind, n)
+def _work(args: tuple[Sequence[str], str, int, int, bool, bool]
+          ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, list[bytes] | None]:
+    texts, kind, n, num_perm, keep, keys = args
+    units, lengths, digests = _chunk_units(texts, kind, keys)
+    hv, offsets = _chunk_shingles(units, lengths, n)
     sig = _signatures(hv, offsets, num_perm, 1)
     # the sets go back flat (one array + offsets): pickling 256 small arrays per chunk cost more than hashing
-    return sig, (hv.astype(np.uint32) if keep else None), (offsets if keep else None)
+    return sig, (hv.astype(np.uint32) if keep else None), (offsets if keep else None), digests
 
 
 def workers_available() -> int:
@@ -218,15 +281,29 @@ class ShingleSets:
                           shape=(len(self), 1 << 32))
 
 
-def signatures_and_sets(texts: Sequence[str], kind: str = "word", n: int = 3, num_perm: int = 64,
-                        keep_sets: bool = False, workers: int | None = None
-                        ) -> tuple[np.ndarray, ShingleSets | None]:
-    """(signature matrix [docs x num_perm], every document's sorted distinct shingle hashes if ``keep_sets``)."""
+@dataclass
+class Sketches:
+    """What one pass over a list of texts computes: MinHash signatures [docs x num_perm], optionally each
+    document's distinct shingle hashes (for exact Jaccards) and each text's :func:`exact_key`."""
+
+    signatures: np.ndarray
+    sets: ShingleSets | None = None
+    keys: list[bytes] | None = None
+
+
+def sketch(texts: Sequence[str], kind: str = "word", n: int = 3, num_perm: int = 64, keep_sets: bool = False,
+           exact_keys: bool = False, workers: int | None = None) -> Sketches:
+    """Signatures (and sets / exact keys when asked) of all texts, in chunks on every core for large inputs.
+
+    ``exact_keys`` lets `dedup` take its exact-duplicate keys from the same pass: it used to normalise every
+    text a second time in the parent process for them (~15% of the stage, on one core).
+    """
     if not texts:
-        return (np.zeros((0, num_perm), dtype=np.uint64),
-                ShingleSets(np.zeros(0, np.uint32), np.zeros(1, np.int64)) if keep_sets else None)
+        return Sketches(np.zeros((0, num_perm), dtype=np.uint64),
+                        ShingleSets(np.zeros(0, np.uint32), np.zeros(1, np.int64)) if keep_sets else None,
+                        [] if exact_keys else None)
     workers = workers_available() if workers is None else workers
-    jobs = ((texts[i:i + _CHUNK], kind, n, num_perm, keep_sets) for i in range(0, len(texts), _CHUNK))
+    jobs = ((texts[i:i + _CHUNK], kind, n, num_perm, keep_sets, exact_keys) for i in range(0, len(texts), _CHUNK))
     if workers > 1 and (len(texts) >= _PARALLEL_MIN or workers_forced()):
         import multiprocessing as mp
 
@@ -240,11 +317,12 @@ def signatures_and_sets(texts: Sequence[str], kind: str = "word", n: int = 3, nu
     else:
         results = [_work(j) for j in jobs]
     sig = np.concatenate([r[0] for r in results])
+    keys = [k for r in results for k in r[3]] if exact_keys else None
     if not keep_sets:
-        return sig, None
+        return Sketches(sig, None, keys)
     values = np.concatenate([r[1] for r in results])
     sizes = np.concatenate([np.diff(r[2]) for r in results])
-    return sig, ShingleSets(values, np.concatenate(([0], np.cumsum(sizes))).astype(np.int64))
+    return Sketches(sig, ShingleSets(values, np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)), keys)
 
 
 def workers_forced() -> bool:
@@ -273,7 +351,14 @@ def near_duplicate_pairs(texts: Sequence[str], threshold: float, kind: str = "wo
     benchmark prompts the loop spent ~100 s in 756k one-pair ``intersect1d`` calls and ~150 s in Python
     band bookkeeping (under cProfile, load 11); this path does the same work in a few seconds.
     """
-    values, sets = signatures_and_sets(texts, kind, n, num_perm, keep_sets=exact, workers=workers)
+    sk = sketch(texts, kind, n, num_perm, keep_sets=exact, workers=workers)
+    return pairs_from_sketch(sk.signatures, sk.sets, threshold, num_perm)
+
+
+def pairs_from_sketch(values: np.ndarray, sets: ShingleSets | None, threshold: float, num_perm: int = 64
+                      ) -> list[tuple[int, int, float]]:
+    """:func:`near_duplicate_pairs` from signatures already computed (exact Jaccards when ``sets`` is given)."""
+    exact = sets is not None
     n_docs = len(values)
     if n_docs == 0:
         return []
@@ -379,6 +464,11 @@ def clusters_from_pairs(n: int, pairs: Sequence[tuple[int, int, float]]) -> Unio
 
 
 def exact_key(text: str) -> bytes:
-    return hashlib.blake2b(normalised(text).encode(), digest_size=16).digest()
+    """Key of exact duplicates: equal for texts whose :func:`normalised` forms are equal."""
+    return _blake(normalised(text).encode())
+
+
+def _blake(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 

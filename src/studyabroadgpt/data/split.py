@@ -13,6 +13,7 @@ from typing import Sequence
 
 from .dedup import conversation_text, prompt_text
 from .near_dup import UnionFind, near_duplicate_pairs
+from .io import gc_paused
 from .schema import Conversation
 
 
@@ -49,6 +50,7 @@ def leak_groups(convs: Sequence[Conversation], prompt_threshold: float = 0.6, te
     return uf, pairs
 
 
+@gc_paused()  # builds per-document texts, pair lists and dicts over the whole input: see io.gc_paused
 def split(convs: Sequence[Conversation], test_size: float = 0.15, seed: int = 42, prompt_threshold: float = 0.6,
           text_threshold: float = 0.8, stratify: bool = True) -> SplitResult:
     if not 0 < test_size < 1:
