@@ -137,7 +137,10 @@ def test_false_premises_are_corrected_with_citations(answerer):
     assert "Toronto is in Canada, not United States" in final.content
     q = [{"role": "user", "content": "Do I need the UCAT for medical school in the USA?"}]
     final = answerer.finish(answerer.prepare(q, mode="generate"), "Yes, you need a good UCAT score.")
-    assert "none of our official sources for United States asks for the UCAT" in final.content
+    assert "none of our official sources for United States names the UCAT" in final.content
+    # the note cites the destination's own rule on the same subject (the MCAT), never another country's
+    note = next(c for c in final.gate["changes"] if c["action"] == "corrected_premise")
+    assert note["fact_id"].startswith("us.admissions.")
 
 
 def test_key_fact_added_only_when_on_topic(answerer):
@@ -333,7 +336,10 @@ def test_a_test_most_destinations_name_is_not_a_false_premise(answerer):
     assert not [c for c in final.gate["changes"] if c["action"] == "corrected_premise"]
     q = [{"role": "user", "content": "What GRE score do I need for a taught master's in the UK?"}]
     final = answerer.finish(answerer.prepare(q, mode="generate"), "You need a GRE score of 320.")
-    assert "none of our official sources for United Kingdom asks for the GRE" in final.content
+    assert "none of our official sources for United Kingdom names the GRE" in final.content
+    # the UK's only admissions-test fact is the medical schools' UCAT rule: not about this question, not cited
+    note = next(c for c in final.gate["changes"] if c["action"] == "corrected_premise")
+    assert "fact_id" not in note and "UCAT" not in final.content
 
 
 def test_degenerate_text_is_judged_before_the_gate_marks_it(answerer):
@@ -343,3 +349,94 @@ def test_degenerate_text_is_judged_before_the_gate_marks_it(answerer):
            "Source: Student Visa - travel.state.gov.")
     final = answerer.finish(answerer.prepare(q, mode="auto"), raw)
     assert final.mode == "compose" and "copied its instructions" in final.gate["fallback_reason"]
+
+
+# ------------------------------------------------------------------------------------------------- issue 10, stop 19
+# Each raw text below is what SmolLM2-135M-Instruct (default, auto mode, 120 tokens) wrote when the question was
+# put to `sagpt serve` through the openai client (runs/s3, 2026-12-02).
+
+F1_RAW = ('The United States does not have a visa that allows students to work 40 hours per week on an F-1 visa. '
+          'The US Department of Education has changed the definition of a "visa" from a student\'s academic '
+          'status, which is based solely on their education and skills in accordance with the US Constitution.\n\n'
+          'A more accurate way to describe this situation would be: "the current system for working on a F-1 '
+          'visas requires additional information about your employment history."')
+
+
+def test_invented_rule_change_is_removed_and_an_unsupported_rule_marked(answerer):
+    q = [{"role": "user", "content": "Can I work 40 hours a week on an F-1 visa in the US?"}]
+    final = answerer.finish(answerer.prepare(q, mode="generate"), F1_RAW + "\n\nCheck the international "
+                            "office's page for the latest rules.")
+    assert "Department of Education has changed" not in final.content
+    removed = [c for c in final.gate["changes"] if c["action"] == "removed_rule"]
+    assert len(removed) == 1 and removed[0]["kind"] == "rule_change"
+    assert "no retrieved official fact supports" in removed[0]["reason"]
+    marked = [c for c in final.gate["changes"] if c["action"] == "marked_unverified" and c.get("kind") == "rule"]
+    assert marked and "employment history (unverified)" in final.content
+    assert "Check the international office's page for the latest rules." in final.content   # advice stays
+    assert "20 hours per week" in final.content                                           # the premise note
+    # auto mode: two doubtful rule sentences are worse than the composed floor
+    final = answerer.finish(answerer.prepare(q, mode="auto"), F1_RAW)
+    assert final.mode == "compose" and "Department of Education" not in final.content
+
+
+def test_rule_words_in_soft_advice_are_not_policy(answerer):
+    q = [{"role": "user", "content": "How do I make friends as an international student?"}]
+    text = "You must be open to new people. Clubs have changed how students meet. Join a society in your first week."
+    final = answerer.finish(answerer.prepare(q, mode="generate"), text)
+    assert not [c for c in final.gate["changes"] if c["action"] == "removed_rule" or c.get("kind") == "rule"]
+    assert text in final.content
+
+
+def test_a_flat_no_under_a_conditional_partner_rule_is_replaced(answerer):
+    raw = ("No, your husband cannot work full-time in Australia. Plan your budget with your husband before "
+           "you travel.")
+    for question in ("Can my husband work full time in Australia?",
+                     "Can my husband work full time in Australia while I do my master's there?"):
+        final = answerer.finish(answerer.prepare([{"role": "user", "content": question}], mode="generate"), raw)
+        fix = [c for c in final.gate["changes"] if c["action"] == "corrected_rule"]
+        assert [c["fact_id"] for c in fix] == ["au.dependants.family"], question
+        assert "cannot work full-time" not in final.content
+        assert final.content.startswith("Australian Student visa holders can include their partner")
+    assert "master's or doctoral" in fix[0]["reason"]
+    # a bachelor's student's partner: "cannot work full time" is what the rule says — left alone
+    q = [{"role": "user", "content": "Can my husband work full time in Australia while I do my bachelor's?"}]
+    final = answerer.finish(answerer.prepare(q, mode="generate"), raw)
+    assert not [c for c in final.gate["changes"] if c["action"] == "corrected_rule"]
+
+
+def test_a_contradicted_yes_no_does_not_stay_above_the_eligibility_correction(answerer):
+    q = [{"role": "user", "content": "As a Ghanaian, do I need a visa for Ireland?"}]
+    raw = "No, you do not need a visa for Ireland. You can study in Ireland without one.\n\nApply to a college early."
+    final = answerer.finish(answerer.prepare(q, mode="generate"), raw)
+    assert "do not need a visa for Ireland" not in final.content and "without one" not in final.content
+    assert final.content.startswith("**Check the premise:** our official source lists whose citizens")
+    assert "Ghana is not on that list" in final.content and "Apply to a college early." in final.content
+    fixed = [c["claim"] for c in final.gate["changes"] if c["action"] == "corrected_rule"]
+    assert fixed == ["No, you do not need a visa for Ireland.", "You can study in Ireland without one."]
+    # the right answer for a Ghanaian is left alone, and never "corrected" into the exemption
+    final = answerer.finish(answerer.prepare(q, mode="generate"), "Yes, as a Ghanaian you need a visa for Ireland.")
+    assert final.content.startswith("Yes, as a Ghanaian you need a visa for Ireland.")
+    assert not [c for c in final.gate["changes"] if c["action"] == "corrected_rule"]
+
+
+def test_the_adapters_reversed_self_employment_rule_is_corrected(answerer):
+    # the quickstart adapter's copy of the fact, reversed (its "(United Kingdom, work rights, …)" prefix aside)
+    q = [{"role": "user", "content": "Can I work while studying in the UK on a student visa if my course is below "
+                                     "degree level?"}]
+    raw = ("Yes, you can work while studying in the UK on a student visa if your course is below degree level. "
+           "Students working at degree level with a higher education provider may be self-employed or fill full "
+           "permanent vacancies during official vacations.")
+    final = answerer.finish(answerer.prepare(q, mode="generate"), raw)
+    fix = [c for c in final.gate["changes"] if c["action"] == "corrected_rule"]
+    assert [c["slot"]["rule"] for c in fix] == ["self_employment"]
+    assert "may be self-employed or fill full permanent" not in final.content
+    assert "no Student visa holder may be self-employed" in final.content
+
+
+def test_a_test_premise_note_cites_the_destinations_own_fact(answerer):
+    q = [{"role": "user", "content": "I'm from Pakistan. Should I take IELTS or Duolingo for Australia?"}]
+    raw = "The choice between IELTS and Duolingo depends on your personal preference."
+    final = answerer.finish(answerer.prepare(q, mode="generate"), raw)
+    notes = [c for c in final.gate["changes"] if c["action"] == "corrected_premise"]
+    assert [c["fact_id"] for c in notes] == ["au.english.student-visa"]
+    assert "F-1" not in final.content and "Australia names the Duolingo English Test" in final.content

@@ -205,3 +205,58 @@ def test_a_copied_fact_list_is_degenerate():
     bare = (" (United Kingdom, work rights, as of 2025-12-31) Students working at degree level with a higher "
             "education provider may be self-employed. Source: Student visa - GOV.UK.")
     assert [d.kind for d in checks.find_degenerate(bare)] == ["prompt_echo"]
+
+
+# ------------------------------------------------------------------------------------------------- issue 10, stop 19
+
+def test_names_built_of_generic_or_coined_words_are_flagged(kb):
+    # served by SmolLM2 (default, auto, 120 tokens) to Germany "is there no tuition at all?" and to "IELTS or
+    # Duolingo for Australia" — all passed the distinctive-word test before
+    q = "I heard public universities in Germany are free. Is there no tuition at all?"
+    served = {
+        "You can get a tuition reimbursement program called the Bachelor of Science.": "Bachelor of Science",
+        "Germany runs the BacheloSense initiative for foreign students.": "BacheloSense initiative",
+        'The German government has implemented a policy called the "Einzinkelung für die Welt" (Free Access).':
+            "Einzinkelung für die Welt",
+        "IzliBollang is a highly-rated online language learning platform.": "IzliBollang",
+        "Apply for the International Student Scholarship at your university.": "International Student Scholarship",
+    }
+    for text, name in served.items():
+        assert [f.name for f in checks.unverified_entities(text, q, kb)] == [name], text
+
+
+def test_generic_units_brands_categories_and_headings_are_not_invented_names(kb):
+    clean = ("Ask the International Office or Student Services. Update your LinkedIn profile and watch YouTube "
+             "videos. Government Scholarships are available in many countries.\n\n### Merit Scholarship\n"
+             "**Need-Based Grant:** ask the financial aid office. The DAAD scholarship programme and the Chevening "
+             "Scholarship are real. Contact McDonald House. A city called Munich. The Erasmus+ programme helps.")
+    assert checks.unverified_entities(clean, "How do I fund my master's?", kb) == []
+    # a coined name the student typed is theirs
+    assert checks.unverified_entities("The BacheloSense initiative pays fees.", "What is the BacheloSense "
+                                      "initiative?", kb) == []
+
+
+def test_no_kb_statement_is_ever_flagged(kb):
+    flagged = []
+    for e in checks.kb_entries(kb):
+        texts = [e.statement, getattr(e, "title", "") or "", *(getattr(e, "steps", []) or []),
+                 *(getattr(e, "watch_out", []) or [])]
+        flagged += [(e.id, f.name) for t in texts for f in checks.unverified_entities(t, "", kb)]
+    assert flagged == []
+    assert len(checks.kb_entries(kb)) > 400
+
+
+def test_unsupported_rule_and_rule_change_sentences(kb):
+    from studyabroadgpt.serve.gate import sentences
+
+    f1 = kb.by_id["us.work.on-campus"]
+    raw = ('The United States does not have a visa that allows students to work 40 hours per week on an F-1 visa. '
+           'The US Department of Education has changed the definition of a "visa" from a student\'s academic '
+           'status. Check the university\'s international office page for the latest rules. You should ask '
+           'your DSO before you take a job.')
+    found = checks.unsupported_rules(raw, [f1], sentences(raw))
+    assert [(f.kind, f.sentence[:38]) for f in found] == [("rule_change", "The US Department of Education has cha")]
+    assert "no retrieved official fact supports" in found[0].reason
+    # a rule sentence the fact supports stays, and so does advice
+    ok = f"{f1.statement} Make sure you keep your I-20 safe; it is required at the border."
+    assert checks.unsupported_rules(ok, [f1], sentences(ok)) == []

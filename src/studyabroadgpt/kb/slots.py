@@ -258,6 +258,33 @@ def places_in(text: str) -> set[str]:
     return {p for p, rx in _PLACE_RES if rx.search(text)}
 
 
+# ------------------------------------------------------------------------------------------------- policy
+
+# Subjects whose answers are rules a government sets (and changes): an answer about them that states a rule
+# the retrieved facts do not support is the confidently wrong answer a student acts on. Course length,
+# scholarships, tests and deadlines are the university's or the scheme's, and advice there is not policy.
+POLICY_SUBJECTS = frozenset({"work_hours", "funds", "visa_fee", "health", "tuition", "post_study", "arrival",
+                             "apply_timing", "registration", "dependants", "visa"})
+_VISA_CUE = re.compile(r"\bvisas?\b|\bstudy\s+permit\b|\bresidence\s+permit\b|\bimmigration\b|\bmvv\b|"
+                       r"\bstamp\s*2\b|\bf-1\b|\bi-20\b|\bcas\b|\bsevis\b|\bsubclass\s+500\b|\bbiometric",
+                       re.IGNORECASE)
+
+
+def policy_subject(question: str) -> str | None:
+    """The policy subject (work rights, funds, visa, dependants, fees...) a question asks about, or None for
+    soft advice, course choice, tests and scholarships."""
+    q = question.replace("’", "'")
+    for subject, rx in _SUBJECT_RES:
+        if subject in POLICY_SUBJECTS and rx.search(q):
+            if subject == "work_hours" and not re.search(r"\bwork(?:ing)?\b[^.?]{0,40}\b(?:visa|permit|hours?|"
+                                                         r"while|during|part-time|full[- ]time|allowed|can|legally)\b|"
+                                                         r"\b(?:can|may|allowed\s+to)\b[^.?]{0,30}\bwork\b|"
+                                                         r"\bpart-time\s+jobs?\b|\bwork\s+rights\b", q, re.I):
+                continue  # "how does group work work at a UK university": not work rights
+            return subject
+    return "visa" if _VISA_CUE.search(q) else None
+
+
 # ------------------------------------------------------------------------------------------------- matching
 
 # Levels a default reading covers: a fact about degree-level study answers a question that names no level
@@ -394,6 +421,12 @@ def _figure_span(statement: str, number: float | None) -> tuple[int, int] | None
 
 # Rule subjects a yes/no statement can be about, with the words that name them.
 _RULE_SUBJECTS: list[tuple[str, str]] = [
+    # Before partner_work: "may work unlimited hours only if ..." is a yes/no on *full-time* work ("Can my
+    # husband work full time in Australia?" got "No" above the fact that says yes for a master's student's
+    # partner), while "a partner may work" alone is a yes/no on working at all.
+    ("partner_full_time", r"\b(?:spouse|partner|wife|husband|f-2|dependants?|dependents?)\b[^.;]{0,60}\bwork\w*\b"
+                          r"[^.;]{0,25}\b(?:full[- ]time|unlimited)\b|\b(?:full[- ]time|unlimited)\b[^.;]{0,30}\b(?:for|by)\s+"
+                          r"(?:the\s+|your\s+|a\s+)?(?:spouse|partner|wife|husband)\b"),
     ("partner_work", r"\b(?:spouse|partner|wife|husband|f-2|dependants?|dependents?)\b[^.;]{0,60}\bwork\b"),
     ("bring_family", r"\b(?:bring|include|accompany|join|come\s+with|live\s+with)\b[^.;]{0,50}\b(?:dependants?|"
                      r"dependents?|family|spouse|partner|wife|husband|children|kids)\b|\b(?:dependants?|dependents?|"
@@ -402,6 +435,10 @@ _RULE_SUBJECTS: list[tuple[str, str]] = [
     ("self_employment", r"\bself-employ\w*\b"),
     ("extend_graduate", r"\bgraduate\s+visa\b[^.;]{0,60}\bextend\w*\b|\bextend\w*\b[^.;]{0,40}\bgraduate\s+visa\b"),
     ("apply_inside", r"\bapply\b[^.;]{0,40}\b(?:from\s+)?inside\b"),
+    ("need_visa", r"\b(?:need|needs|require|requires|required|must\s+(?:apply\s+for|get|have|obtain))\b[^.;]{0,30}"
+                  r"\b(?:visa|immigration\s+permission|mvv|entry\s+clearance)\b|\bvisa[- ]free\b|"
+                  r"\bwithout\s+(?:a\s+|an\s+)?(?:visa|immigration\s+permission|mvv|one)\b|\b(?:visa|mvv)\s+(?:is\s+)?"
+                  r"(?:not\s+)?(?:required|needed)\b|\bexempt\w*\b[^.;]{0,30}\bvisa\b"),
     ("tuition_free", r"\b(?:no|free\s+of|without)\s+tuition\b|\btuition[- ]free\b|\bcharge\s+no\s+tuition\b|"
                      r"\bcharge\s+(?:\w+\s+){0,4}tuition\b"),
 ]
@@ -419,11 +456,29 @@ class Rule:
     only: str | None        # the exception group of an "only if" rule ("research"), positive for that group
     level: str | None       # the level / group the statement is about
     destination: str | None
+    # The degrees an "only if" rule names ("master's or doctoral degree" → masters, doctoral), and the degree
+    # a claim is about: "degree" is too coarse where a rule covers master's but not bachelor's students.
+    only_degrees: tuple[str, ...] = ()
+    degree: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+_DEGREES = [("masters", r"\bmaster'?s\b|\bmsc\b|\bmba\b|\bma\b|\bmphil\b|\bllm\b|\bmeng\b|\bpostgraduate\s+taught\b"),
+            ("doctoral", r"\bph\.?d\b|\bdoctora\w*\b|\bdoctorate\b"),
+            ("bachelors", r"\bbachelor'?s\b|\bundergraduate\b|\bbsc\b|\bba\b"),
+            ("below_degree", r"\bbelow\s+degree\b|\bfoundation\b|\bdiploma\b|\belicos\b|\bvocational\b|\bvet\b")]
+_DEGREE_RES = [(d, re.compile(p, re.IGNORECASE)) for d, p in _DEGREES]
+
+
+def degrees_in(text: str) -> tuple[str, ...]:
+    """The degrees ``text`` names, in the order of ``_DEGREES`` (master's, doctoral, bachelor's, below degree)."""
+    t = text.replace("’", "'")
+    return tuple(d for d, rx in _DEGREE_RES if rx.search(t))
+
+
+_RULE_CLAUSE = re.compile(r";|,\s+(?:and|but|while|whereas)\s+|\s+but\s+|,\s+otherwise\b", re.IGNORECASE)
 _HEDGE = re.compile(r"\bmay\s+be\s+able\b|\bmight\b|\bdepend(?:s|ing)\s+on\b|\bin\s+some\s+cases\b|\bunless\b|"
                    r"\bcertain\b", re.IGNORECASE)
 _QUANTITY_RULE = re.compile(r"\bunlimited\b|\bfull[- ]time\b|\bhours?\b|\d", re.IGNORECASE)
@@ -449,19 +504,51 @@ def rule_of(sentence: str, destination: str | None, claim: bool = False) -> Rule
                          sentence, re.IGNORECASE)
         positive = bool(free) and not re.search(r"\bnot\s+(?:tuition[- ])?free\b", sentence, re.IGNORECASE)
         return Rule(subject, positive, None, _first(_LEVEL_RES, sentence), destination)
-    only = _ONLY.search(sentence)
+    # The rule's own clause: "Students ... below degree level can work up to 10 hours ..., and no Student
+    # visa holder may be self-employed" is a self-employment rule for every level, not for below-degree study
+    # (reading the level off the whole sentence let the quickstart adapter's reversed "students at degree
+    # level may be self-employed" pass).
+    c0 = max([0] + [x.end() for x in _RULE_CLAUSE.finditer(sentence, 0, m.start())])
+    nxt = _RULE_CLAUSE.search(sentence, m.end())
+    clause = sentence[c0:nxt.start() if nxt else len(sentence)]
+    mstart = m.start() - c0
+    only = _ONLY.search(clause)
     # The negation that governs the rule is the one before its subject words, or right after them
     # ("... are not entitled to bring").
-    head = sentence[:m.end()]
-    neg = _NEGATIVE.search(head[max(0, m.start() - 60):]) or re.match(r"[^.;]{0,25}\b(?:not|no)\b",
-                                                                      sentence[m.end():], re.IGNORECASE)
+    head = clause[:mstart + (m.end() - m.start())]
+    neg = _NEGATIVE.search(head[max(0, mstart - 60):]) or re.match(r"[^.;]{0,25}\b(?:not|no)\b",
+                                                                   sentence[m.end():], re.IGNORECASE)
     if only:
-        if _QUANTITY_RULE.search(sentence[m.start():only.start()]):
+        if subject != "partner_full_time" and _QUANTITY_RULE.search(clause[mstart:only.start()]):
             return None  # "may work unlimited hours only if…": a limit on how much, not a yes or no
-        exception = _first(_LEVEL_RES, sentence[only.start():]) or "condition"
-        return Rule(subject, False, exception, None, destination)
-    level = _first(_LEVEL_RES, sentence)
-    return Rule(subject, not bool(neg), None, level, destination)
+        cond = re.split(r",\s*otherwise\b|;", clause[only.start():], maxsplit=1)[0]
+        exception = _first(_LEVEL_RES, cond) or "condition"
+        # Degrees decide only a rule whose condition is a degree ("a master's or doctoral degree"); "a
+        # postgraduate research course such as a PhD" is about research, which a research master's also is.
+        degrees = () if re.search(r"research|sponsor", cond, re.IGNORECASE) else degrees_in(cond)
+        return Rule(subject, False, exception, None, destination, only_degrees=degrees)
+    level = _first(_LEVEL_RES, clause)
+    degrees = degrees_in(clause)
+    positive = not bool(neg)
+    if subject == "need_visa" and re.match(r"without|visa[- ]free|exempt", m.group(0), re.IGNORECASE):
+        positive = not positive  # "study without a visa", "visa-free", "exempt from the visa": no need
+    return Rule(subject, positive, None, level, destination, degree=degrees[0] if len(degrees) == 1 else None)
+
+
+def answer_rule(sentence: str, question: str, destination: str | None) -> Rule | None:
+    """A bare "Yes." / "No, ..." answering a yes/no rule question ("Can my husband work full time in
+    Australia?", "Do I need a visa?"): the rule the question asks about, with the answer's polarity."""
+    m = re.match(r"^[\s*_>#-]*(yes|no|nope|yep|correct|that'?s\s+right)\b", sentence, re.IGNORECASE)
+    if m is None:
+        return None
+    asked = rule_of(question, destination)
+    if asked is None:
+        return None
+    yes = m.group(1).lower() not in ("no", "nope")
+    # "Do I need a visa?" → "No" means no need; "Can't I work?" → "No" means I cannot. The question's own
+    # polarity is the "yes" reading.
+    return Rule(asked.subject, asked.positive if yes else not asked.positive, None, level_in(question),
+                destination, degree=(degrees_in(question) or (None,))[0])
 
 
 def polarity_conflict(claim: Rule, fact: Rule) -> str | None:
@@ -470,6 +557,20 @@ def polarity_conflict(claim: Rule, fact: Rule) -> str | None:
         return None
     if claim.only is not None:
         return None  # the answer states a condition itself: leave it to the reader and the caveat
+    if fact.only is not None and fact.only_degrees:
+        # "a partner may work unlimited hours only if the student is in a master's or doctoral degree": yes
+        # for those degrees, no for the rest, and a flat yes or no for a student whose degree the question
+        # does not give is wrong for one of the two groups — the conditional fact is the answer.
+        groups = " or ".join({"masters": "master's", "doctoral": "doctoral", "bachelors": "bachelor's",
+                              "below_degree": "below-degree"}.get(d, d) for d in fact.only_degrees)
+        if claim.degree is None:
+            return f"the official rule depends on the level of study (yes only for {groups} students)"
+        in_group = claim.degree in fact.only_degrees
+        if claim.positive and not in_group:
+            return f"the official rule allows this only for {groups} students"
+        if not claim.positive and in_group:
+            return f"the official rule allows this for {groups} students"
+        return None
     if fact.only is not None:
         # "only research students can bring dependants": yes for that group, no for everyone else
         in_group = claim.level == fact.only or (fact.only == "research" and claim.level == "research")
@@ -487,7 +588,7 @@ def polarity_conflict(claim: Rule, fact: Rule) -> str | None:
 
 
 __all__ = ["Slot", "SlotMatch", "slot_of", "same_slot", "fact_value_slot", "figures_in", "from_question",
-           "claim_number", "level_in", "anchored_subject", "Rule", "rule_of", "polarity_conflict", "clause_around"]
+           "claim_number", "level_in", "anchored_subject", "policy_subject", "POLICY_SUBJECTS", "Rule", "rule_of", "polarity_conflict", "clause_around", "answer_rule", "degrees_in"]
 
 
 # ------------------------------------------------------------------------------------------------- choosing

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -161,9 +162,19 @@ class Answerer:
 
         cited = cited_numbers(answer)
         extra: list[str] = []
+        moved: list[str] = []   # notes put in place of a sentence: a stream, which cannot edit, appends them
         if turn.gate and self.auditor is not None:
             for note, change in premise_notes(self.auditor, turn.question, answer, turn.sources):
-                extra.append(note)
+                wrong = (change.slot or {}).get("contradicts") if mode == "generate" else None
+                if wrong:
+                    # A yes/no the cited list contradicts is not left on top of the correction: the note
+                    # takes the first such sentence's place and the others go.
+                    answer = _replace_sentences(answer, wrong, note)
+                    moved.append(note)
+                    changes += [GateChange("corrected_rule", w, change.replacement, change.fact_id, change.citation,
+                                           reason=change.reason, slot=change.slot) for w in wrong]
+                else:
+                    extra.append(note)
                 changes.append(change)
                 if change.citation:
                     cited.add(change.citation)
@@ -198,7 +209,7 @@ class Answerer:
             tail = "\n\n" + streamed_prefix + "\n\n" + content
         else:
             stream_note = _stream_note(changes)
-            tail = "\n\n" + "\n\n".join([*([stream_note] if stream_note else []), *appendix])
+            tail = "\n\n" + "\n\n".join([*([stream_note] if stream_note else []), *moved, *appendix])
         gate = {"enabled": turn.gate, "changed": any(c.notable for c in changes),
                 "changes": [c.to_dict() for c in changes], "note": note, "content": content,
                 "mode": mode, "requested_mode": turn.mode}
@@ -265,12 +276,22 @@ def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: 
     if degenerate:
         d = degenerate[0]
         return f"the model's answer degenerated into nonsense ({d.reason}: “{d.sample}”)"
-    doubtful = [c for c in changes if c.action in ("marked_unverified", "removed", "removed_url")]
+    doubtful = [c for c in changes if c.action in ("marked_unverified", "removed", "removed_url", "removed_rule")]
     if len(doubtful) >= MAX_UNVERIFIED:
         return f"{len(doubtful)} specifics in the model's answer could not be verified"
     if off_topic:
         return f"the model's answer was off topic ({off_topic})"
     return None
+
+
+def _replace_sentences(text: str, sentences: list[str], replacement: str) -> str:
+    """``text`` with the first of ``sentences`` replaced by ``replacement`` and the rest removed."""
+    for i, sentence in enumerate(sentences):
+        at = text.find(sentence)
+        if at < 0:
+            continue
+        text = text[:at] + (replacement if i == 0 else "") + text[at + len(sentence):]
+    return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]{2,}", " ", text)).strip()
 
 
 def _no_facts_answer(turn: Turn) -> str:
@@ -314,6 +335,7 @@ def _note(changes: list[GateChange]) -> str:
     labels = {"corrected": "figure(s) corrected to the official value",
               "corrected_rule": "rule statement(s) replaced by the official rule",
               "removed": "claim(s) contradicting the official sources removed",
+              "removed_rule": "rule statement(s) no official source supports removed",
               "marked_unverified": "claim(s) marked (unverified)",
               "removed_url": "web address(es) not among our official sources removed",
               "cut_loop": "repetition(s) cut"}
@@ -324,8 +346,8 @@ def _note(changes: list[GateChange]) -> str:
 def _stream_note(changes: list[GateChange]) -> str:
     """For streamed text, which cannot be edited once sent, the note spells out each change."""
     lines = [f"> - {c.describe()}." for c in changes
-             if c.action in ("corrected", "corrected_rule", "removed", "marked_unverified", "removed_url",
-                             "cut_loop")]
+             if c.action in ("corrected", "corrected_rule", "removed", "removed_rule", "marked_unverified",
+                             "removed_url", "cut_loop")]
     return "> **Fact check:**\n" + "\n".join(lines) if lines else ""
 
 

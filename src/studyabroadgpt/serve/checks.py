@@ -389,7 +389,7 @@ ORG_HEADS = frozenset("""
 university universities college institute institution council department ministry agency authority commission
 board foundation office service services bureau centre center association trust fund academy school embassy
 consulate scholarship scholarships fellowship fellowships award awards grant grants bursary bursaries programme
-program scheme initiative test exam examination certificate federation society organisation organization
+program scheme initiative test exam examination certificate federation society organisation organization act
 """.split())
 # Capitalised words that say nothing about which body is meant ("International Office", "Graduate School").
 GENERIC = frozenset("""
@@ -458,7 +458,8 @@ def _runs(text: str) -> Iterable[tuple[int, int, list[tuple[int, int, str]]]]:
 
 def _at_sentence_start(text: str, pos: int) -> bool:
     before = text[:pos].rstrip(" \t*_#>-+•")
-    before = re.sub(r"\d{1,3}[.)]$", "", before).rstrip()
+    # A list number ("2. Contact ...") starts an item; "pays 300. Contact ..." ends a sentence with a figure.
+    before = re.sub(r"(?:^|(?<=\n))[ \t]*\d{1,3}[.)]$", "", before).rstrip()
     return not before or before[-1] in ".!?:\n"
 
 
@@ -486,6 +487,8 @@ def _unknown_parts(run: list[tuple[int, int, str]], text: str, v: _Vocab,
     "Department of Education and Standards Authority" one unknown one: a run is split at "and" / "&" only
     when some part of it is a known name."""
     if _known_name(_name_words(text[run[0][0]:run[-1][1]]), v, qwords):
+        if _scheme_of_generic_words(run, text, v, qwords):
+            return [(run[0][0], run[-1][1])]
         return []
     parts, cur = [], []
     for w in run:
@@ -532,6 +535,10 @@ def unverified_entities(text: str, question: str, kb: Any) -> list[EntityFinding
             found.append(EntityFinding(text[start:end], (start, end), "named body or scheme not in the "
                                                                        "knowledge base or the question"))
     taken = [f.span for f in found]
+    for span, reason in _coined_names(masked, text, v, qwords):
+        if not any(s < span[1] and span[0] < e for s, e in taken):
+            found.append(EntityFinding(text[span[0]:span[1]], span, reason))
+            taken.append(span)
     for rx in (_ACRONYM_IN_PARENS, _TEST_CUE):
         for m in rx.finditer(masked):
             acr = m.group(1)
@@ -543,6 +550,115 @@ def unverified_entities(text: str, question: str, kb: Any) -> list[EntityFinding
                                                        "or the question"))
             taken.append(m.span(1))
     return sorted(found, key=lambda f: f.span[0])
+
+
+# Names built of generic words pass the distinctive-word test above ("Bachelor of Science", "International
+# Student Fund"), and a coined word before a lower-case programme noun is no capitalised run at all ("the
+# BacheloSense initiative"): SmolLM2 served both to "is there no tuition at all?" for Germany. A name is what
+# the text *says* is a name: introduced by "called / named / known as", a capitalised span headed by a
+# scheme noun, a coined word before a programme noun, or a CamelCase blend that is no dictionary word.
+SCHEME_HEADS = frozenset("""
+initiative programme program scheme scholarship grant fund council agency authority department foundation
+fellowship board office award bursary trust
+""".split())
+# Kinds of unit every university has ("the International Office", "Student Services"): made of generic words
+# they name the student's own university's office, which is the advice we want, not an invented body.
+_UNIT_HEADS = frozenset("office department service services centre center school faculty college".split())
+_CALLED = re.compile(r"(?P<before>(?:\b[\w-]+\s+){1,3})(?:called|named|known\s+as|dubbed|titled)\s+"
+                     r"(?:the\s+|a\s+|an\s+)?(?:[\"“‘](?P<quoted>[A-Z][^\"”’\n]{1,60})[\"”’]|(?P<name>[A-Z][\w'’&+.-]*(?:\s+(?:of|for|and|&|the|de|in|on|"
+                     r"[A-Z][\w'’&+.-]*))*))")
+_KINDS_NAMED = ORG_HEADS | {"organisation", "organization", "body", "plan", "route", "visa", "permit", "policy",
+                            "rule", "law", "system", "platform", "portal", "website", "site", "app"}
+_BEFORE_HEAD = re.compile(r"\b(?:[Tt]he|[Aa]n?|[Ii]ts|[Tt]heir|[Oo]ur|[Tt]his)\s+(?P<name>(?:[A-Z][\w'’&+-]*\s+){1,3})"
+                          r"(?P<head>" + "|".join(sorted(SCHEME_HEADS, key=len, reverse=True)) + r")s?\b")
+_CAMEL = re.compile(r"(?<![\w'’-])(?P<tok>[A-Z][a-z]{2,}(?:[A-Z][a-z]+)+)(?![\w'’-])")
+_NAME_PREFIX = re.compile(r"^(?:Mc|Mac|De|Di|Da|La|Le|Van|Von|Du)[A-Z]")
+
+
+@lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """A dictionary of English words (pyspellchecker's word list, 160k words with their inflections)."""
+    import gzip
+    import json
+    from importlib.resources import files
+
+    data = (files("spellchecker") / "resources" / "en.json.gz").read_bytes()
+    return frozenset(json.loads(gzip.decompress(data)))
+
+
+def _dictionary_word(word: str) -> bool:
+    w = word.lower().strip("'’.")
+    return w in english_words() or w.removesuffix("'s") in english_words()
+
+
+def _coined(word: str, v: _Vocab, qwords: tuple[str, ...]) -> bool:
+    """A capitalised word no dictionary, place list, KB text or question has ("BacheloSense", "Studiva")."""
+    w = word.strip("*_'’.")
+    if not w or w.isupper() or any(c.isdigit() for c in w) or _NAME_PREFIX.match(w):
+        return False
+    low = _name_words(w)
+    if not low or low[0] in qwords or (low[0],) in v.ngrams or low[0] in _place_words():
+        return False
+    parts = re.findall(r"[A-Z][a-z]+", w)
+    if len(parts) >= 2:  # CamelCase: a compound of words ("LinkedIn", "PayPal") is a brand, a blend is coined
+        return not all(_dictionary_word(p) for p in parts) and not _dictionary_word(w)
+    return not _dictionary_word(w)
+
+
+def _in_kb_or_question(phrase: str, v: _Vocab, qwords: tuple[str, ...]) -> bool:
+    words = _name_words(phrase)
+    if not words:
+        return True
+    return words in v.ngrams or words in _ngrams(qwords) or set(words) <= set(qwords)
+
+
+def _heading_line(text: str, start: int, end: int) -> bool:
+    """A markdown heading or a bold label line ("### Government Scholarships", "**Merit Scholarship:**"):
+    headings are title case whatever they say."""
+    a = text.rfind("\n", 0, start) + 1
+    b = text.find("\n", end)
+    line = text[a:b if b >= 0 else len(text)].strip()
+    return bool(re.match(r"#{1,6}\s", line) or re.fullmatch(r"(?:[-*+•]\s+|\d{1,2}[.)]\s+)?\*\*[^*]+\*\*:?.{0,2}",
+                                                               line) or line.endswith(":"))
+
+
+def _coined_names(masked: str, text: str, v: _Vocab, qwords: tuple[str, ...]) -> list[tuple[tuple[int, int], str]]:
+    out: list[tuple[tuple[int, int], str]] = []
+    for m in _CALLED.finditer(masked):
+        nouns = [w.lower() for w in m.group("before").split()]
+        noun = next((w for w in reversed(nouns) if w in _KINDS_NAMED or w.rstrip("s") in _KINDS_NAMED), None)
+        if noun is None:
+            continue  # "a city called Munich": not a body or scheme
+        key = "quoted" if m.group("quoted") else "name"
+        name = m.group(key).strip()
+        while name and name.split()[-1].lower() in _INNER:
+            name = name.rsplit(None, 1)[0] if " " in name else ""
+        s = m.start(key)
+        if name and not _in_kb_or_question(name, v, qwords):
+            out.append(((s, s + len(name.rstrip(".,"))), f"a {noun} the answer names "
+                                                           "that is not in the knowledge base or the question"))
+    for m in _BEFORE_HEAD.finditer(masked):
+        words = m.group("name").split()
+        if any(_coined(w, v, qwords) for w in words):
+            s, e = m.start("name"), m.end("head")
+            out.append(((s, e), f"a coined name for a {m.group('head')} not in the knowledge base or the question"))
+    for m in _CAMEL.finditer(masked):
+        if _coined(m.group("tok"), v, qwords):
+            out.append((m.span("tok"), "a coined word (no dictionary word, not in the knowledge base or the question)"))
+    return out
+
+
+def _scheme_of_generic_words(run: list[tuple[int, int, str]], text: str, v: _Vocab, qwords: tuple[str, ...]) -> bool:
+    """A capitalised span of generic words headed by a singular scheme noun ("the International Student
+    Scholarship", "Tuition Reimbursement Fund") that the KB and the question never write: a specific scheme
+    the answer asserts exists. Plural heads ("Government Scholarships") name a kind, units ("International
+    Office") the student's own university's."""
+    head = run[-1][2].strip("*_'’.,").lower()
+    if head not in SCHEME_HEADS or head in _UNIT_HEADS or len(run) < 2:
+        return False
+    if _heading_line(text, run[0][0], run[-1][1]):
+        return False
+    return not _in_kb_or_question(text[run[0][0]:run[-1][1]], v, qwords)
 
 
 def _abbreviates(before: str, acr: str) -> bool:
@@ -651,6 +767,90 @@ def answer_off_topic(question: str, answer: str) -> str | None:
     return None
 
 
+# ------------------------------------------------------------------------------------------------- rules
+
+# What SmolLM2 wrote in policy answers under a correct, cited fact (the lead's reading, stop 18, and our own
+# served run): "The US Department of Education has changed the definition of F-1 visas", "The German
+# government has implemented a policy called ... This policy was introduced by Chancellor Angela Merkel's
+# government in 2013", "the minimum amount of funds required ... varies depending on your nationality". A
+# student reads each as an official rule. A rule *change* our sources would have to state; an obligation,
+# permission or exemption we can at least compare with the retrieved facts' words.
+_RULE_CHANGE = re.compile(
+    r"\b(?:has|have|had)\s+(?:now\s+|recently\s+|just\s+|also\s+)?(?:been\s+)?(?:changed|introduced|implemented|"
+    r"launched|abolished|scrapped|removed|extended|increased|reduced|raised|lowered|updated|announced|redefined|"
+    r"replaced|relaxed|tightened|banned|suspended|made\s+it\s+clear|decided|approved|passed|adopted|waived)\b|"
+    r"\b(?:was|were)\s+(?:recently\s+)?(?:introduced|implemented|launched|abolished|scrapped|changed|passed|"
+    r"adopted|announced|extended|replaced)\b|\bnew\s+(?:rules?|laws?|polic(?:y|ies)|regulations?|requirements?|"
+    r"legislation)\b|\bno\s+longer\b|\bhas\s+(?:stopped|ended)\b", re.IGNORECASE)
+_RULE_ASSERT = re.compile(
+    r"\b(?:must|required|requires?|requirements?|mandatory|compulsory|obliged|prohibited|forbidden|illegal|"
+    r"not\s+(?:allowed|permitted|eligible|entitled)|(?:is|are)\s+(?:allowed|permitted|eligible|entitled|exempt)|"
+    r"allows?|permits?\s+(?:you|students|holders)|entitles?|exempts?|applies\s+(?:only\s+)?to|regardless\s+of|"
+    r"varies\s+(?:depending|by|according)|depends\s+on\s+your\s+(?:nationality|country|citizenship)|"
+    r"polic(?:y|ies)|laws?|legal(?:ly)?|regulations?|legislation|government\s+(?:has|says|requires|allows))\b",
+    re.IGNORECASE)
+# Advice, not a rule: "Check the university's page", "You should contact the international office", "It's a
+# good idea to apply early", "Make sure you keep copies".
+_ADVICE = re.compile(
+    r"^(?:[-*+•]\s+|\d{1,2}[.)]\s+)?(?:\*\*[^*]{0,40}\*\*:?\s*)?(?:(?:always|also|then|first|finally|so)\s+)?"
+    r"(?:check|contact|visit|confirm|ask|consider|make\s+sure|be\s+sure|talk|speak|look|read|review|keep|plan|"
+    r"prepare|start|research|reach\s+out|email|call|note|remember|don't\s+forget|try|use|find|explore|search|"
+    r"double-check|verify|see|compare|book|save|budget|join|get\s+in\s+touch)\b|"
+    r"\b(?:you\s+(?:should|may\s+want\s+to|might\s+want\s+to|can\s+(?:check|ask|contact|find|visit|look))|"
+    r"we\s+recommend|i\s+recommend|it'?s\s+(?:a\s+good\s+idea|best|wise|worth|important|essential)\s+to)\b",
+    re.IGNORECASE)
+RULE_SUPPORT_SHARE = 0.5
+
+
+@dataclass
+class RuleFinding:
+    span: tuple[int, int]
+    sentence: str
+    kind: str          # "rule_change" (dropped) | "rule" (marked unverified)
+    reason: str
+
+
+def _support(sentence: str, facts: list[Any]) -> tuple[float, Any]:
+    """The share of the sentence's content words (places aside) that the best-matching fact also uses."""
+    words = _content_words(sentence) - _place_words()
+    best, best_fact = 0.0, None
+    if not words:
+        return 1.0, None
+    for f in facts:
+        fw = _content_words(f.search_text() if hasattr(f, "search_text") else str(f))
+        share = len(words & fw) / len(words)
+        if share > best:
+            best, best_fact = share, f
+    return best, best_fact
+
+
+def unsupported_rules(text: str, facts: list[Any], bounds: list[tuple[int, int]]) -> list[RuleFinding]:
+    """Sentences (``bounds`` of ``text``) that state a rule or a rule change in the model's own words and that
+    no retrieved fact supports: a rule change whenever no fact shares at least RULE_SUPPORT_SHARE of its
+    words, an obligation / permission / exemption likewise. Advice sentences, questions, headings, sentences
+    already marked "(unverified)" and sentences citing a fact they match are left alone."""
+    out: list[RuleFinding] = []
+    for a, b in bounds:
+        sentence = text[a:b]
+        body = sentence.strip()
+        if len(body) < 20 or body.endswith("?") or "(unverified)" in body or body.startswith(("#", ">")):
+            continue
+        change = _RULE_CHANGE.search(body)
+        if not change and not _RULE_ASSERT.search(body):
+            continue
+        if not change and _ADVICE.search(body):
+            continue
+        share, fact = _support(re.sub(r"\[\d{1,2}\]", " ", body), facts)
+        if share >= RULE_SUPPORT_SHARE:
+            continue
+        kind = "rule_change" if change else "rule"
+        what = "a rule change" if change else "a rule"
+        reason = (f"states {what} no retrieved official fact supports "
+                  f"({share:.0%} of its words in the closest fact{' ' + fact.id if fact is not None else ''})")
+        out.append(RuleFinding((a, b), body, kind, reason))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------- honesty
 
 _NO_INFO = re.compile(
@@ -708,4 +908,4 @@ def assess(answer: str, question: str, kb: Any, cited_sources: list[Any] | None 
 
 __all__ = ["Loop", "find_loops", "cut_loops", "Degenerate", "find_degenerate", "foreign_urls", "remove_foreign_urls", "unverified_entities",
            "mark_unverified_entities", "off_topic_sources", "answer_off_topic", "says_no_information", "assess", "Assessment",
-           "kb_entries", "UrlFinding", "EntityFinding"]
+           "kb_entries", "UrlFinding", "EntityFinding", "RuleFinding", "unsupported_rules", "english_words"]

@@ -28,7 +28,7 @@ UNVERIFIED = " (unverified)"
 _CITATION = re.compile(r"\s?\[(\d{1,2})\]")
 
 # Changes worth a visible note (adding a missing citation is bookkeeping, not a correction).
-NOTABLE = frozenset({"corrected", "corrected_rule", "removed", "marked_unverified", "removed_url",
+NOTABLE = frozenset({"corrected", "corrected_rule", "removed", "removed_rule", "marked_unverified", "removed_url",
                      "corrected_premise", "unverified_premise", "cut_loop", "composed", "out_of_scope",
                      "degenerate"})
 # Edits that change what the answer asserts (what "correction precision" is measured on).
@@ -75,6 +75,8 @@ class GateChange:
             return f"the model's text degenerated ({self.reason})"
         if a == "removed":
             return f"removed “{_short(self.claim)}”: {self.reason or 'contradicts the official sources'}"
+        if a == "removed_rule":
+            return f"removed “{_short(self.claim)}”: {self.reason}"
         if a == "marked_unverified":
             return f"marked “{_short(self.claim)}” unverified" + (f": {self.reason}" if self.reason else "")
         if a == "removed_url":
@@ -246,6 +248,9 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
     changes.reverse()  # report in reading order
     text, rule_changes = correct_rules(text, question, sources)
     changes += rule_changes
+    if slots.policy_subject(question) is not None:
+        text, invented = drop_unsupported_rules(text, sources)
+        changes += invented
     kb = kb if kb is not None else getattr(auditor, "kb", None)
     if kb is not None:
         from .checks import mark_unverified_entities, remove_foreign_urls
@@ -332,29 +337,45 @@ def _supported_for_another_slot(claim: Any, text: str, question: str, sources: l
     return pick, (why if pick is not None else matches[0].reason), info
 
 
+_NATIONALITY_RULE = re.compile(r"\b(?i:citizens|nationals)\s+of\b|\bfor\s+[A-Z][\w.]*(?:\s+[A-Z][\w.]*){0,2}\s+"
+                               r"(?:citizens|nationals)\b")
+
+
 def correct_rules(text: str, question: str, sources: list[Source]) -> tuple[str, list[GateChange]]:
     """Sentences whose yes/no contradicts a retrieved fact that states the rule are replaced by the fact."""
+    from dataclasses import replace
+
     from ..kb.geo import detect_destinations
-    from ..kb.slots import level_in, polarity_conflict, rule_of
+    from ..kb.slots import answer_rule, degrees_in, level_in, polarity_conflict, rule_of
 
     fallback = context_destination(question, sources)
     fact_rules = []
     for s in sources:
+        if _NATIONALITY_RULE.search(s.fact.statement):
+            # "Citizens of the EU, EEA ... do not need a visa": a rule for the nationalities it lists, decided
+            # per student by premises' eligibility check; as a general yes/no it would "correct" a Ghanaian's
+            # right "you need a visa" into the exemption.
+            continue
         rule = rule_of(s.fact.statement, s.fact.destination)
         if rule is not None:
             fact_rules.append((s, rule))
     if not fact_rules:
         return text, []
     edits = []
-    for a, b in sentences(text):
+    for i, (a, b) in enumerate(sentences(text)):
         sentence = text[a:b]
         if sentence.strip():
             named = detect_destinations(sentence)
-            claim = rule_of(sentence, named[0] if named else fallback, claim=True)
+            dest = named[0] if named else fallback
+            claim = rule_of(sentence, dest, claim=True)
+            if claim is None and i == 0:  # "No." / "Yes, ..." answering the question's own yes/no
+                claim = answer_rule(sentence, question, dest)
             if claim is not None:
                 if claim.level is None:  # the question says who is asking ("during my taught master's")
-                    claim = type(claim)(claim.subject, claim.positive, claim.only, level_in(question),
-                                        claim.destination)
+                    claim = replace(claim, level=level_in(question))
+                if claim.degree is None:
+                    asked = degrees_in(question)
+                    claim = replace(claim, degree=asked[0] if len(asked) == 1 else None)
                 for s, rule in fact_rules:
                     why = polarity_conflict(claim, rule)
                     if why:
@@ -367,6 +388,33 @@ def correct_rules(text: str, question: str, sources: list[Source]) -> tuple[str,
                                   reason=why, slot={"rule": rule.subject, "claim": claim.to_dict(),
                                                     "fact": rule.to_dict()}))
         text = text[:a] + replacement + text[b:]
+    changes.reverse()
+    return text, changes
+
+
+def drop_unsupported_rules(text: str, sources: list[Source]) -> tuple[str, list[GateChange]]:
+    """In a policy answer, the model's own rule sentences that no retrieved fact supports: a stated rule
+    *change* loses its sentence (our sources would have to say a rule changed; an invented change is the
+    most believable kind of false rule, and "(unverified)" after it still reads as news); any other stated
+    obligation, permission or exemption is marked "(unverified)" at the end of its sentence."""
+    from .checks import unsupported_rules
+
+    found = unsupported_rules(text, [s.fact for s in sources], sentences(text))
+    changes: list[GateChange] = []
+    for f in reversed(found):
+        a, b = f.span
+        if f.kind == "rule_change":
+            changes.append(GateChange("removed_rule", f.sentence, reason=f.reason, kind=f.kind, sentence=f.sentence))
+            text = text[:a] + text[b:].lstrip(" ")
+        else:
+            body_end = a + len(text[a:b].rstrip())
+            end = body_end
+            while end > a and text[end - 1] in ".!;:\"”'*_)":
+                end -= 1
+            if text[end - 1:end] == "]":  # keep a trailing citation with its claim
+                end = body_end
+            changes.append(GateChange("marked_unverified", f.sentence, reason=f.reason, kind=f.kind))
+            text = _mark(text, end)
     changes.reverse()
     return text, changes
 

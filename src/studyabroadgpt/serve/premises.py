@@ -59,7 +59,7 @@ def premise_notes(auditor: Any, question: str, answer: str, sources: list[Source
     notes += _figure_and_name_premises(auditor, question, answer, sources)
     if kb is not None:
         notes += _test_premises(question, answer, sources, kb)
-        notes += _eligibility_premises(question, sources, kb)
+        notes += _eligibility_premises(question, sources, kb, answer)
     return notes
 
 
@@ -133,7 +133,19 @@ def _figure_and_name_premises(auditor: Any, question: str, answer: str,
 MAX_TEST_DESTINATIONS = 3
 
 
+_ENGLISH_TESTS = {"IELTS", "TOEFL", "PTE", "DUOLINGO", "TOEIC", "OET", "C1 ADVANCED", "C2 PROFICIENCY", "CELPIP",
+                  "TESTDAF", "DSH", "JLPT", "TOPIK", "TEPS"}
+_TEST_DISPLAY = {"DUOLINGO": "Duolingo English Test", "C1 ADVANCED": "C1 Advanced", "C2 PROFICIENCY": "C2 Proficiency",
+                 "TESTDAF": "TestDaF"}
+
+
 def _test_premises(question: str, answer: str, sources: list[Source], kb: Any) -> list[tuple[str, GateChange]]:
+    """A test the question asks about for one destination whose official sources never name it.
+
+    The note cites the destination's own fact on the same subject (its English-test or admissions-test
+    rule), never another country's: "IELTS or Duolingo for Australia" got a note citing the US F-1 English
+    fact, which told a Pakistani student nothing about Australia. Where the destination has no fact on
+    that subject, the KB cannot say what it asks for, and there is no note."""
     from ..kb.claims import TEST_NAMES, canonical_test
     from ..kb.geo import detect_destinations
 
@@ -157,16 +169,44 @@ def _test_premises(question: str, answer: str, sources: list[Source], kb: Any) -
             # not because the system does not use it: "Is IELTS 6.0 enough for Ireland?" got "none of our
             # sources for Ireland asks for the IELTS" and a Malaysian rule.
             continue
-        fact = next((f for f in naming if f.topic == "admissions_tests"), naming[0])
-        cite, n = _cite(fact, sources)
-        text = (f"none of our official sources for {_country(dest)} asks for the {test}; our sources name it for "
-                f"{', '.join(_country(c) for c in where)}: {fact.statement}{cite} Check the course's own "
-                "admissions page for what it requires.")
-        out.append((_note(text), GateChange("corrected_premise", f"the {test} for {_country(dest)}",
-                                            f"the {test} is named for {', '.join(where)} only", fact.id, n,
-                                            reason="a test the destination's official sources do not ask for",
-                                            slot={"test": test, "destination": dest, "named_for": where})))
+        topic = "english_tests" if test in _ENGLISH_TESTS else "admissions_tests"
+        fact = _own_fact(question, dest, topic, sources, kb)
+        name = _TEST_DISPLAY.get(test, test)
+        kind = "English tests" if topic == "english_tests" else "admissions tests"
+        text = (f"none of our official sources for {_country(dest)} names the {name} (our sources name it only "
+                f"for {', '.join(_country(c) for c in where)}).")
+        n = None
+        if fact is not None:
+            cite, n = _cite(fact, sources)
+            text += f" What our source for {_country(dest)} says on {kind}: {fact.statement}{cite}"
+        text += (" Check the course's own admissions page, and for a visa the immigration authority, for whether "
+                 f"it accepts the {name}.")
+        out.append((_note(text), GateChange("corrected_premise", f"the {name} for {_country(dest)}",
+                                            f"the {name} is named for {', '.join(where)} only",
+                                            fact.id if fact is not None else None, n,
+                                            reason="a test the destination's official sources do not name",
+                                            slot={"test": test, "destination": dest, "named_for": where,
+                                                  "topic": topic})))
     return out
+
+
+def _own_fact(question: str, dest: str, topic: str, sources: list[Source], kb: Any) -> Any:
+    """The destination's fact on ``topic`` that is about the question (shares a content word with it besides
+    test names and places), retrieved ones first; None when it has none: a UK medical-school UCAT rule says
+    nothing to a student asking about the GRE for a taught master's."""
+    from ..kb.claims import TEST_NAMES
+    from .checks import _content_words, _place_words
+
+    tests = re.compile(r"(?<![\w-])(?:" + "|".join(TEST_NAMES) + r")(?![\w-])", re.IGNORECASE)
+    qwords = _content_words(tests.sub(" ", question)) - _place_words() - {"score", "test", "tests", "need", "enough"}
+    pool = [f for f in [s.fact for s in sources] + list(kb.facts) if f.destination == dest and f.topic == topic]
+    if topic == "english_tests":
+        # Every international student gives English evidence, so a destination's English-test rule is about
+        # any such question; its student-visa rule first (the one that binds whatever the university says).
+        return next((f for f in pool if re.search(r"\bvisa\b", f.statement, re.IGNORECASE)), pool[0] if pool else None)
+    # Admissions tests are per programme (medicine's UCAT, graduate schools' GRE): the fact must share a word
+    # with the question.
+    return next((f for f in pool if qwords & _content_words(tests.sub(" ", f.statement))), None)
 
 
 # ------------------------------------------------------------------------------------------------- eligibility
@@ -261,7 +301,8 @@ def _asked_facts(question: str, sources: list[Source], kb: Any) -> list[Any]:
     return list(facts.values())
 
 
-def _eligibility_premises(question: str, sources: list[Source], kb: Any) -> list[tuple[str, GateChange]]:
+def _eligibility_premises(question: str, sources: list[Source], kb: Any,
+                          answer: str = "") -> list[tuple[str, GateChange]]:
     from ..kb.coverage import origin_codes
 
     origins = origin_codes(question, kb)
@@ -269,6 +310,13 @@ def _eligibility_premises(question: str, sources: list[Source], kb: Any) -> list
         return []
     out: list[tuple[str, GateChange]] = []
     facts = _asked_facts(question, sources, kb)
+    from ..kb.geo import detect_destinations
+
+    # A list about another destination than the one asked about says nothing about this student's case.
+    # ("I'm from the United States" names the student's country, not the destination.)
+    asked = set(detect_destinations(question)) - set(origins)
+    if asked:
+        facts = [f for f in facts if f.destination in asked or f.destination == "any"]
     lists = [lst for f in facts if (lst := eligibility_list(f)) is not None]
     for code in origins:
         where = _country_name(code)
@@ -277,6 +325,20 @@ def _eligibility_premises(question: str, sources: list[Source], kb: Any) -> list
         settled = {(lst.fact.destination, lst.fact.topic) for lst in lists if lst.covers(code) is not None}
         for lst in lists:
             covered = lst.covers(code)
+            wrong = _contradicting(answer, question, lst.fact, covered) if covered is not None else []
+            if covered and wrong:
+                # The list names the student's country and the answer says the opposite ("Yes, Canadians
+                # need an MVV"): the fact, in place of the answer's yes/no.
+                fact = lst.fact
+                cite, n = _cite(fact, sources)
+                text = (f"our official source lists whose citizens this is for: {fact.statement}{cite} "
+                        f"{where[:1].upper() + where[1:]} is on that list.")
+                out.append((_note(text), GateChange("corrected_premise", f"a citizen of {where}",
+                                                    f"{where} is on the list", fact.id, n,
+                                                    reason="the answer contradicts the fact's list of countries",
+                                                    slot={"origin": code, "listed": sorted(lst.codes),
+                                                          "contradicts": wrong})))
+                continue
             if covered or (covered is None and (lst.fact.destination, lst.fact.topic) in settled):
                 continue
             fact = lst.fact
@@ -286,7 +348,8 @@ def _eligibility_premises(question: str, sources: list[Source], kb: Any) -> list
                         f"{where[:1].upper() + where[1:]} is not on that list, so it does not apply to citizens of {where}.")
                 change = GateChange("corrected_premise", f"a citizen of {where}", f"{where} is not on the list",
                                     fact.id, n, reason="nationality not on the fact's list of countries",
-                                    slot={"origin": code, "listed": sorted(lst.codes)})
+                                    slot={"origin": code, "listed": sorted(lst.codes),
+                                          **({"contradicts": wrong} if wrong else {})})
             else:
                 what = (f"names {' and '.join(lst.kinds)}" if lst.kinds else "names only some countries")
                 # The "check [title](url)" below already links an uncited source: one link is enough.
@@ -322,6 +385,29 @@ def _eligibility_premises(question: str, sources: list[Source], kb: Any) -> list
                                                 "not stated in our sources", fact.id, n,
                                                 reason="the scheme's fact names no eligible countries",
                                                 slot={"origin": code, "alternative": alt.id})))
+    return out
+
+
+def _contradicting(answer: str, question: str, fact: Any, covered: bool) -> list[str]:
+    """The answer's sentences whose yes/no is the wrong one for this student under ``fact``'s list: the rule
+    the fact states for the listed countries (``rule_of``), kept for a listed student and reversed for one a
+    complete list leaves out. "As a Ghanaian, do I need a visa for Ireland?" was served "No, you do not
+    need a visa" ABOVE the cited note that Ghana is not on the exemption list."""
+    from ..kb.slots import answer_rule, rule_of
+    from .gate import sentences
+
+    rule = rule_of(fact.statement, fact.destination)
+    if not answer.strip() or rule is None or rule.only is not None:
+        return []
+    student = rule.positive if covered else not rule.positive
+    out = []
+    for i, (a, b) in enumerate(sentences(answer)):
+        sentence = answer[a:b].strip()
+        claim = rule_of(sentence, fact.destination, claim=True)
+        if claim is None and i == 0:
+            claim = answer_rule(sentence, question, fact.destination)
+        if claim is not None and claim.subject == rule.subject and claim.only is None and claim.positive != student:
+            out.append(sentence)
     return out
 
 
