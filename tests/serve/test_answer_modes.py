@@ -274,14 +274,28 @@ def test_group_lists_decide_by_continent(answerer):
 
 
 def test_a_list_that_does_not_settle_nationality_says_so_and_names_the_scheme_that_fits(answerer):
+    q = [{"role": "user", "content": "I'm from Ethiopia. Which Commonwealth Scholarship should I apply for?"}]
+    # The KB's list of Commonwealth countries (gb.scholarships.commonwealth-citizens) settles Ethiopia when it is
+    # retrieved; the Commonwealth Scholarships fact alone ("eligible low- and middle-income Commonwealth
+    # countries") does not: without the membership fact the note must say so.
+    sources = [s for s in answerer.prepare(q, mode="generate").sources
+               if s.fact.id != "gb.scholarships.commonwealth-citizens"]
+    from studyabroadgpt.serve.premises import premise_notes
+    notes = premise_notes(answerer.auditor, q[0]["content"], "Apply for the Commonwealth Master's Scholarship.",
+                          sources)
+    assert any(c.action == "unverified_premise" and c.fact_id == "gb.scholarships.commonwealth" for _, c in notes)
+    assert any("does not say whether citizens of Ethiopia are included" in n for n, _ in notes)
+
+
+def test_a_complete_list_settles_the_commonwealth_premise(answerer):
+    # (retrieval helper) since the KB holds the Schedule 3 list, "the US is a Commonwealth country" is corrected
     q = [{"role": "user", "content": "I'm from the United States. Which Commonwealth Scholarship should I apply for?"}]
     final = answerer.finish(answerer.prepare(q, mode="generate"), "Apply for the Commonwealth Master's Scholarship.")
-    note = _premise(final, "unverified_premise")
-    assert [c["fact_id"] for c in note] == ["gb.scholarships.commonwealth"]
-    assert "does not say whether citizens of the United States are included" in final.content
-    assert "eligible low- and middle-income Commonwealth countries" in final.content
+    fix = _premise(final, "corrected_premise")
+    assert [c["fact_id"] for c in fix] == ["gb.scholarships.commonwealth-citizens"]
+    assert "The United States is not on that list" in final.content
     assert "Marshall Scholarships fund graduate study in the UK for US citizens" in final.content
-    assert not _premise(final, "corrected_premise")    # nothing in the KB says the US is not eligible
+    assert not _premise(final, "unverified_premise")    # the complete list settles it
 
 
 def test_answer_path_uses_only_calibrated_relevant_hits(answerer):

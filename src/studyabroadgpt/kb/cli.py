@@ -203,6 +203,9 @@ def calibrate(
         table.add_row(f"  held out: {kind} ({m['queries']})", f"{m['recall_at_5']:.3f}",
                       f"{m['kept_recall_at_5']:.3f}", f"{m['false_retrieval_rate']:.3f}", "")
     console.print(table)
+    for kind, h in cv["hits"].items():  # held out: the fused order vs the order search serves (by relevance)
+        console.print(f"held out, {kind} ({h['queries']}): hit@1 {h['fused_hit_at_1']:.3f} → {h['hit_at_1']:.3f}, "
+                      f"hit@3 {h['fused_hit_at_3']:.3f} → {h['hit_at_3']:.3f} (fused order → served order)")
 
 
 @kb_app.command()

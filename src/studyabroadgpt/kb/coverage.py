@@ -58,6 +58,13 @@ _COUNTRY_ALIASES = {
     "KR": ("Korea", "Republic of Korea"), "AE": ("UAE", "Emirates"), "US": ("USA", "America"),
     "GB": ("UK", "Britain", "England", "Scotland", "Wales", "Northern Ireland"), "NL": ("Holland",),
     "RU": ("Russian Federation",), "IR": ("Persia",), "SA": ("KSA",), "KZ": ("Kazakstan",), "LK": ("Ceylon",),
+    # The parts of two-island names, which students use alone ("I'm from Trinidad") and which a list split on
+    # "and" yields ("Antigua and Barbuda" → "Antigua", "Barbuda"): without them a Trinidadian was "not on" the
+    # list of Commonwealth countries (serve/premises.py) that names Trinidad and Tobago.
+    "AG": ("Antigua", "Barbuda"), "TT": ("Trinidad", "Tobago"),
+    "KN": ("Saint Kitts", "St Kitts", "St. Kitts", "Nevis", "Saint Christopher and Nevis"),
+    "VC": ("Saint Vincent", "St Vincent", "St. Vincent", "Grenadines"), "LC": ("St Lucia", "St. Lucia"),
+    "WS": ("Western Samoa",), "CY": ("Republic of Cyprus",),
 }
 # Demonyms, for origins ("a Nigerian student") and "a Bangladeshi university". Covered destinations' demonyms
 # are ``kb/geo.py`` cues already.
@@ -72,6 +79,9 @@ _DEMONYMS = {
     "SG": "Singaporean", "AE": "Emirati", "CM": "Cameroonian", "SN": "Senegalese", "RW": "Rwandan",
     "TZ": "Tanzanian", "ZM": "Zambian", "SD": "Sudanese", "JO": "Jordanian", "LB": "Lebanese", "SY": "Syrian",
     "PL": "Polish", "IT": "Italian", "ES": "Spanish", "PT": "Portuguese", "GR": "Greek",
+    "JM": "Jamaican", "TT": "Trinidadian", "MW": "Malawian", "MU": "Mauritian", "FJ": "Fijian", "GY": "Guyanese",
+    "NA": "Namibian", "MZ": "Mozambican", "SL": "Sierra Leonean", "GM": "Gambian", "BS": "Bahamian",
+    "BB": "Barbadian", "BZ": "Belizean", "CY": "Cypriot", "BN": "Bruneian",
 }
 
 # Famous institutions named without "University", and acronyms, with the name a student would recognise.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -33,7 +34,8 @@ CALIBRATION_PATH = Path(__file__).resolve().parent / "calibration.json"
 CANDIDATES = 10  # entries scored per query when fitting: the top of the ranking is where decisions are made
 FEATURES = ("cosine", "cosine_gap", "bm25_rel", "bm25_log", "inv_rank", "dense_inv_rank", "bm25_inv_rank", "top1",
             "dest_match", "dest_any", "dest_mismatch", "dest_none", "out_of_scope", "out_of_scope_any",
-            "uncovered_named", "guidance")
+            "uncovered_named", "guidance", "subject_match", "subject_mismatch", "specific_match", "subject_coverage",
+            "guidance_vs_rule")
 
 _OOS, _ANY = FEATURES.index("out_of_scope"), FEATURES.index("dest_any")
 
@@ -47,6 +49,7 @@ class QueryContext:
     covered: list[str]                # covered destinations the query names (not as origin)
     out_of_scope: bool                # names only places/institutions the KB does not cover
     uncovered_named: bool             # names at least one uncovered place or institution
+    asked: frozenset = frozenset()    # what the question asks about (``asked_subjects``), kb.slots' vocabulary
     top_cosine: float = field(init=False)
     top_bm25: float = field(init=False)
     dense_rank: np.ndarray = field(init=False, repr=False)   # 1-based rank of every entry by cosine
@@ -65,18 +68,120 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def features(ctx: QueryContext, index: int, rank: int, destination: str, kind: str) -> list[float]:
-    """The feature vector of one hit (``rank`` is 1-based, in the retriever's final order)."""
+def is_specific(ctx: QueryContext, destination: str, kind: str, subjects: frozenset) -> bool:
+    """A fact of the destination the question names, on the subject it asks about: the rule itself."""
+    return kind != "guidance" and bool(ctx.covered) and destination in ctx.covered and bool(ctx.asked & subjects)
+
+
+def features(ctx: QueryContext, index: int, rank: int, destination: str, kind: str,
+             subjects: frozenset = frozenset(), rule_in_pool: bool = False) -> list[float]:
+    """The feature vector of one hit (``rank`` is 1-based, in the fused ranking; ``subjects``: what the entry is
+    about, ``entry_subjects``; ``rule_in_pool``: a candidate of the same query :func:`is_specific`)."""
     cos = float(ctx.dense[index])
     bm = float(ctx.sparse[index])
     named = bool(ctx.covered)
     match = named and destination in ctx.covered
     any_dest = destination == "any"
+    on_subject = bool(ctx.asked & subjects)
     return [cos, ctx.top_cosine - cos, bm / ctx.top_bm25 if ctx.top_bm25 > 0 else 0.0, float(np.log1p(bm)),
             1.0 / rank, 1.0 / float(ctx.dense_rank[index]), (1.0 / float(ctx.bm25_rank[index])) if bm > 0 else 0.0,
             float(rank == 1), float(match), float(any_dest), float(named and not match and not any_dest),
             float(not named and not any_dest), float(ctx.out_of_scope), float(ctx.out_of_scope and any_dest),
-            float(ctx.uncovered_named), float(kind == "guidance")]
+            float(ctx.uncovered_named), float(kind == "guidance"),
+            float(on_subject), float(bool(ctx.asked) and bool(subjects) and not on_subject),
+            # the rule itself: this destination's fact on the point asked, over advice that shares the words
+            float(is_specific(ctx, destination, kind, subjects)),
+            len(ctx.asked & subjects) / len(ctx.asked) if ctx.asked else 0.0,
+            # advice ranked against the rule it is about ("Bringing family" guidance vs the UK dependants rule)
+            float(kind == "guidance" and rule_in_pool and (on_subject or not subjects))]
+
+
+# ------------------------------------------------------------------------------------------------ subjects
+# What a question asks about, in kb.slots' subject vocabulary (work_hours, funds, dependants, apply_timing...),
+# so a fact whose values fill that slot can be preferred over one that only shares words. kb.slots reads the
+# words around a *figure* in an answer; these cues read how students *ask* ("how early can I apply", "can my
+# wife come"), which its cues do not cover (measured: "How early can I apply for my Canadian study permit?"
+# named no slots subject, and the funds rule ranked first).
+_ASK_CUES: list[tuple[str, str]] = [
+    ("dependants", r"\b(?:wife|husband|spouses?|partners?|fianc[ée]e?|girlfriend|boyfriend|children|child|kids?|sons?|"
+                   r"daughters?|family|dependants?|dependents?|f-2)\b"),
+    ("apply_timing", r"\bhow\s+(?:early|soon|far\s+in\s+advance|long\s+before|many\s+(?:months|weeks|days)\s+before)\b|"
+                     r"\bwhen\s+(?:can|should|do|must|could|is)\s+(?:i|we|you)?\s*(?:apply|submit|lodge|file|the\s+earliest)\b|"
+                     r"\bprocessing\s+times?\b|\bhow\s+long\s+(?:does|will|do|did)\b[^?]{0,40}\b(?:take|process\w*|decide)\b|"
+                     r"\bdecision\b|\bin\s+advance\b|\bearliest\b|\bbefore\s+(?:my|the)\s+(?:course|program(?:me)?|classes)\b"),
+    ("deadline", r"\bdeadlines?\b|\bclos(?:e|es|ing)\s+dates?\b|\blast\s+date\b|\bby\s+when\b|\bapplication\s+round\b"),
+    ("arrival", r"\bwhen\s+can\s+i\s+(?:fly|travel|arrive|enter|land)\b|\barriv\w*\b|\benter\s+the\b|\bfly\b"),
+    ("post_study", r"\bpost[- ]?(?:study|graduation)\b|\bgraduate\s+(?:visa|route)\b|\bpgwp\b|\bopt\b|\b485\b|"
+                   r"\bstamp\s+1g\b|\bafter\s+(?:i\s+)?(?:graduat\w*|finish\w*)\b|\bafter\s+my\s+(?:degree|studies|course|program\w*)\b|"
+                   r"\bjob[- ]search\b|\borientation\s+year\b|\bstay\s+(?:on\s+)?(?:and|to)\s+work\b"),
+    ("work_hours", r"\bwork(?:ing)?\b(?!\s+experience)|\bjobs?\b|\bpart[- ]time\b|\bhours\b|\bearn\b|\bemploy\w*"),
+    ("funds", r"\bfunds?\b|\bbank\b|\bmoney\b|\bsavings\b|\bfinancial\b|\bblocked\s+account\b|\bsperrkonto\b|\bgic\b|"
+              r"\bproof\s+of\s+(?:funds|finance|income)\b|\bmaintenance\b|\bhow\s+much\b[^?]{0,30}\b(?:show|have|account)\b"),
+    ("visa_fee", r"\b(?:visa|application|permit|sevis|biometrics?)\s+(?:fee|charge|cost)s?\b|\bfees?\s+for\s+(?:the|a|my)\s+"
+                 r"(?:\w+\s+)?(?:visa|permit)\b|\bhow\s+much\s+(?:is|does|do)\s+(?:the|a|my)\s+(?:\w+\s+)?(?:visa|permit)\b"),
+    ("health", r"\bhealth\b|\binsurance\b|\bihs\b|\boshc\b|\bnhs\b|\bsurcharge\b|\bmedical\b|\bdoctors?\b"),
+    ("tuition", r"\btuition\b|\bcourse\s+fees?\b|\bsemester\s+(?:fee|contribution)\b|\bfree\s+(?:education|university|study)\b|"
+                r"\bcost\s+to\s+study\b|\buniversity\s+fees?\b"),
+    ("living_costs", r"\bliving\s+costs?\b|\bcost\s+of\s+living\b|\bcouncil\s+tax\b|\bbudget\b"),
+    ("accommodation", r"\baccommodation\b|\bhousing\b|\brent\w*\b|\blandlord\b|\bdeposit\b|\bdorms?\b|\bhalls\b"),
+    ("english", r"\bielts\b|\btoefl\b|\bpte\b|\bduolingo\b|\benglish\b|\blanguage\s+(?:test|requirement)s?\b|\bcefr\b"),
+    ("admissions_test", r"\bgre\b|\bgmat\b|\bsat\b|\bucat\b|\bbmat\b|\bmcat\b|\blsat\b|\bgamsat\b|\bentrance\s+exams?\b"),
+    ("scholarship", r"\bscholarships?\b|\bbursar\w*\b|\bstipend\b|\bfellowships?\b|\bfully[- ]funded\b|\bfunding\b|\bgrants?\b"),
+    ("registration", r"\bregist\w*\b|\bpolice\b|\banmeldung\b|\bbrp\b|\bevisa\b|\bresidence\s+card\b|\bcollect\b"),
+    ("credentials", r"\bequivalen\w*\b|\brecogni[sz]\w*\b|\benic\b|\bnaric\b|\bwes\b|\bcredentials?\b|\bevaluat\w*\b"),
+]
+_ASK_RES = [(s, re.compile(p, re.IGNORECASE)) for s, p in _ASK_CUES]
+# The visa itself is what most questions are *through* ("... on my study permit"): it is the subject asked only
+# when nothing more specific is.
+_CARRIER = ("visa_rule", re.compile(r"\bvisas?\b|\bpermits?\b|\bcas\b|\bi-20\b|\bds-160\b|\bstamp\s+2\b|"
+                                    r"\bsubclass\b|\bstudent\s+pass\b|\bmvv\b|\bresidence\s+permit\b", re.IGNORECASE))
+
+# Guidance topics (kb.schema.GUIDANCE_TOPICS) in the same vocabulary; a topic not here has no subject.
+_GUIDANCE_SUBJECTS = {
+    "family_planning": {"dependants"}, "part_time_jobs": {"work_hours"}, "scholarship_search": {"scholarship"},
+    "test_preparation": {"english", "admissions_test"}, "budgeting": {"living_costs", "funds"},
+    "banking": {"funds"}, "accommodation_search": {"accommodation"}, "credential_evaluation": {"credentials"},
+    "health_registration": {"health", "registration"}, "arrival_checklist": {"arrival", "registration"},
+    "visa_interview": {"visa_rule"}, "careers": {"post_study"}, "internships": {"work_hours"},
+    "pre_departure": {"arrival"}, "taxes": {"work_hours"}, "deferral": {"apply_timing"},
+    "phd_applications": {"deadline"}, "application_strategy": {"deadline"},
+}
+
+
+def asked_subjects(text: str) -> frozenset:
+    """The subjects a question asks about ("can my wife come" → dependants; "how early can I apply for my study
+    permit" → apply_timing; "which visa do I need" → visa_rule)."""
+    text = text.replace("’", "'")
+    found = {s for s, rx in _ASK_RES if rx.search(text)}
+    if "post_study" in found and not re.search(r"\bpart[- ]time\b|\bwhile\s+(?:i\s+)?(?:study|studying)\b|"
+                                               r"\bduring\b", text, re.IGNORECASE):
+        found.discard("work_hours")  # "stay and work after my degree" asks about post-study work, not hours
+    if not found and _CARRIER[1].search(text):
+        found.add(_CARRIER[0])
+    return frozenset(found)
+
+
+def entry_subjects(entry) -> frozenset:
+    """The subjects an entry's figures and rule fill: each value's slot (``kb.slots.fact_value_slot``) and its
+    topic's (guidance: its topic's, where it has one)."""
+    from . import slots
+    from .store import describe_value
+
+    out: set[str] = set()
+    if entry.kind == "guidance":
+        out |= _GUIDANCE_SUBJECTS.get(entry.topic, set())
+        topic = slots._TOPIC_SUBJECT.get(entry.topic)  # guidance may carry a fact topic ("dependants")
+    else:
+        for v in entry.values:
+            subject = slots.fact_value_slot(entry, describe_value(v))[0].subject
+            if subject:
+                out.add(subject)
+        topic = slots._TOPIC_SUBJECT.get(entry.topic)
+    if topic:
+        out.add(topic)
+    if "deadline" in out or "apply_timing" in out:
+        out |= {"apply_timing", "deadline"}  # "the deadline" and "when to apply" are one question to a student
+    return frozenset(out)
 
 
 def gate(ctx: QueryContext, destination: str, relevance: float) -> float:
@@ -155,8 +260,8 @@ def load_queries(path: str | Path) -> list[LabelledQuery]:
 
 def candidate_rows(retriever: "Retriever", queries: list[LabelledQuery], k: int = CANDIDATES):
     """(features, label, query index, rank) for the top-``k`` hits of every query, with one batched encoder call."""
-    hits_per_query = retriever.search_many([q.query for q in queries], k=k,
-                                           destinations=[q.destination for q in queries], with_features=True)
+    hits_per_query = retriever.search_many([q.query for q in queries], k=k, destinations=[q.destination for q in queries],
+                                           with_features=True, rerank=False)
     X, y, qi, ranks = [], [], [], []
     for n, (q, hits) in enumerate(zip(queries, hits_per_query)):
         for rank, h in enumerate(hits, start=1):
@@ -234,8 +339,33 @@ def cross_validate(X, y, qi, ranks, queries: list[LabelledQuery], folds: int = 5
     t = float(np.median(thresholds))
     out = metrics_at(probs, y, qi, ranks, queries, t)
     out["fold_thresholds"] = thresholds
+    out["hits"] = rerank_hits(probs, y, qi, ranks, queries)
     out["by_kind"] = {kind: _by_kind(probs, y, qi, ranks, queries, t, kind)
                       for kind in sorted({q.kind for q in queries})}
+    return out
+
+
+def rerank_hits(probs: np.ndarray, y: np.ndarray, qi: np.ndarray, ranks: np.ndarray,
+                queries: list[LabelledQuery]) -> dict:
+    """hit@1 / hit@3 of the fused order and of the candidates re-ordered by ``probs`` (what ``search`` serves),
+    over the queries with relevant entries, overall and by query kind. With held-out ``probs`` these are
+    held-out figures."""
+    out: dict = {}
+    per: dict[str, list[tuple[int, int, int, int]]] = {}
+    for n, q in enumerate(queries):
+        if not q.relevant:
+            continue
+        rows = np.where(qi == n)[0]
+        fused = rows[np.argsort(ranks[rows], kind="stable")]
+        ranked = fused[np.argsort(-probs[fused], kind="stable")]
+        row = (int(y[fused[:1]].sum() > 0), int(y[fused[:3]].sum() > 0), int(y[ranked[:1]].sum() > 0),
+               int(y[ranked[:3]].sum() > 0))
+        per.setdefault("all", []).append(row)
+        per.setdefault(q.kind, []).append(row)
+    for kind, rows in per.items():
+        a = np.asarray(rows, dtype=float)
+        out[kind] = {"queries": len(rows), "fused_hit_at_1": a[:, 0].mean(), "fused_hit_at_3": a[:, 1].mean(),
+                     "hit_at_1": a[:, 2].mean(), "hit_at_3": a[:, 3].mean()}
     return out
 
 
@@ -245,3 +375,30 @@ def _by_kind(probs, y, qi, ranks, queries, t, kind) -> dict:
     rows = np.isin(qi, idx)
     return metrics_at(probs[rows], y[rows], np.array([remap[i] for i in qi[rows]]), ranks[rows],
                       [queries[i] for i in idx], t)
+
+
+def hit_rates(retriever: "Retriever", queries: list[LabelledQuery], kinds: Sequence[str] | None = None) -> dict:
+    """hit@1 / hit@3 of the final ranking (what the answer path numbers [1], [2], ...) and served hit@1 (the
+    first hit at or above the threshold is a relevant one), over the queries that have relevant entries;
+    ``kinds`` restricts to those query kinds. Also, for queries with nothing relevant, the share that still get
+    a hit served."""
+    chosen = [q for q in queries if kinds is None or q.kind in kinds]
+    hits = retriever.search_many([q.query for q in chosen], k=5, destinations=[q.destination for q in chosen])
+    h1 = h3 = served = n = false_served = empty_n = 0
+    misses = []
+    for q, hs in zip(chosen, hits):
+        ids = [h.fact.id for h in hs]
+        kept = [h.fact.id for h in hs if h.relevance >= retriever.threshold]
+        if not q.relevant:
+            empty_n += 1
+            false_served += int(bool(kept))
+            continue
+        n += 1
+        h1 += int(bool(ids[:1]) and ids[0] in q.relevant)
+        h3 += int(bool(set(ids[:3]) & q.relevant))
+        served += int(bool(kept) and kept[0] in q.relevant)
+        if not (ids[:1] and ids[0] in q.relevant):
+            misses.append({"query": q.query, "want": sorted(q.relevant), "got": ids[:3]})
+    return {"queries": n, "hit_at_1": h1 / n if n else 0.0, "hit_at_3": h3 / n if n else 0.0,
+            "served_hit_at_1": served / n if n else 0.0, "unanswered_queries": empty_n,
+            "unanswered_served": false_served / empty_n if empty_n else 0.0, "misses": misses}

@@ -224,7 +224,7 @@ class Answerer:
         gated answer is all there is — unless ``floor``: then the plain no-facts answer)."""
         from .compose import compose_answer
 
-        text = compose_answer(turn.question, turn.sources, messages=turn.messages)
+        text = compose_answer(turn.question, turn.sources, messages=turn.messages, kb=self.kb)
         if text is None:
             if not streamed or floor:  # compose mode with nothing relevant, or nonsense: say so plainly
                 text = _no_facts_answer(turn)
@@ -305,8 +305,12 @@ def _on_topic(question: str, source: Source, context: str = "") -> bool:
     the hit carries one, and not about another destination or sharing nothing with the question (and, for a
     follow-up, the user turn before it)."""
     from .checks import off_topic_sources
+    from .compose import about_asked
 
-    return not off_topic_sources(question, [source], threshold=getattr(source, "threshold", None), context=context)
+    # about_asked (retrieval helper's hook): the appended "From the official source" fact must be about the
+    # subject asked — "how early can I apply for my Canadian study permit" got the proof-of-funds rule.
+    return not off_topic_sources(question, [source], threshold=getattr(source, "threshold", None),
+                                 context=context) and about_asked(question, source, context)
 
 
 def _earlier_questions(messages: list[dict[str, str]]) -> str:

@@ -2,7 +2,11 @@
 
 * ``compose_answer`` — a cited answer from the relevant retrieved facts and guidance, written by the synthesis
   template writer (``synth.writers.TemplateWriter.compose``, the same writer that builds training answers;
-  there is no second template engine). It is the floor ``auto`` mode falls back to.
+  there is no second template engine). It is the floor ``auto`` mode falls back to. Only facts about what was
+  asked go in (``about_asked``: the subject the question asks about, in kb.slots' vocabulary): "How early can I
+  apply for my Canadian study permit?" was answered with the proof-of-funds rule, because that was the most
+  relevant Canadian fact. Where the KB holds nothing on that point, the answer says so plainly
+  (``no_fact_answer``) and names the official page to check, rather than print a neighbouring rule.
 * ``out_of_scope_answer`` — the plain answer to a question about a destination or institution the knowledge
   base does not cover: we have no official information on it, here is the kind of official source to check
   (``kb.coverage.Scope.where_to_check``).
@@ -19,27 +23,97 @@ MAX_FACTS = 3
 
 
 def relevant_sources(question: str, sources: list[Source], context: str = "") -> list[Source]:
-    """The sources that are about the question (same destination, shared words, above the threshold);
-    ``context``: the user turn before a follow-up (``checks.off_topic_sources``)."""
+    """The sources that are about the question (same destination, shared words, above the threshold, on the
+    subject asked); ``context``: the user turn before a follow-up (``checks.off_topic_sources``)."""
     from .checks import off_topic_sources
 
     off = {id(s) for s in off_topic_sources(question, sources, threshold=_threshold(sources), context=context)}
-    return [s for s in sources if id(s) not in off]
+    return [s for s in sources if id(s) not in off and about_asked(question, s, context)]
+
+
+def asked(question: str, context: str = "") -> frozenset:
+    """What the question asks about (``kb.relevance.asked_subjects``); a follow-up that asks nothing of its own
+    ("And for Canada?") asks what the turn before it did."""
+    from ..kb.relevance import asked_subjects
+
+    return asked_subjects(question) or (asked_subjects(context) if context else frozenset())
+
+
+def about_asked(question: str, source: Any, context: str = "") -> bool:
+    """Is the source's fact about what the question asks (its values' slots or its topic)? A question that
+    names no subject ("tell me about studying in Japan") accepts any; an entry whose subject is unknown does not
+    answer a question that names one."""
+    from ..kb.relevance import entry_subjects
+
+    want = asked(question, context)
+    if not want:
+        return True
+    return bool(want & entry_subjects(getattr(source, "fact", source)))
+
+
+# What each subject is, as a student would say it (kb.slots' subject names).
+SUBJECT_WORDS = {
+    "apply_timing": "when you can apply", "deadline": "application deadlines", "arrival": "when you can arrive",
+    "dependants": "bringing a partner or children", "work_hours": "work rights while you study",
+    "funds": "the money you must show", "visa_fee": "visa fees", "health": "health cover",
+    "tuition": "tuition fees", "living_costs": "living costs", "accommodation": "accommodation",
+    "english": "English-language requirements", "admissions_test": "admissions tests",
+    "scholarship": "scholarships", "registration": "registering after you arrive",
+    "credentials": "recognition of your qualifications", "post_study": "working after you graduate",
+    "visa_rule": "the student visa",
+}
+_SUBJECT_ORDER = list(SUBJECT_WORDS)
+
+
+def no_fact_answer(question: str, kb: Any = None, context: str = "") -> str | None:
+    """The plain answer when the KB has facts for the destination but none on the point asked: which point,
+    for which destination, and the official page to check (the destination's student-visa source in the KB).
+    None when the question asks no particular subject."""
+    from ..kb.geo import detect_destinations
+    from ..kb.schema import DESTINATIONS
+
+    want = asked(question, context)
+    if not want:
+        return None
+    what = " or ".join(SUBJECT_WORDS[s] for s in sorted(want, key=_SUBJECT_ORDER.index) if s in SUBJECT_WORDS)
+    dests = detect_destinations(question, exclude_origins=True) or (
+        detect_destinations(context, exclude_origins=True) if context else [])
+    where = " and ".join(DESTINATIONS.get(d, d) for d in dests) if dests else "your destination"
+    pages = [_official_page(d, kb) for d in dests] if kb is not None else []
+    pages = [p for p in pages if p]
+    check = ("; ".join(f"[{p.source_title}]({p.source_url})" for p in pages) if pages else
+             "the immigration authority's official website")
+    return (f"Our knowledge base has no official fact on {what} for {where}, so I can't give you a sourced "
+            f"answer — and I won't give you a neighbouring rule instead.\n\n"
+            f"Check the official source before you act: {check}, and ask your university's international office.")
+
+
+def _official_page(destination: str, kb: Any) -> Any:
+    """The destination's student-visa fact (its source is the immigration authority's page), else any fact."""
+    facts = [f for f in getattr(kb, "facts", []) if f.destination == destination]
+    return next((f for f in facts if f.topic == "student_visa"), facts[0] if facts else None)
 
 
 def _threshold(sources: list[Source]) -> float | None:
     return next((s.threshold for s in sources if s.threshold is not None), None)
 
 
-def compose_answer(question: str, sources: list[Source], messages: list[dict[str, str]] | None = None) -> str | None:
-    """A cited answer from the relevant sources, numbered as the server numbers them; None when none is
-    relevant. For a follow-up ("and for Canada?") the conversation's last two user turns make the question."""
+def compose_answer(question: str, sources: list[Source], messages: list[dict[str, str]] | None = None,
+                   kb: Any = None) -> str | None:
+    """A cited answer from the relevant sources on the subject asked, numbered as the server numbers them.
+
+    When sources were retrieved but none is about the point asked, the plain :func:`no_fact_answer` (``kb``
+    names the official page); None when nothing relevant was retrieved at all. For a follow-up ("and for
+    Canada?") the conversation's last two user turns make the question."""
     from ..synth.writers import TemplateWriter, WriterError
 
     users = [m["content"] for m in (messages or []) if m.get("role") == "user" and m.get("content", "").strip()]
     earlier = users[-2] if len(users) > 1 else ""
-    chosen = relevant_sources(users[-1] if users else question, sources, context=earlier)[:MAX_FACTS]
+    last = users[-1] if users else question
+    chosen = relevant_sources(last, sources, context=earlier)[:MAX_FACTS]
     if not chosen:
+        if sources:  # facts for the destination, none on this point: say so, don't compose a neighbour
+            return no_fact_answer(last, kb, context=earlier)
         return None
     try:
         text, _ = TemplateWriter(seed=0).compose(question, [s.fact for s in chosen], numbers=[s.n for s in chosen],

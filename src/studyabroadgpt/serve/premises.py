@@ -372,7 +372,10 @@ def _eligibility_premises(question: str, sources: list[Source], kb: Any,
             if fact.id in listed or fact.topic != "scholarships" or not _names_entity(question, fact):
                 continue
             alt = _scheme_for(code, fact, kb)
-            if alt is None or alt.id in {f.id for f in facts}:
+            # (retrieval helper) the alternative being among the retrieved facts is no reason to stay silent:
+            # with the recalibrated threshold Marshall was retrieved for "As an American, can I apply for
+            # Chevening?" and the model's "Yes" then stood alone.
+            if alt is None:
                 continue
             cite, n = _cite(fact, sources)
             alt_cite, _ = _cite(alt, sources)
