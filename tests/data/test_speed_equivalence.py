@@ -123,6 +123,18 @@ def reference_dedup(convs, threshold=0.8, num_perm=64):
     return kept, removed
 
 
+def reference_leak_groups(convs, prompt_threshold=0.6, text_threshold=0.8, num_perm=64):
+    """split's groups as they were: the two pair searches one after the other, through the per-document loop."""
+    from studyabroadgpt.data.near_dup import UnionFind
+
+    pairs = reference_pairs([prompt_text(c) for c in convs], prompt_threshold, "char", 5, num_perm, exact=True)
+    pairs += reference_pairs([conversation_text(c) for c in convs], text_threshold, "word", 3, num_perm)
+    uf = UnionFind(len(convs))
+    for i, j, _ in pairs:
+        uf.union(i, j)
+    return uf, pairs
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_dedup_and_split_results_unchanged(convs, monkeypatch, workers):
     import studyabroadgpt.data.split as split_mod
@@ -131,8 +143,7 @@ def test_dedup_and_split_results_unchanged(convs, monkeypatch, workers):
     monkeypatch.setenv("SAGPT_WORKERS_FORCE", "1")
     new_d, new_s = dedup(convs), split(convs, test_size=0.2, seed=3)
     old_kept, old_removed = reference_dedup(convs)
-    monkeypatch.setattr(split_mod, "near_duplicate_pairs",
-                        lambda t, th, k, n, p, exact=False: reference_pairs(t, th, k, n, p, exact))
+    monkeypatch.setattr(split_mod, "leak_groups", reference_leak_groups)
     old_s = split(convs, test_size=0.2, seed=3)
     assert [c.id for c in new_d.kept] == [c.id for c in old_kept]
     assert new_d.removed == old_removed and new_d.exact_removed > 10 and new_d.near_removed > 10

@@ -1,11 +1,12 @@
 """Near-duplicate detection with MinHash LSH (datasketch), shared by `data dedup` and `data split`."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
@@ -298,13 +299,15 @@ def sketch(texts: Sequence[str], kind: str = "word", n: int = 3, num_perm: int =
     ``exact_keys`` lets `dedup` take its exact-duplicate keys from the same pass: it used to normalise every
     text a second time in the parent process for them (~15% of the stage, on one core).
     """
-    if not texts:
-        return Sketches(np.zeros((0, num_perm), dtype=np.uint64),
-                        ShingleSets(np.zeros(0, np.uint32), np.zeros(1, np.int64)) if keep_sets else None,
-                        [] if exact_keys else None)
+    pool = open_pool(len(texts), workers)
+    with pool or contextlib.nullcontext():
+        return start_sketch(texts, kind, n, num_perm, keep_sets, exact_keys, pool)()
+
+
+def open_pool(n_texts: int, workers: int | None = None):
+    """A process pool for sketching ``n_texts`` texts, or None where one process is cheaper (use it in ``with``)."""
     workers = workers_available() if workers is None else workers
-    jobs = ((texts[i:i + _CHUNK], kind, n, num_perm, keep_sets, exact_keys) for i in range(0, len(texts), _CHUNK))
-    if workers > 1 and (len(texts) >= _PARALLEL_MIN or workers_forced()):
+    if workers > 1 and (n_texts >= _PARALLEL_MIN or workers_forced()):
         import multiprocessing as mp
 
         # forkserver, not fork: a forked worker's RSS counts every page of the parent (100k conversations,
@@ -312,17 +315,36 @@ def sketch(texts: Sequence[str], kind: str = "word", n: int = 3, num_perm: int =
         # process and get their 256 texts per job through the pipe (~0.6 MB, far cheaper than hashing them).
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])
-        with ctx.Pool(workers) as pool:
-            results = list(pool.imap(_work, jobs, chunksize=2))
-    else:
-        results = [_work(j) for j in jobs]
-    sig = np.concatenate([r[0] for r in results])
-    keys = [k for r in results for k in r[3]] if exact_keys else None
-    if not keep_sets:
-        return Sketches(sig, None, keys)
-    values = np.concatenate([r[1] for r in results])
-    sizes = np.concatenate([np.diff(r[2]) for r in results])
-    return Sketches(sig, ShingleSets(values, np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)), keys)
+        return ctx.Pool(workers)
+    return None
+
+
+def start_sketch(texts: Sequence[str], kind: str = "word", n: int = 3, num_perm: int = 64,
+                 keep_sets: bool = False, exact_keys: bool = False, pool=None) -> Callable[[], Sketches]:
+    """Hand the texts' chunks to ``pool`` now and return the call that collects them as :class:`Sketches`.
+
+    With a pool the workers start at once, so the caller can do other work meanwhile (``split`` finds the
+    prompts' pairs in this process while the workers hash the whole texts); without one the work runs when the
+    returned function is called.
+    """
+    if not texts:
+        return lambda: Sketches(np.zeros((0, num_perm), dtype=np.uint64),
+                                ShingleSets(np.zeros(0, np.uint32), np.zeros(1, np.int64)) if keep_sets else None,
+                                [] if exact_keys else None)
+    jobs = ((texts[i:i + _CHUNK], kind, n, num_perm, keep_sets, exact_keys) for i in range(0, len(texts), _CHUNK))
+    running = pool.imap(_work, jobs, chunksize=2) if pool is not None else None
+
+    def collect() -> Sketches:
+        results = list(running) if running is not None else [_work(j) for j in jobs]
+        sig = np.concatenate([r[0] for r in results])
+        keys = [k for r in results for k in r[3]] if exact_keys else None
+        if not keep_sets:
+            return Sketches(sig, None, keys)
+        values = np.concatenate([r[1] for r in results])
+        sizes = np.concatenate([np.diff(r[2]) for r in results])
+        return Sketches(sig, ShingleSets(values, np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)), keys)
+
+    return collect
 
 
 def workers_forced() -> bool:

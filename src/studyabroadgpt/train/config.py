@@ -49,8 +49,8 @@ class TrainConfig(BaseModel):
     # (e.g. Mistral-7B's config.json fields); None reads the model's own config.
     architecture: dict[str, Any] | None = None
     quantization: Literal["none", "nf4"] = "none"
-    # auto: bf16 on CPU (bf16 frozen base, fp32 LoRA, autocast) and on GPUs with compute capability
-    # >= 8.0; fp16 below that (T4, P100).
+    # auto: bf16 on GPUs with compute capability >= 8.0, fp16 below that (T4, P100); on CPU bf16 autocast (bf16
+    # frozen base, fp32 LoRA) only with AVX512-BF16/AMX, fp32 otherwise (bf16 is emulated there: many times slower).
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
 
     dataset: str = "../shared/data/studyabroadgpt-sample/conversations.jsonl"
