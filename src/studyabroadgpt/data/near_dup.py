@@ -397,7 +397,9 @@ def pairs_from_sketch(values: np.ndarray, sets: ShingleSets | None, threshold: f
     inserted = np.flatnonzero(is_first)
     cand = [_bucket_pairs(np.ascontiguousarray(rows[inserted, k * lsh.r:(k + 1) * lsh.r]), inserted)
             for k in range(lsh.b)]
-    cand_keys = _distinct(np.concatenate(cand)) if cand else np.zeros(0, np.uint64)
+    cand_keys = np.concatenate(cand) if cand else np.zeros(0, np.uint64)
+    del cand  # the per-band arrays: as large as all candidates together, and not needed past this point
+    cand_keys = _distinct(cand_keys, in_place=True)
     later = (cand_keys >> np.uint64(32)).astype(np.int64)
     earlier = (cand_keys & _MASK).astype(np.int64)
     # 3. estimate every candidate from the signatures; exact Jaccard where the estimate is close
@@ -419,10 +421,14 @@ def pairs_from_sketch(values: np.ndarray, sets: ShingleSets | None, threshold: f
                     jacs.tolist()))
 
 
-def _distinct(keys: np.ndarray) -> np.ndarray:
+def _distinct(keys: np.ndarray, in_place: bool = False) -> np.ndarray:
     """Sorted distinct values. Sort + neighbour test: numpy 2's hash-table ``np.unique`` took 71 s on the 16M
-    ``later << 32 | earlier`` keys of the benchmark's prompts (their low bits collide), a sort takes ~1 s."""
-    keys = np.sort(keys)
+    ``later << 32 | earlier`` keys of the benchmark's prompts (their low bits collide), a sort takes ~1 s.
+    ``in_place`` sorts ``keys`` itself (no second copy of all candidates at split's memory peak)."""
+    if in_place:
+        keys.sort()
+    else:
+        keys = np.sort(keys)
     return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if keys.size else keys
 
 
