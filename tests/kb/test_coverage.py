@@ -55,6 +55,10 @@ def test_destinations(kb, text, covered, uncovered):
     ("moving from India to Australia for a masters", ["AU"], ["India"]),
     ("Should I return to Nepal after my degree in the US?", ["US"], ["Nepal"]),
     ("I'm German, can I work in Canada?", ["CA"], ["Germany"]),
+    # named as a country first, then as the student's nationality, next to a covered destination (served)
+    ("Nigeria is in the Commonwealth, so as a Nigerian I can study in Ireland without a visa, can't I?", ["IE"],
+     ["Nigeria"]),
+    ("I'm from Trinidad, can I work in Canada?", ["CA"], ["Trinidad and Tobago"]),
 ])
 def test_origins_are_not_uncovered_destinations(kb, text, covered, origins):
     scope = detect_scope(text, kb)

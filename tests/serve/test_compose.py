@@ -74,3 +74,15 @@ def test_source_objects_carry_relevance_in_order(answerer):
     turn = answerer.prepare(MANCHESTER, mode="compose")
     rel = [s.relevance for s in turn.sources]
     assert rel == sorted(rel, reverse=True) and all(isinstance(s, Source) for s in turn.sources)
+
+
+def test_an_origin_is_not_the_destination_and_a_source_on_the_subject_is_no_gap(answerer):
+    # Served: "I'm from the United States. Which Commonwealth Scholarship…" was composed as "no official fact on
+    # scholarships for your destination", with the Commonwealth Scholarships fact retrieved at 0.92.
+    q = [{"role": "user", "content": "I'm from the United States. Which Commonwealth Scholarship should I apply for?"}]
+    turn = answerer.prepare(q, mode="compose")
+    text = compose_answer(turn.question, turn.sources, messages=q, kb=answerer.kb)
+    assert text is not None and "no official fact" not in text
+    assert "Commonwealth Scholarships" in text and "[1]" in text
+    # no destination asked about: no "for your destination" guess
+    assert no_fact_answer("How early should I apply?", answerer.kb) is None

@@ -42,3 +42,15 @@ def test_true_commonwealth_premise_is_not_corrected(answerer):
     q = "I'm from Trinidad. Is that a Commonwealth country for a Commonwealth Scholarship?"
     _, final = _final(answerer, q, "Commonwealth Scholarships fund master's and PhD study in the UK.")
     assert "not on that list" not in final.content
+
+
+def test_the_scheme_for_the_nationality_is_linked_when_it_was_retrieved(answerer):
+    q = "As an American, can I apply for a Chevening scholarship to study in the UK?"
+    _, final = _final(answerer, q, "As an American, you can apply for a Chevening Scholarship.")
+    note = next(p for p in final.content.split("\n\n") if p.startswith("**Check the premise:**"))
+    assert "Marshall Scholarships" in note and "(https://www.marshallscholarship.org/)" in note
+    # every [n] the answer shows is in its Sources list
+    import re
+    shown = {int(n) for n in re.findall(r"\[(\d+)\]", final.content)}
+    listed = {s["index"] for s in final.sources if s["cited"]}
+    assert shown <= listed, (shown, listed)

@@ -353,7 +353,12 @@ def detect_scope(text: str, kb: "KnowledgeBase | None" = None) -> Scope:
             add(scope.covered, place.iso)
         else:
             add(scope.uncovered_destinations, place.display)
-    # a country named only as an origin somewhere and as a destination elsewhere stays a destination
+    # A country named as an origin somewhere and as a destination elsewhere stays a destination — unless the
+    # question asks about a covered destination: "Nigeria is in the Commonwealth, so as a Nigerian I can study
+    # in Ireland without a visa?" is about Ireland (served answer said "no official information on Nigeria" and
+    # the nationality premise went unchecked).
+    if scope.covered:
+        scope.uncovered_destinations = [d for d in scope.uncovered_destinations if d not in scope.origins]
     scope.origins = [o for o in scope.origins if o not in scope.uncovered_destinations
                      and o not in {DESTINATIONS.get(c) for c in scope.covered}]
     scope.uncovered = [*scope.uncovered_destinations, *scope.uncovered_institutions]

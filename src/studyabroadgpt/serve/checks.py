@@ -731,7 +731,10 @@ def off_topic_sources(question: str, sources: list[Any], threshold: float | None
     """
     from ..kb.geo import detect_destinations
 
-    named = set(detect_destinations(question)) or set(detect_destinations(context))
+    # origins excluded (retrieval helper): "I'm from the United States. Which Commonwealth Scholarship…" asks about
+    # the UK, and with the US read as the destination every UK fact was off topic (compose had nothing)
+    named = (set(detect_destinations(question, exclude_origins=True))
+             or set(detect_destinations(context, exclude_origins=True)))
     qwords = _content_words(question) | _content_words(context)
     country_words = _place_words()
     out = []

@@ -68,7 +68,7 @@ _SUBJECT_ORDER = list(SUBJECT_WORDS)
 def no_fact_answer(question: str, kb: Any = None, context: str = "") -> str | None:
     """The plain answer when the KB has facts for the destination but none on the point asked: which point,
     for which destination, and the official page to check (the destination's student-visa source in the KB).
-    None when the question asks no particular subject."""
+    None when the question asks no particular subject or names no destination."""
     from ..kb.geo import detect_destinations
     from ..kb.schema import DESTINATIONS
 
@@ -78,7 +78,9 @@ def no_fact_answer(question: str, kb: Any = None, context: str = "") -> str | No
     what = " or ".join(SUBJECT_WORDS[s] for s in sorted(want, key=_SUBJECT_ORDER.index) if s in SUBJECT_WORDS)
     dests = detect_destinations(question, exclude_origins=True) or (
         detect_destinations(context, exclude_origins=True) if context else [])
-    where = " and ".join(DESTINATIONS.get(d, d) for d in dests) if dests else "your destination"
+    if not dests:
+        return None  # no destination asked about: "no fact for your destination" would be a guess
+    where = " and ".join(DESTINATIONS.get(d, d) for d in dests)
     pages = [_official_page(d, kb) for d in dests] if kb is not None else []
     pages = [p for p in pages if p]
     check = ("; ".join(f"[{p.source_title}]({p.source_url})" for p in pages) if pages else
@@ -112,7 +114,10 @@ def compose_answer(question: str, sources: list[Source], messages: list[dict[str
     last = users[-1] if users else question
     chosen = relevant_sources(last, sources, context=earlier)[:MAX_FACTS]
     if not chosen:
-        if sources:  # facts for the destination, none on this point: say so, don't compose a neighbour
+        # Facts were retrieved, none on the point asked: say so, don't compose a neighbour. (A source on the
+        # subject that the topic filter dropped — "I'm from the United States. Which Commonwealth Scholarship"
+        # read the US as the destination — is no case for "we have no fact on it".)
+        if sources and not any(about_asked(last, s, earlier) for s in sources):
             return no_fact_answer(last, kb, context=earlier)
         return None
     try:

@@ -378,7 +378,8 @@ def _eligibility_premises(question: str, sources: list[Source], kb: Any,
             if alt is None:
                 continue
             cite, n = _cite(fact, sources)
-            alt_cite, _ = _cite(alt, sources)
+            # linked, not numbered: the change carries one citation, so a [n] here was missing from Sources
+            alt_cite = f" ([{alt.source_title}]({alt.source_url}))"
             name = fact.entities[0].name if fact.entities else fact.id
             text = (f"our official source on {name} does not say which nationalities are eligible"
                     f"{cite if n else ''}: check "
