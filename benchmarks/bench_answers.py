@@ -182,7 +182,11 @@ def score(rows: list[dict], texts: dict[str, str], cited: dict[str, list[str]]) 
 
     kb = load_kb()
     n = len(rows)
-    looping = urls = ents = offtopic = degenerate = 0
+    from studyabroadgpt.kb.slots import policy_subject
+    from studyabroadgpt.serve.checks import unsupported_rules
+    from studyabroadgpt.serve.gate import sentences
+
+    looping = urls = ents = offtopic = degenerate = rules = 0
     oos_total = oos_honest = 0
     per: dict[str, dict] = {}
     for r in rows:
@@ -193,6 +197,8 @@ def score(rows: list[dict], texts: dict[str, str], cited: dict[str, list[str]]) 
         per[r["id"]] = a.to_dict()
         looping += a.looping
         degenerate += bool(find_degenerate(text))
+        # A policy answer with a rule sentence in it that none of the facts it cites supports, left unmarked.
+        rules += bool(policy_subject(r["prompt"]) and unsupported_rules(text, facts, sentences(text)))
         urls += bool(a.foreign_urls)
         ents += bool(a.unverified_entities)
         offtopic += bool(a.off_topic_citations)
@@ -200,7 +206,7 @@ def score(rows: list[dict], texts: dict[str, str], cited: dict[str, list[str]]) 
             oos_total += 1
             oos_honest += a.says_no_information and not a.off_topic_citations
     return {"answers": n, "looping": looping, "degenerate": degenerate, "with_foreign_urls": urls, "with_unmarked_unverified_names": ents,
-            "with_off_topic_citations": offtopic, "out_of_scope": oos_total, "out_of_scope_honest": oos_honest,
+            "with_off_topic_citations": offtopic, "with_unsupported_rules": rules, "out_of_scope": oos_total, "out_of_scope_honest": oos_honest,
             "per_answer": per}
 
 
@@ -300,14 +306,14 @@ def rescore(out: Path, refinish: bool = False) -> None:
 
 def markdown(s: dict) -> str:
     cols = ["looping", "degenerate", "with_foreign_urls", "with_unmarked_unverified_names", "with_off_topic_citations",
-            "out_of_scope_honest"]
+            "with_unsupported_rules", "out_of_scope_honest"]
     lines = [f"Prompts: {s['prompts']} of the real-style set, max_tokens {s['max_tokens']}, adapter "
              f"{s['adapter'] or 'none (default SmolLM2-135M-Instruct)'}; load average {s['load_start']} at start, "
              f"{s['load_end']} at end (2 shared cores).", "",
              "| system | answers | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
     for name, v in s["systems"].items():
         oos = f"{v['out_of_scope_honest']}/{v['out_of_scope']}"
-        vals = [str(v[c]) for c in cols[:-1]] + [oos]
+        vals = [str(v.get(c, "–")) for c in cols[:-1]] + [oos]
         lines.append(f"| {name} | {v['answers']} | " + " | ".join(vals) + " |")
     t = s["timing"]
     lines += ["", f"auto mode served the composed answer for {s['auto_served_compose']} of {s['prompts']} prompts.",

@@ -800,7 +800,8 @@ _ADVICE = re.compile(
     r"prepare|start|research|reach\s+out|email|call|note|remember|don't\s+forget|try|use|find|explore|search|"
     r"double-check|verify|see|compare|book|save|budget|join|get\s+in\s+touch)\b|"
     r"\b(?:you\s+(?:should|may\s+want\s+to|might\s+want\s+to|can\s+(?:check|ask|contact|find|visit|look))|"
-    r"we\s+recommend|i\s+recommend|it'?s\s+(?:a\s+good\s+idea|best|wise|worth|important|essential)\s+to)\b",
+    r"we\s+recommend|i\s+recommend|it'?s\s+(?:a\s+good\s+idea|best|wise|worth|important|essential)\s+to|"
+    r"(?:rules?|requirements?)\s+(?:and\s+\w+\s+)?(?:can\s+|may\s+)?change)\b",
     re.IGNORECASE)
 RULE_SUPPORT_SHARE = 0.5
 

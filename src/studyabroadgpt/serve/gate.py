@@ -272,12 +272,33 @@ _QUALIFIER_REASONS = ("different level", "different applicant group")
 def _claim_slot(claim: Any, text: str, question: str) -> tuple[Any, str]:
     from ..kb import slots
 
+    from ..kb.geo import detect_destinations
+
     s0, s1 = _sentence(text, claim.span[0])
     sentence = text[s0:s1]
-    slot = slots.slot_of(sentence, claim.span[0] - s0, claim.span[1] - s0, claim.destination, context=question)
     clause, pos = slots.clause_around(sentence, claim.span[0] - s0, claim.span[1] - s0)
+    # The claim's own clause names the country its figure is for ("In the UK students can work 20 hours a
+    # week, but Canada has its own rule"): a Canadian fact must not replace the UK figure.
+    # Only a place the clause puts the student in ("in the UK", "for Canada"), not a group it lists ("students
+    # from outside the EU, EEA and Switzerland"), which names who a rule is for.
+    named = [c for c in detect_destinations(clause)
+             if re.search(r"\b(?:in|for)\s+(?:the\s+)?" + _PLACE_NAMES.get(c, "(?!)") + r"\b", clause, re.IGNORECASE)]
+    dest = named[0] if len(named) == 1 and claim.destination and named[0] != claim.destination else claim.destination
+    slot = slots.slot_of(sentence, claim.span[0] - s0, claim.span[1] - s0, dest, context=question)
     # The words right around the figure (as on the fact's side) pick between figures of one slot.
     return slot, clause[max(0, pos - 30):pos + (claim.span[1] - claim.span[0]) + 30]
+
+
+def _place_names() -> dict[str, str]:
+    from ..kb.schema import DESTINATIONS
+
+    names = {c: re.escape(n) for c, n in DESTINATIONS.items()}
+    names["GB"] = r"(?:UK|U\.K\.|United\s+Kingdom|Britain|England|Scotland|Wales)"
+    names["US"] = r"(?:US|USA|U\.S\.|United\s+States|America)"
+    return names
+
+
+_PLACE_NAMES = _place_names()
 
 
 def _decide(claim: Any, text: str, question: str, sources: list[Source]) -> tuple[Any, str, dict[str, Any]]:
