@@ -148,8 +148,8 @@ class Auditor:
         full_chars = len(answer)
         answer, question = _clip(answer, self.max_chars), _clip(question, self.max_chars)
         claims = extract_claims(answer, skip_numbers=numbers_in(question) if question else None)
-        context_dest = _context_destination(question, answer, facts)
         places = _Places(answer)
+        context_dest = _context_destination(question, places, facts)
         for c in claims:
             c.destination = places.nearest(c, context_dest)
         if claims:
@@ -351,13 +351,23 @@ def _country(code: str) -> str:
     return DESTINATIONS.get(code, code)
 
 
-def _context_destination(question: str, answer: str, facts: list[Fact] | None) -> str | None:
+def _context_destination(question: str, places: "_Places", facts: list[Fact] | None) -> str | None:
+    """The destination an answer is about: its facts' one destination, else where the question asks about, else
+    where the answer's rules apply.
+
+    The student's origin is not where the answer applies: "I'm from China, when can I apply for a UK visa?"
+    held the UK's "6 months" to a Chinese rule (contradicted, "30 days") once China was a covered destination
+    (13 of 9,476 synthesized answers flagged KB-wide), and a follow-up answer whose only place is an
+    eligibility group ("outside the EU, EEA and Switzerland") was held to Switzerland (1 more). A place read as
+    an origin still counts when nothing else is named: the origin cue also fires on "a UK Student visa".
+    """
     if facts:
         dests = {f.destination for f in facts}
         if len(dests) == 1:
             return next(iter(dests))
-    for text in (question, answer):
-        found = detect_destinations(text)
+    for exclude_origins in (True, False):
+        found = (detect_destinations(question, exclude_origins=exclude_origins)
+                 or places.destinations(with_origins=not exclude_origins))
         if found:
             return found[0]
     return None
@@ -394,10 +404,20 @@ class _Places:
     def __init__(self, answer: str):
         self.sentences = SentenceIndex(answer)
         # Places named as whom a rule covers (the student's origin, an eligibility group) are not where it applies.
-        self.spans = [sp for sp in destination_spans(answer)
-                      if not (is_origin_mention(answer, sp[0], sp[1])
-                              or _GROUP_BEFORE.search(answer, max(0, sp[0] - 60), sp[0]))]
+        named = [sp for sp in destination_spans(answer) if not _GROUP_BEFORE.search(answer, max(0, sp[0] - 60), sp[0])]
+        self.origins = [sp for sp in named if is_origin_mention(answer, sp[0], sp[1])]
+        self.spans = [sp for sp in named if sp not in self.origins]
         self.starts = [start for start, _, _ in self.spans]
+
+    def destinations(self, with_origins: bool = False) -> list[str]:
+        """ISO codes the answer names (eligibility groups aside; origins too unless ``with_origins``), most
+        named first, ties in reading order — the order ``geo.detect_destinations`` gives."""
+        spans = sorted(self.spans + self.origins) if with_origins else self.spans
+        counts = Counter(code for _, _, code in spans)
+        first: dict[str, int] = {}
+        for start, _, code in spans:
+            first.setdefault(code, start)
+        return sorted(counts, key=lambda c: (-counts[c], first[c]))
 
     def nearest(self, claim: Claim, fallback: str | None) -> str | None:
         """The country named nearest to the claim in its own sentence (the claim's words aside), else the answer's.
