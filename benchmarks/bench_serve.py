@@ -351,12 +351,13 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "serve"))
+    # The repository root, so tests/serve/conftest.py imports as a package (it imports ..conftest's free_port).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
-    from conftest import running  # the same loopback uvicorn-in-a-thread helper the tests use
+    from tests.serve.conftest import running  # the same loopback uvicorn-in-a-thread helper the tests use
     from studyabroadgpt.serve.answer import Answerer
     from studyabroadgpt.serve.app import create_app
     from studyabroadgpt.serve.settings import ServeSettings

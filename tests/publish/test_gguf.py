@@ -113,3 +113,58 @@ def test_real_smollm2_q8_0_answers_and_stops(tmp_path):
     raw = reply["content"].split("**Sources**")[0].lower()
     assert reply["completion_tokens"] > 5 and "visa" in raw, reply["content"]
     assert reply["extra"]["sources"] and reply["extra"]["gate"]["enabled"]
+
+
+def _write_small_gguf(path, rng):
+    """A GGUF with what requantize must handle: metadata of several kinds, fp32 matrices, a 1-D norm and a
+    matrix whose rows do not divide into 32-value blocks."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    w = GGUFWriter(str(path), "llama")
+    w.add_uint32("llama.block_count", 1)
+    w.add_string("general.name", "tiny")
+    w.add_array("tokenizer.ggml.tokens", ["<s>", "a", "b"])
+    w.add_float32("llama.rope.freq_base", 10000.0)
+    tensors = {"token_embd.weight": rng.standard_normal((8, 64)).astype(np.float32),
+               "blk.0.ffn_up.weight": rng.standard_normal((16, 64)).astype(np.float32),
+               "blk.0.attn_norm.weight": np.ones(64, dtype=np.float32),
+               "blk.0.odd.weight": rng.standard_normal((4, 48)).astype(np.float32)}
+    for name, arr in tensors.items():
+        w.add_tensor(name, arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return tensors
+
+
+def test_requantize_writes_q4_0_keeps_metadata_and_exceptions(tmp_path):
+    import numpy as np
+    from gguf import GGMLQuantizationType as Q, GGUFReader, quants
+
+    from studyabroadgpt.publish.gguf import requantize
+
+    src = tmp_path / "src.gguf"
+    original = _write_small_gguf(src, np.random.default_rng(0))
+    out = requantize(src, tmp_path / "out.gguf", "Q4_0", keep={"token_embd.weight": "Q8_0"})
+    r = GGUFReader(str(out))
+    types = {t.name: t.tensor_type for t in r.tensors}
+    assert types == {"token_embd.weight": Q.Q8_0, "blk.0.ffn_up.weight": Q.Q4_0,
+                     "blk.0.attn_norm.weight": Q.F32, "blk.0.odd.weight": Q.F32}
+    assert r.fields["general.name"].contents() == "tiny"
+    assert r.fields["tokenizer.ggml.tokens"].contents() == ["<s>", "a", "b"]
+    assert r.fields["llama.block_count"].contents() == 1 and r.fields["general.file_type"].contents() == 2
+    for t in r.tensors:
+        got = quants.dequantize(t.data, t.tensor_type).reshape(original[t.name].shape)
+        # Q4_0: 16 levels per block of 32, so the error stays within one step (max |x| / 8) of the original.
+        bound = {Q.Q4_0: np.abs(original[t.name]).max() / 8, Q.Q8_0: np.abs(original[t.name]).max() / 100,
+                 Q.F32: 0.0}[t.tensor_type]
+        assert np.abs(got - original[t.name]).max() <= bound + 1e-6, t.name
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically
+    with pytest.raises(PublishError, match="choose from"):
+        requantize(src, tmp_path / "x.gguf", "q4_k_m")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf")
+    with pytest.raises(PublishError, match="not a readable GGUF"):
+        requantize(bad, tmp_path / "y.gguf")

@@ -2,21 +2,18 @@
 (compose / auto), honest out-of-scope answers, invented specifics, false premises and rule polarity."""
 from __future__ import annotations
 
-import asyncio
 import re
 import pytest
 
-from studyabroadgpt.serve.answer import collect
 from studyabroadgpt.serve.checks import assess, find_loops, says_no_information
-from studyabroadgpt.serve.generation import GenParams, ScriptedGenerator
+from studyabroadgpt.serve.generation import ScriptedGenerator
+
+# start the generator, collect one turn through the answer path, close it (shared with the engine tests)
+from .engine_helpers import answer_turn as run
 
 LOOP = "Here is what to do:\n" + "- Check the official website for the latest visa rules.\n" * 30
 WORK_Q = [{"role": "user", "content": "How many hours can I work per week on a UK Student visa during my master's?"}]
 FRIENDS_Q = [{"role": "user", "content": "How do I make friends as an international student?"}]
-
-
-def run(gen, turn, max_tokens=400):
-    return asyncio.run(collect(gen, turn, GenParams(max_tokens=max_tokens)))
 
 
 def test_looping_model_is_stopped_early_and_the_loop_cut(answerer):
@@ -201,14 +198,7 @@ def test_real_smollm2_answers_with_the_new_decoding_and_checks(smollm2, answerer
     row = next(r for r in load_real_style() if r["id"] == "soft-budget-london")
     turn = answerer.prepare(messages_of(row), mode="auto")
 
-    async def go():
-        await gen.start()
-        try:
-            return await collect(gen, turn, GenParams(max_tokens=96))
-        finally:
-            await gen.close()
-
-    raw, last = asyncio.run(go())
+    raw, last = run(gen, turn, max_tokens=96)
     final = answerer.finish(turn, raw)
     a = assess(final.content, row["prompt"], answerer.kb)
     assert final.mode in ("generate", "compose") and final.content.strip()

@@ -22,18 +22,16 @@ from typing import AsyncIterator
 import httpx
 import pytest
 
-from studyabroadgpt.serve.answer import Answerer, collect
 from studyabroadgpt.serve.app import create_app
 from studyabroadgpt.serve.checks import assess
 from studyabroadgpt.serve.generation import GenParams, Piece
 from studyabroadgpt.serve.settings import ServeSettings
 
+from .engine_helpers import FUNDS_Q, LOOP, WORK_Q, answer_turn, busy_slots, two_facts
+
 pytestmark = pytest.mark.integration
 
-FUNDS_Q = [{"role": "user", "content": "How much money do I need to show for a UK student visa if I study in London?"}]
-WORK_Q = [{"role": "user", "content": "How many hours can I work per week on a UK Student visa during my master's?"}]
 WRONG = "For a course in London you must show £1,900 per month for up to 9 months."
-LOOP = "Here is what to do:\n" + "- Check the official website for the latest visa rules.\n" * 30
 # vLLM (its CPU build here) runs only where it is installed in its own venv (--vllm-bin / SAGPT_VLLM, or on
 # PATH): it takes minutes to start, hence slow.
 ENGINES = ["hf", "llamacpp", "openai", pytest.param("vllm", marks=pytest.mark.slow)]
@@ -78,8 +76,7 @@ class Through:
 
 @pytest.fixture(scope="module")
 def answerer(answerer):
-    """The shipped KB's grounding and gate with 2 facts instead of 4: half the prompt to prefill."""
-    return Answerer(answerer.searcher, answerer.auditor, top_k=2)
+    return two_facts(answerer)
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -131,8 +128,7 @@ def wait_idle(gen, name: str, within_s: float = 20.0) -> float:
     while time.monotonic() - start < within_s:
         busy = gen.in_flight
         if name in ("llamacpp", "openai") and not busy:
-            slots = httpx.get(f"{gen.base_url}/slots", timeout=5).json()
-            busy = sum(bool(s.get("is_processing")) for s in slots)
+            busy = busy_slots(gen.base_url)
         elif name == "vllm" and not busy:
             metrics = httpx.get(f"{gen.base_url}/metrics", timeout=5).text
             busy = sum(float(ln.rsplit(" ", 1)[1]) for ln in metrics.splitlines()
@@ -214,14 +210,7 @@ def test_loop_stop_and_a_client_leaving_free_the_engine(engine, serve, answerer)
     looping = Through(gen, LOOP)
     turn = answerer.prepare(WORK_Q, mode="generate")
 
-    async def loop_turn():
-        await looping.start()
-        try:
-            return await collect(looping, turn, GenParams(max_tokens=600))
-        finally:
-            await looping.close()
-
-    raw, last = asyncio.run(loop_turn())
+    raw, last = answer_turn(looping, turn, max_tokens=600)
     assert turn.loop_stopped and last.finish_reason == "stop" and len(raw) < len(LOOP)
     final = answerer.finish(turn, raw)
     assert final.content.count("Check the official website for the latest visa rules.") == 1

@@ -22,12 +22,19 @@ from studyabroadgpt.serve.llamacpp_engine import (GGUFModel, load_llamacpp_gener
 from studyabroadgpt.serve.openai_engine import OpenAICompatGenerator, normalize_base_url
 from studyabroadgpt.serve.settings import ServeSettings
 
+from .engine_helpers import busy_slots, two_facts
+
 FUNDS_Q = [{"role": "user", "content": "How much money do I need for a UK student visa in London?"}]
 
 
 def test_resolve_gguf_maps_the_model_options(tmp_path):
-    default = resolve_gguf("default")
-    assert default.path == default_gguf_path().resolve() and default.lora is None
+    default = resolve_gguf("default")  # the embedded Q4_1 requantised once to q8_0 (SERVED_TYPE), cached
+    assert default.path.name.startswith(default_gguf_path().stem) and default.path.name.endswith("-Q8_0.gguf")
+    assert resolve_gguf("default").path == default.path and default.lora is None
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    types = {t.tensor_type for t in GGUFReader(str(default.path)).tensors if len(t.shape) == 2}
+    assert types == {GGMLQuantizationType.Q8_0}
     assert default.name == "HuggingFaceTB/SmolLM2-135M-Instruct"
     own = tmp_path / "exported-q8_0.gguf"
     own.write_bytes(b"GGUF")
@@ -51,10 +58,7 @@ def test_resolve_gguf_maps_the_model_options(tmp_path):
 
 @pytest.fixture(scope="module")
 def answerer(answerer):
-    """The shipped KB's grounding and gate with 2 facts instead of 4: half the prompt to prefill per request."""
-    from studyabroadgpt.serve.answer import Answerer
-
-    return Answerer(answerer.searcher, answerer.auditor, top_k=2)
+    return two_facts(answerer)
 
 
 @pytest.mark.integration
@@ -91,8 +95,7 @@ def test_llamacpp_serves_concurrent_requests_in_parallel_slots(llamacpp, serve, 
         with httpx.Client(timeout=5) as c:
             while not done.is_set():
                 try:
-                    slots = c.get(f"{llamacpp.base_url}/slots").json()
-                    busy_max = max(busy_max, sum(bool(s.get("is_processing")) for s in slots))
+                    busy_max = max(busy_max, busy_slots(llamacpp.base_url, c))
                 except (httpx.HTTPError, ValueError):
                     pass
                 time.sleep(0.05)

@@ -129,6 +129,65 @@ def convert(merged_dir: str | Path, out_file: str | Path, outtype: str) -> Path:
     return out_file
 
 
+# What requantize() can write: the block types gguf-py quantises itself (numpy), no llama.cpp binary needed.
+REQUANT_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
+
+
+def requantize(src: str | Path, dst: str | Path, qtype: str = "Q4_0",
+               keep: dict[str, str] | None = None) -> Path:
+    """Rewrite a GGUF with its weight matrices in ``qtype`` (``keep``: tensor name → type for exceptions, such
+    as the tied embedding/output matrix), every metadata field copied as is. Quantised tensors are dequantised
+    to fp32 first, so requantising a Q4_1 file gives what quantising its own (dequantised) weights gives.
+
+    Why: llama.cpp repacks Q4_0 matrices into interleaved rows for its AVX2 kernels (Q4_1 has no such path),
+    which makes Q4_0 the fastest type on an AVX2-only CPU (measurements in serve/llamacpp_engine.py)."""
+    import numpy as np
+    from gguf import GGMLQuantizationType as Q, GGUFReader, GGUFValueType, GGUFWriter, LlamaFileType, quants
+    from gguf.constants import GGML_QUANT_SIZES
+
+    src, dst = Path(src), Path(dst)
+    if qtype.upper() not in REQUANT_TYPES:
+        raise PublishError(f"requantize to {qtype!r}: choose from {', '.join(REQUANT_TYPES)}")
+    target = Q[qtype.upper()]
+    try:
+        keep_types = {name: Q[t.upper()] for name, t in (keep or {}).items()}
+    except KeyError as exc:
+        raise PublishError(f"requantize: unknown tensor type {exc}") from None
+    try:
+        reader = GGUFReader(str(src))
+    except (OSError, ValueError) as exc:
+        raise PublishError(f"{src}: not a readable GGUF file ({exc})") from None
+    arch = reader.fields["general.architecture"].contents()
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    writer = GGUFWriter(str(tmp), arch)
+    try:
+        for key, fld in reader.fields.items():
+            if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
+                continue  # written by the writer itself / replaced below
+            vtype = fld.types[0]
+            writer.add_key_value(key, fld.contents(), vtype,
+                                 sub_type=fld.types[-1] if vtype == GGUFValueType.ARRAY else None)
+        writer.add_file_type(int(getattr(LlamaFileType, f"MOSTLY_{target.name}")))
+        for t in reader.tensors:
+            want = keep_types.get(t.name, target)
+            block = GGML_QUANT_SIZES[want][0]
+            # Norms and biases (1-D) stay fp32, as llama.cpp's own quantiser leaves them; so does a matrix whose
+            # rows do not divide into the type's blocks.
+            if t.tensor_type == want or len(t.shape) < 2 or int(t.shape[0]) % block:
+                writer.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)
+                continue
+            values = quants.dequantize(t.data, t.tensor_type).astype(np.float32, copy=False)
+            writer.add_tensor(t.name, quants.quantize(values, want), raw_dtype=want)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
+
+
 def _greedy(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> list[int]:
     import torch
 

@@ -14,7 +14,8 @@ and streams from it through :class:`~.openai_engine.OpenAICompatGenerator`, exac
 streams from a server someone else runs. A separate process keeps a crash in native code from taking the API
 down and lets us stop it cleanly with the app.
 
-What it runs (:func:`resolve_gguf`): the default model's own Q4_1 GGUF; any ``.gguf`` (e.g. what
+What it runs (:func:`resolve_gguf`): the default model's own GGUF, requantised once from Q4_1 to q8_0
+(:data:`SERVED_TYPE`, measured below); any ``.gguf`` (e.g. what
 ``sagpt export gguf`` wrote); a merged HF checkpoint, converted once to GGUF; or base + PEFT adapter, merged and
 converted once (cached under the cache dir by the adapter's fingerprint). A GGUF LoRA file given as
 ``--adapter x.gguf`` is applied by llama.cpp itself on top of the base GGUF.
@@ -43,12 +44,34 @@ DEFAULT_POLL = 0
 
 
 def default_threads() -> int:
-    """All cores but one: the API process next to it needs a core for retrieval, the gate and HTTP."""
+    """Generation threads: all cores but one, so the API process next to it keeps a core for retrieval, the
+    gate and HTTP. On this 2-core machine that is 1, and a second thread buys nothing when quiet (Q4_1: 29.3 vs
+    32.8 tokens/s; q8_0: 32.4 vs 32.9, server timings, 6 grounded prompts) while it is ruinous under load."""
     return max(1, (os.cpu_count() or 1) - 1)
 
+
+def default_batch_threads() -> int:
+    """Prompt-processing threads (``cpuparams_batch``; llama.cpp also uses them for a decode step that batches
+    several slots): all cores. A grounded prompt is ~280 tokens, so prefill is a third of a 64-token answer's
+    time at one client and most of it at 16. Measured quiet (load ~2, 801 prompt tokens): Q4_1 80 → 110 and
+    q8_0 151 → 181 tokens/s from 1 to 2 threads. Under heavy load a second spinning thread can stall each op
+    (see DEFAULT_POLL); pass ``--threads 1`` on a machine that is always busy (it sets both)."""
+    return max(1, os.cpu_count() or 1)
+
 DEFAULT_CTX_PER_SLOT = 4096
-# The merged/converted GGUF type: q8_0 generates about as fast as the embedded Q4_1 and close to f16 in quality
-# (environment notes: 157 vs 161 vs 120 tokens/s single stream).
+# The type the default model is served in: the embedded Q4_1 GGUF requantised once to q8_0 (its values are the
+# Q4_1 ones, so nothing is lost: mean NLL per assistant token on the shared real sample's 24 first answers,
+# 3,746 tokens, is 1.835 for Q4_1 and 1.841 for q8_0; greedy next token equal 98.5%). Measured quiet on this
+# 2-core AVX2 machine (server timings, grounded real-style prompts, 1 gen + 2 batch threads, 3 interleaved
+# repeats): prompt 150 → 250 tokens/s, generation 40 → 35, one client end to end 24.7 → 27.0 tokens/s, 16
+# clients 39 → 56 tokens/s (16 clients are prefill-bound: ~190 new prompt tokens per 64 generated). Q4_0
+# (llama.cpp repacks it for AVX2) was faster still (prompt 305, 16 clients 66) but requantising Q4_1 values to
+# Q4_0 costs quality a student would read: NLL 2.064–2.134, greedy next token equal only 70–75%. Flash
+# attention on/off/auto and a 128-token micro-batch were within noise of the defaults.
+SERVED_TYPE = "Q8_0"
+SERVED_KEEP: dict[str, str] | None = None
+# The merged/converted GGUF type: q8_0 is close to f16 in quality and faster here (quiet, 2 threads, grounded
+# prompts: prompt 181 vs 123 tokens/s, generation 32.9 vs 22.3).
 CONVERTED_TYPE = "q8_0"
 
 
@@ -113,6 +136,25 @@ def merged_adapter_gguf(adapter: str | Path, base: str | None = None, outtype: s
     return gguf_from_hf(merged, outtype)
 
 
+def served_default_gguf(qtype: str | None = None) -> Path:
+    """The default model as llama.cpp serves it: the embedded Q4_1 GGUF requantised once to ``SERVED_TYPE``
+    (cached by the wheel file's fingerprint), or the embedded file itself when ``SERVED_TYPE`` is Q4_1."""
+    from .. import models
+    from ..publish.gguf import requantize
+    from ..utils import fingerprint_paths
+
+    qtype = (qtype or SERVED_TYPE).upper()
+    src = models.default_gguf_path()
+    if qtype == "Q4_1":
+        return src
+    out = _merged_cache("default") / f"{src.stem}-{fingerprint_paths([src])[:12]}-{qtype}.gguf"
+    if out.exists() and out.stat().st_size > 0:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log.info("requantising the default model's GGUF to %s for llama.cpp (one-off, ~25 s)", qtype)
+    return requantize(src, out, qtype, keep=SERVED_KEEP)
+
+
 def resolve_gguf(model: str = "default", adapter: str | None = None, merged: str | None = None) -> GGUFModel:
     """Map the serve/chat/eval model options onto a GGUF file (converting once where needed)."""
     from .. import models
@@ -134,7 +176,7 @@ def resolve_gguf(model: str = "default", adapter: str | None = None, merged: str
         if not lora.exists():
             raise ModelLoadError(f"{adapter}: GGUF LoRA file not found")
     if model == models.DEFAULT_MODEL:
-        path = models.default_gguf_path()
+        path = served_default_gguf()
     elif str(model).lower().endswith(".gguf"):
         path = Path(model)
         if not path.exists():
@@ -250,8 +292,14 @@ def serve_main(argv: list[str] | None = None) -> int:
     p.add_argument("--parallel", type=int, default=4, help="slots: requests decoded together")
     p.add_argument("--ctx-per-slot", type=int, default=DEFAULT_CTX_PER_SLOT,
                    help="context tokens per slot (capped at the model's trained context)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores but one)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: all cores but one for generation, all cores for prompts)")
     p.add_argument("--poll", type=int, default=DEFAULT_POLL, help="thread spin-wait level 0-100 (0 on shared CPUs)")
+    p.add_argument("--threads-batch", type=int, default=None,
+                   help="CPU threads for prompt processing (default: --threads)")
+    p.add_argument("--batch-size", type=int, default=None, help="logical batch (prompt tokens per decode call)")
+    p.add_argument("--ubatch-size", type=int, default=None, help="physical micro-batch")
+    p.add_argument("--flash-attn", choices=("auto", "on", "off"), default="auto", help="flash attention")
     p.add_argument("--alias", default=None, help="model name the API reports")
     p.add_argument("--api-key", default=os.environ.get("LLAMA_API_KEY"), help="require this key (env LLAMA_API_KEY)")
     args = p.parse_args(argv)
@@ -272,9 +320,18 @@ def serve_main(argv: list[str] | None = None) -> int:
     params.kv_unified = False
     params.cont_batching = True
     threads = args.threads or default_threads()
-    for cpu in (params.cpuparams, params.cpuparams_batch):
-        cpu.n_threads = threads
+    # An explicit --threads is the whole budget (both phases); otherwise prefill gets every core.
+    threads_batch = args.threads_batch or args.threads or default_batch_threads()
+    for cpu, n in ((params.cpuparams, threads), (params.cpuparams_batch, threads_batch)):
+        cpu.n_threads = n
         cpu.poll = args.poll
+    if args.batch_size:
+        params.n_batch = args.batch_size
+    if args.ubatch_size:
+        params.n_ubatch = args.ubatch_size
+    fa = xlc.llama_flash_attn_type
+    params.flash_attn_type = {"auto": fa.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": fa.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                              "off": fa.LLAMA_FLASH_ATTN_TYPE_DISABLED}[args.flash_attn]
     if args.alias:
         params.model_alias = {args.alias}
     if args.api_key:
@@ -287,7 +344,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server = xlc.Server(params)  # loads the model and starts listening; returns when ready
     print(f"llama.cpp server for {model.name} on {server.listening_address} ({args.parallel} slots x {per_slot} "
-          f"tokens, {threads} threads)", file=sys.stderr, flush=True)
+          f"tokens, {threads} threads, {threads_batch} for prompts)", file=sys.stderr, flush=True)
     stop.wait()
     del server
     return 0
