@@ -148,7 +148,8 @@ ADAPTER_HELP = "PEFT/LoRA adapter directory (e.g. runs/x/adapter); with --engine
 UPSTREAM_HELP = "--engine openai: the OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1 (Ollama)."
 UPSTREAM_MODEL_HELP = "--engine openai: model name to ask the upstream for (default: the first it lists)."
 UPSTREAM_KEY_HELP = "--engine openai: name of the environment variable holding the upstream's API key."
-THREADS_HELP = "CPU threads for generation (default: hf all cores; llamacpp all cores but one)."
+THREADS_HELP = ("CPU threads (default: hf all cores; llamacpp all cores but one for generation and all cores for "
+                "prompts; a value given here sets both).")
 MODE_HELP = ("generate (the model, gated), compose (cited answer built from the facts, no model) or auto "
              "(generate; serve the composed answer when the generated one fails the checks).")
 CTX_HELP = "--engine llamacpp: context tokens per parallel slot (capped at the model's trained context)."
