@@ -444,3 +444,15 @@ def test_a_test_premise_note_cites_the_destinations_own_fact(answerer):
     notes = [c for c in final.gate["changes"] if c["action"] == "corrected_premise"]
     assert [c["fact_id"] for c in notes] == ["au.english.student-visa"]
     assert "F-1" not in final.content and "Australia names the Duolingo English Test" in final.content
+
+
+def test_a_follow_up_to_a_policy_question_is_a_policy_answer(answerer):
+    # served (default, auto, 120 tokens) to the 485 follow-up of the real-style set
+    q = [{"role": "user", "content": "What visa lets me work in Australia after graduating?"},
+         {"role": "assistant", "content": "The Temporary Graduate visa (subclass 485)."},
+         {"role": "user", "content": "Is there an age limit for that?"}]
+    raw = ("The Temporary Graduate visa (subclass 485) is a visa that allows you to work in Australia after "
+           "graduating. The maximum allowed age was set at 21 years old by the Australian Labor Party in 2013.")
+    final = answerer.finish(answerer.prepare(q, mode="generate"), raw)
+    assert "Australian Labor Party" not in final.content
+    assert [c["kind"] for c in final.gate["changes"] if c["action"] == "removed_rule"] == ["rule_change"]

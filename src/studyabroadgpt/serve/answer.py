@@ -139,7 +139,8 @@ class Answerer:
         degenerate = find_degenerate(answer) if turn.mode == "auto" else []
         policy = False
         if turn.gate:
-            result = run_gate(self.auditor, answer, turn.question, turn.sources, kb=self.kb)
+            result = run_gate(self.auditor, answer, turn.question, turn.sources, kb=self.kb,
+                              context=_earlier_questions(turn.messages))
             answer, policy = result.text, result.policy_sensitive
             changes += result.changes
         else:

@@ -783,7 +783,8 @@ _RULE_CHANGE = re.compile(
     r"launched|abolished|scrapped|removed|extended|increased|reduced|raised|lowered|updated|announced|redefined|"
     r"replaced|relaxed|tightened|banned|suspended|made\s+it\s+clear|decided|approved|passed|adopted|waived)\b|"
     r"\b(?:was|were)\s+(?:recently\s+)?(?:introduced|implemented|launched|abolished|scrapped|changed|passed|"
-    r"adopted|announced|extended|replaced)\b|\bnew\s+(?:rules?|laws?|polic(?:y|ies)|regulations?|requirements?|"
+    r"adopted|announced|extended|replaced)\b|\b(?:was|were)\s+(?:set|capped|raised|lowered)\s+(?:at|to|by|in)\b|"
+    r"\bnew\s+(?:rules?|laws?|polic(?:y|ies)|regulations?|requirements?|"
     r"legislation)\b|\bno\s+longer\b|\bhas\s+(?:stopped|ended)\b", re.IGNORECASE)
 _RULE_ASSERT = re.compile(
     r"\b(?:must|required|requires?|requirements?|mandatory|compulsory|obliged|prohibited|forbidden|illegal|"

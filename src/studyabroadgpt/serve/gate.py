@@ -175,7 +175,8 @@ def context_destination(question: str, sources: list[Source]) -> str | None:
     return next(iter(dests)) if len(dests) == 1 else None
 
 
-def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source], kb: Any = None) -> GateResult:
+def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source], kb: Any = None,
+             context: str = "") -> GateResult:
     """Audit ``answer`` against ``sources`` and return the corrected text with the list of changes."""
     from ..kb import slots
 
@@ -248,7 +249,8 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
     changes.reverse()  # report in reading order
     text, rule_changes = correct_rules(text, question, sources)
     changes += rule_changes
-    if slots.policy_subject(question) is not None:
+    # A follow-up ("Is there an age limit for that?") is a policy question when the turn before it was one.
+    if slots.policy_subject(question) is not None or (context and slots.policy_subject(context) is not None):
         text, invented = drop_unsupported_rules(text, sources)
         changes += invented
     kb = kb if kb is not None else getattr(auditor, "kb", None)
