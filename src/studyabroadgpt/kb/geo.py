@@ -108,8 +108,12 @@ _ORIGIN_BEFORE = re.compile(
     r"(?:\bfrom|\bi'?m(?: an?)?|\bi am(?: an?)?|\bas an?|\bcitizens? of|\bnationals? of|\bborn in|"
     r"\bback home (?:in|to)|\breturn(?:ing)? (?:home )?to|\bgo(?:ing)? back to|\bmov(?:e|ing) back to|"
     r"\bhome country,?|\bmy country,?|\bpassport from)\s+(?:the\s+)?$", re.IGNORECASE)
-_ORIGIN_AFTER = re.compile(r"^\s*(?:citizens?|nationals?|nationality|passports?(?: holders?)?|students?|applicants?|"
-                           r"graduates?|high school|secondary school)\b", re.IGNORECASE)
+# "Canadian students" are from Canada, but "a UK Student visa" / "the UK Graduate route" are the destination's own
+# routes: with "Student" read as an origin cue, "How many hours can I work on a UK Student visa?" named no
+# destination, and a Canadian fact cited for it was no longer off topic.
+_ROUTE_AFTER = r"(?!\s+(?:visas?|permits?|routes?|pass(?:es)?|subclass)\b)"
+_ORIGIN_AFTER = re.compile(r"^\s*(?:citizens?|nationals?|nationality|passports?(?: holders?)?|(?:students?|applicants?|"
+                           r"graduates?)\b" + _ROUTE_AFTER + r"|high school|secondary school)\b", re.IGNORECASE)
 
 
 def is_origin_mention(text: str, start: int, end: int) -> bool:
