@@ -125,3 +125,21 @@ def test_concurrent_workers_lose_no_rows(db_url):
     assert store.count() == 4 * 25 + 8 * 10
     with store.session() as s:
         assert len(set(s.scalars(select(TurnLog.request_id)))) == 180
+
+
+def test_rule_edits_count_as_the_fact_check_changing_the_answer():
+    """A served answer whose only edits were a rule sentence replaced by the fact (the APS "No, you don't need
+    an APS certificate" under an Indian applicant's question) or an invented rule change dropped must reach
+    the adviser queue as changed by the fact check; a citation added is bookkeeping and must not."""
+    from studyabroadgpt.review.store import assess_risk
+
+    def risk(changes):
+        return assess_risk(gate_changes=changes, answer_mode="generate", fallback=False, policy_sensitive=False,
+                           top_score=0.05, has_sources=True, feedback=None)
+
+    for action in ("corrected_rule", "removed_rule", "corrected_premise", "degenerate"):
+        r = risk([{"action": action}])
+        assert r.score == 3.0 and r.reasons == ["the fact check changed the answer (1 edit(s))"], action
+    assert risk([{"action": "cited"}, {"action": "dropped_citation"}]).score == 0.0
+    # the composed fallback has its own reason; it is not also counted as a fact-check edit
+    assert risk([{"action": "composed"}]).score == 0.0

@@ -16,11 +16,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from .db import Feedback, LogDBError, ReviewAction, TurnLog, connect, upgrade, utcnow
+from ..serve.gate import NOTABLE as GATE_NOTABLE
 from .pii import redact
 
-# Gate actions that changed what the student read (adding a citation is bookkeeping, not a change).
-NOTABLE_GATE = {"corrected", "removed", "marked_unverified", "removed_url", "removed_entity", "premise_corrected",
-                "cut_loop", "polarity_corrected"}
+# Gate actions that changed what the student read: the gate's own list (so a new edit kind, such as the
+# removed_rule / corrected_rule edits this filter once missed, counts the day the gate makes it), less the
+# composed / out-of-scope answers, which the answer-mode reason already counts, plus the names older logs used.
+NOTABLE_GATE = (set(GATE_NOTABLE) - {"composed", "out_of_scope"}) | {"removed_entity", "premise_corrected",
+                                                                      "polarity_corrected"}
 ACTIONS = ("approve", "edit", "fact_wrong", "fact_outdated", "propose")
 # Below this retrieval score the answer rested on weak evidence (RRF scores: a fact ranked first by both
 # retrievers scores 2/61 ≈ 0.033; ranked ~10th by one only, ≈ 0.014).
