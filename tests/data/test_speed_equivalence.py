@@ -164,3 +164,17 @@ def test_word_units_equal_the_per_byte_hashes():
     assert lengths.tolist() == [w.size for w in want]
     assert np.array_equal(units, np.concatenate(want))
     assert keys == [exact_key(t) for t in texts]
+
+
+def test_jaccard_bound_is_never_below_the_true_jaccard(convs):
+    """The bucket-count bound that decides which prompt pairs get an exact Jaccard never misses a pair."""
+    from studyabroadgpt.data.near_dup import _exact_jaccards, _jaccard_upper_bounds, sketch
+
+    texts = [prompt_text(c) for c in convs] + ["", "a", "ab", "x" * 3000, "x" * 3000 + " y"]
+    sets = sketch(texts, "char", 5, keep_sets=True, workers=1).sets
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, len(texts), 20_000), rng.integers(0, len(texts), 20_000)
+    a, b = np.concatenate([a, np.arange(len(texts))]), np.concatenate([b, np.arange(len(texts))])  # and a == b
+    exact, bound = _exact_jaccards(sets, a, b), _jaccard_upper_bounds(sets, a, b)
+    assert (bound >= exact).all()
+    assert (exact >= 0.6).sum() > 100 and (bound < 0.6).sum() > 1000  # both sides of the threshold are seen
