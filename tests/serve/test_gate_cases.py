@@ -30,7 +30,7 @@ def run_case(case: dict[str, Any], auditor: Any, kb: Any) -> dict[str, Any]:
     from studyabroadgpt.serve.grounding import Source
 
     sources = [Source(i + 1, kb.by_id[fid]) for i, fid in enumerate(case["facts"])]
-    result = run_gate(auditor, case["answer"], case["question"], sources, kb=kb)
+    result = run_gate(auditor, case["answer"], case["question"], sources, kb=kb, context=case.get("context", ""))
     edits = [c.to_dict() for c in result.changes if c.action in CORRECTIONS]
     return {**match_edits(case, edits), "text": result.text}
 

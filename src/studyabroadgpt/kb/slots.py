@@ -419,6 +419,55 @@ def _figure_span(statement: str, number: float | None) -> tuple[int, int] | None
 
 # ------------------------------------------------------------------------------------------------- polarity
 
+# Documents a student is or is not required to obtain: "No, you don't need an APS certificate" (served to an
+# Indian applicant above the fact that says they must) was no polarity subject, so nothing compared it.
+_DOCUMENTS: list[tuple[str, str]] = [
+    ("aps", r"(?-i:APS)(?:\s+certificate)?|Akademische\s+Prüfstelle"),
+    ("blocked_account", r"blocked\s+(?:bank\s+)?account|Sperrkonto"),
+    ("health_insurance", r"(?:health|medical)\s+(?:and\s+travel\s+)?insurance(?:\s+(?:plan|policy|cover))?"),
+    ("tb_test", r"(?:tuberculosis|(?-i:TB))\s+(?:test|screening)(?:\s+certificate)?"),
+    ("police_certificate", r"police\s+(?:clearance|certificate)|criminal\s+record\s+certificate|"
+                           r"certificate\s+of\s+good\s+conduct"),
+    ("atas", r"(?-i:ATAS)(?:\s+certificate)?|Academic\s+Technology\s+Approval\s+Scheme"),
+]
+_NEED = r"\b(?:need|needs|needed|require[sd]?|must|have\s+to|has\s+to|obliged\s+to)\b"
+
+
+def _document_rule(doc: str) -> str:
+    """A need verb governing the document ("must obtain an APS certificate", "don't need a blocked account"),
+    the document said to be (not) required, or the student doing without it."""
+    d = f"(?:{doc})"
+    return (rf"{_NEED}[^.;?!]{{0,40}}?(?<![\w-]){d}(?![\w-])|(?<![\w-]){d}(?![\w-])[^.;?!]{{0,25}}?\b(?:is|are|isn't|"
+            rf"aren't)\s+(?:not\s+|no\s+longer\s+)?(?:required|needed|mandatory|compulsory|necessary|obligatory)\b|"
+            rf"\bwithout\s+(?:a\s+|an\s+|any\s+)?{d}(?![\w-])|\bexempt\w*\s+from\s+(?:the\s+|an?\s+)?{d}(?![\w-])")
+
+
+# Who a document rule is for, on the fact's side: a list of countries the applicant or their qualifications
+# come from ("Applicants with qualifications from China, Vietnam or India must obtain an APS certificate"), or
+# a group the text cannot resolve for a given student ("Some students", "Non-EEA students", "students of some
+# nationalities", "from a country on the listed countries"): such a rule is no general yes or no.
+_ORIGIN_LIST = re.compile(r"\bfrom\s+(?P<list>[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)?(?:\s*,\s*[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)?)*"
+                          r"(?:\s*,?\s+(?:or|and)\s+[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)?)?)")
+_DOC_GROUP = re.compile(r"\b(?:some|certain|most|many|listed|nationalit\w*|depend\w*|usually|often|who|whose|if|"
+                        r"when|unless|non-\w+|coming|outside|except|J-[12]|paid\s+job|only)\b", re.IGNORECASE)
+# On the claim's side: a condition the answer states itself ("you don't need a blocked account if you have a
+# scholarship") is not a flat yes or no.
+_DOC_CONDITION = re.compile(r"\b(?:if|unless|as\s+long\s+as|provided|instead|alternatively|some|certain|most|"
+                            r"usually|depend\w*|except|only)\b", re.IGNORECASE)
+
+
+def origin_list(text: str) -> tuple[str, ...]:
+    """ISO codes of the countries a rule lists as where its applicants (or their qualifications) come from."""
+    from .coverage import country_code
+
+    m = _ORIGIN_LIST.search(text)
+    if m is None:
+        return ()
+    items = [i.strip() for i in re.split(r"\s*,\s*(?:or\s+|and\s+)?|\s+or\s+|\s+and\s+", m.group("list")) if i.strip()]
+    codes = [country_code(i) for i in items]
+    return tuple(c for c in codes if c) if all(codes) else ()
+
+
 # Rule subjects a yes/no statement can be about, with the words that name them.
 _RULE_SUBJECTS: list[tuple[str, str]] = [
     # Before partner_work: "may work unlimited hours only if ..." is a yes/no on *full-time* work ("Can my
@@ -432,6 +481,7 @@ _RULE_SUBJECTS: list[tuple[str, str]] = [
                      r"dependents?|family|spouse|partner|wife|husband|children|kids)\b|\b(?:dependants?|dependents?|"
                      r"family|spouse|partner|wife|husband|children)\b[^.;]{0,40}\b(?:join|accompany|come\s+with)\b"),
     ("police_registration", r"\bregist\w*\s+with\s+(?:the\s+)?police\b|\bpolice\s+registration\b"),
+    *[(f"document:{name}", _document_rule(doc)) for name, doc in _DOCUMENTS],
     ("self_employment", r"\bself-employ\w*\b"),
     ("extend_graduate", r"\bgraduate\s+visa\b[^.;]{0,60}\bextend\w*\b|\bextend\w*\b[^.;]{0,40}\bgraduate\s+visa\b"),
     ("apply_inside", r"\bapply\b[^.;]{0,40}\b(?:from\s+)?inside\b"),
@@ -460,6 +510,9 @@ class Rule:
     # a claim is about: "degree" is too coarse where a rule covers master's but not bachelor's students.
     only_degrees: tuple[str, ...] = ()
     degree: str | None = None
+    # Where the applicants come from: on a fact, the countries its rule is for (empty: everyone); on a claim,
+    # the student's own country from the question.
+    origins: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -512,6 +565,8 @@ def rule_of(sentence: str, destination: str | None, claim: bool = False) -> Rule
     nxt = _RULE_CLAUSE.search(sentence, m.end())
     clause = sentence[c0:nxt.start() if nxt else len(sentence)]
     mstart = m.start() - c0
+    if subject.startswith("document:"):
+        return _document_rule_of(subject, m, clause, mstart, sentence, destination, claim)
     only = _ONLY.search(clause)
     # The negation that governs the rule is the one before its subject words, or right after them
     # ("... are not entitled to bring").
@@ -535,13 +590,38 @@ def rule_of(sentence: str, destination: str | None, claim: bool = False) -> Rule
     return Rule(subject, positive, None, level, destination, degree=degrees[0] if len(degrees) == 1 else None)
 
 
-def answer_rule(sentence: str, question: str, destination: str | None) -> Rule | None:
+def _document_rule_of(subject: str, m: re.Match, clause: str, mstart: int, sentence: str,
+                      destination: str | None, claim: bool) -> Rule | None:
+    """A document rule: required or not, for whom. The negation is read only up to the document's name:
+    "you need a blocked account, not a bank statement" still requires the account."""
+    head = clause[:mstart + (m.end() - m.start())]
+    who = clause[:mstart]
+    origins: tuple[str, ...] = ()
+    if claim:
+        if _DOC_CONDITION.search(clause):
+            return None
+    else:
+        origins = origin_list(who)
+        # "US immigration rules do not require F-1 students to hold health insurance, but most US universities
+        # require ...": two rules in one statement, no single yes or no.
+        if not origins and (_DOC_GROUP.search(who) or re.search(r"\bbut\b|\bdepend", sentence, re.IGNORECASE)):
+            return None
+    positive = not _NEGATIVE.search(head[max(0, mstart - 60):])
+    if re.match(r"without|exempt", m.group(0), re.IGNORECASE):
+        positive = not positive
+    degrees = degrees_in(clause)
+    return Rule(subject, positive, None, _first(_LEVEL_RES, clause), destination,
+                degree=degrees[0] if len(degrees) == 1 else None, origins=origins)
+
+
+def answer_rule(sentence: str, question: str, destination: str | None, context: str = "") -> Rule | None:
     """A bare "Yes." / "No, ..." answering a yes/no rule question ("Can my husband work full time in
     Australia?", "Do I need a visa?"): the rule the question asks about, with the answer's polarity."""
     m = re.match(r"^[\s*_>#-]*(yes|no|nope|yep|correct|that'?s\s+right)\b", sentence, re.IGNORECASE)
     if m is None:
         return None
-    asked = rule_of(question, destination)
+    # A follow-up ("What if I do a PhD instead?") asks the earlier turn's yes/no again, for its own case.
+    asked = rule_of(question, destination) or (rule_of(context, destination) if context else None)
     if asked is None:
         return None
     yes = m.group(1).lower() not in ("no", "nope")
@@ -557,6 +637,17 @@ def polarity_conflict(claim: Rule, fact: Rule) -> str | None:
         return None
     if claim.only is not None:
         return None  # the answer states a condition itself: leave it to the reader and the caveat
+    if fact.origins:
+        # A rule for applicants from listed countries: it decides for a student from one of them, says nothing
+        # for a student from elsewhere, and for a student who does not say, a flat "no" is wrong for those
+        # it lists (and they are the ones who ask about it).
+        if claim.origins and not set(claim.origins) & set(fact.origins):
+            return None
+        if claim.positive != fact.positive:
+            return ("the official rule says the opposite for applicants from the countries it lists"
+                    if claim.origins else "the official rule says the opposite for applicants from the countries "
+                                          "it lists, and the question does not say where the student is from")
+        return None
     if fact.only is not None and fact.only_degrees:
         # "a partner may work unlimited hours only if the student is in a master's or doctoral degree": yes
         # for those degrees, no for the rest, and a flat yes or no for a student whose degree the question
@@ -588,7 +679,7 @@ def polarity_conflict(claim: Rule, fact: Rule) -> str | None:
 
 
 __all__ = ["Slot", "SlotMatch", "slot_of", "same_slot", "fact_value_slot", "figures_in", "from_question",
-           "claim_number", "level_in", "anchored_subject", "policy_subject", "POLICY_SUBJECTS", "Rule", "rule_of", "polarity_conflict", "clause_around", "answer_rule", "degrees_in"]
+           "claim_number", "level_in", "anchored_subject", "policy_subject", "POLICY_SUBJECTS", "Rule", "rule_of", "polarity_conflict", "clause_around", "answer_rule", "degrees_in", "origin_list"]
 
 
 # ------------------------------------------------------------------------------------------------- choosing

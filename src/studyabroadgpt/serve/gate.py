@@ -165,10 +165,13 @@ def sentences(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def context_destination(question: str, sources: list[Source]) -> str | None:
+def context_destination(question: str, sources: list[Source], context: str = "") -> str | None:
+    """The destination a sentence that names none is about: the question's, else the earlier turns' (the
+    follow-up "What if I do a PhD instead?" asks about the UK of "Can I bring my wife to the UK ...?"), else
+    that of the retrieved facts when they agree."""
     from ..kb.geo import detect_destinations
 
-    named = detect_destinations(question)
+    named = detect_destinations(question, exclude_origins=True) or detect_destinations(context, exclude_origins=True)
     if named:
         return named[0]
     dests = {s.fact.destination for s in sources}
@@ -247,7 +250,7 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
                 changes.append(GateChange("cited", claim.text, fact_id=claim.fact_id, citation=cite))
             floor = start
     changes.reverse()  # report in reading order
-    text, rule_changes = correct_rules(text, question, sources)
+    text, rule_changes = correct_rules(text, question, sources, context)
     changes += rule_changes
     # A follow-up ("Is there an age limit for that?") is a policy question when the turn before it was one.
     if slots.policy_subject(question) is not None or (context and slots.policy_subject(context) is not None):
@@ -364,14 +367,17 @@ _NATIONALITY_RULE = re.compile(r"\b(?i:citizens|nationals)\s+of\b|\bfor\s+[A-Z][
                                r"(?:citizens|nationals)\b")
 
 
-def correct_rules(text: str, question: str, sources: list[Source]) -> tuple[str, list[GateChange]]:
-    """Sentences whose yes/no contradicts a retrieved fact that states the rule are replaced by the fact."""
+def correct_rules(text: str, question: str, sources: list[Source], context: str = "") -> tuple[str, list[GateChange]]:
+    """Sentences whose yes/no contradicts a retrieved fact that states the rule are replaced by the fact.
+
+    ``context``: the earlier user turns, which may say where the student is from ("I'm from India")."""
     from dataclasses import replace
 
+    from ..kb.coverage import origin_codes
     from ..kb.geo import detect_destinations
     from ..kb.slots import answer_rule, degrees_in, level_in, polarity_conflict, rule_of
 
-    fallback = context_destination(question, sources)
+    fallback = context_destination(question, sources, context)
     fact_rules = []
     for s in sources:
         if _NATIONALITY_RULE.search(s.fact.statement):
@@ -385,6 +391,7 @@ def correct_rules(text: str, question: str, sources: list[Source]) -> tuple[str,
     if not fact_rules:
         return text, []
     edits = []
+    origins: tuple[str, ...] | None = None
     for i, (a, b) in enumerate(sentences(text)):
         sentence = text[a:b]
         if sentence.strip():
@@ -392,13 +399,17 @@ def correct_rules(text: str, question: str, sources: list[Source]) -> tuple[str,
             dest = named[0] if named else fallback
             claim = rule_of(sentence, dest, claim=True)
             if claim is None and i == 0:  # "No." / "Yes, ..." answering the question's own yes/no
-                claim = answer_rule(sentence, question, dest)
+                claim = answer_rule(sentence, question, dest, context)
             if claim is not None:
                 if claim.level is None:  # the question says who is asking ("during my taught master's")
                     claim = replace(claim, level=level_in(question))
                 if claim.degree is None:
                     asked = degrees_in(question)
                     claim = replace(claim, degree=asked[0] if len(asked) == 1 else None)
+                if any(rule.origins for _, rule in fact_rules):
+                    if origins is None:  # only asked for when a fact's rule lists countries (a GeoNames scan)
+                        origins = tuple(dict.fromkeys(origin_codes(question) + origin_codes(context)))
+                    claim = replace(claim, origins=origins)
                 for s, rule in fact_rules:
                     why = polarity_conflict(claim, rule)
                     if why:
