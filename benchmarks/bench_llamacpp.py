@@ -96,31 +96,13 @@ def quality(paths: dict[str, Path], n_convs: int = 24, max_len: int = 512) -> di
     return out
 
 
-def start_server(path: Path, args: list[str], parallel: int, log: Path) -> tuple[subprocess.Popen, str]:
-    from studyabroadgpt.serve.llamacpp_engine import _free_port
+def start_server(path: Path, flags: list[str], parallel: int, log: Path):
+    """One configuration's server, started exactly as the engine starts it (``llamacpp_process``) plus its flags."""
+    from studyabroadgpt.serve.llamacpp_engine import GGUFModel, llamacpp_process
 
-    port = _free_port()
-    cmd = [sys.executable, "-m", "studyabroadgpt.serve.llamacpp_engine", "--model", str(path), "--port", str(port),
-           "--ctx-per-slot", "2048", "--parallel", str(parallel), *args]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    proc = subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 180) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"llama.cpp server for {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} not healthy in {timeout_s:g}s")
+    proc = llamacpp_process(GGUFModel(path), parallel=parallel, ctx_per_slot=2048, extra=flags, log_path=log)
+    proc.start()
+    return proc
 
 
 def body(messages: list[dict], max_tokens: int) -> dict:
@@ -173,12 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         results["quality"] = quality(paths)
     if not args.quality_only:
         prompts = grounded_prompts(1 + args.repeats * (args.per_repeat + args.burst), args.seed)
-        servers = {n: start_server(paths[q], f, max(1, args.burst), out / f"server-{n}.log") for n, q, f in configs}
+        servers: dict = {}
         stats = {n: {"prompt_n": 0, "prompt_ms": 0.0, "gen_n": 0, "gen_ms": 0.0, "one": [], "burst": []}
-                 for n in servers}
+                 for n, _, _ in configs}
         try:
-            for name, (proc, url) in servers.items():
-                wait_healthy(url, proc)
+            for n, q, f in configs:
+                servers[n] = start_server(paths[q], f, max(1, args.burst), out / f"server-{n}.log")
+            for name, proc in servers.items():
+                url = proc.base_url
                 # The same warm-up everywhere: allocates buffers, fills the slot's cache with the system prefix.
                 httpx.post(f"{url}/v1/chat/completions", json=body(prompts[0], 8), timeout=600)
             at = 1
@@ -187,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                 at += args.per_repeat
                 many = prompts[at:at + args.burst]
                 at += args.burst
-                for name, (_, url) in servers.items():
+                for name, proc in servers.items():
+                    url = proc.base_url
                     s, toks, t0 = stats[name], 0, time.perf_counter()
                     for m in one:
                         t = httpx.post(f"{url}/v1/chat/completions", json=body(m, args.max_tokens), timeout=600).json()
@@ -205,10 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                         line += f", {len(many)} at once {s['burst'][-1]} tok/s"
                     print(line, f"(load {os.getloadavg()[0]:.2f})", flush=True)
         finally:
-            for proc, _ in servers.values():
-                proc.terminate()
-            for proc, _ in servers.values():
-                proc.wait(30)
+            for proc in servers.values():
+                proc.stop()
         results["rows"] = {}
         for name, s in stats.items():
             row = {"prompt_tokens_per_s": round(s["prompt_n"] / s["prompt_ms"] * 1000, 1) if s["prompt_ms"] else None,

@@ -183,3 +183,25 @@ def test_eval_generate_with_the_llamacpp_engine(tmp_path):
     assert all(0 < row["new_tokens"] <= 8 for row in rows)
     gen = json.loads((out / "generation.json").read_text())
     assert list(gen) == [rows[0]["system"]] and gen[rows[0]["system"]]["n"] == 2
+
+
+@pytest.mark.integration
+def test_llamacpp_slots_start_with_the_grounding_prompt_cached(caplog):
+    """Every slot is primed at start-up: a grounded question pinned to a slot no request has used yet reuses
+    the system prompt's tokens from llama.cpp's prompt cache instead of prefilling them."""
+    from studyabroadgpt.serve.grounding import grounded_messages
+    from studyabroadgpt.serve.llamacpp_engine import llamacpp_process, prime_slots
+
+    proc = llamacpp_process(resolve_gguf("default"), parallel=2, ctx_per_slot=1024, threads=1)
+    proc.start()
+    try:
+        messages = grounded_messages(FUNDS_Q, [])
+        for slot in (0, 1):
+            body = {"messages": messages, "max_tokens": 1, "temperature": 0, "id_slot": slot, "cache_prompt": True}
+            timings = httpx.post(f"{proc.base_url}/v1/chat/completions", json=body, timeout=120).json()["timings"]
+            assert timings["cache_n"] >= 60, timings  # the system prompt is ~85 of the prompt's tokens
+    finally:
+        proc.stop()
+    with caplog.at_level("WARNING", logger="studyabroadgpt.serve"):
+        prime_slots("http://127.0.0.1:1", 2, timeout_s=2)  # nothing listening: a warning, not a failure
+    assert "could not prime" in caplog.text

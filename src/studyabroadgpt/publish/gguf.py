@@ -131,7 +131,7 @@ def convert(merged_dir: str | Path, out_file: str | Path, outtype: str) -> Path:
 
 
 # What requantize() can write: the block types gguf-py quantises itself (numpy), no llama.cpp binary needed.
-REQUANT_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0")
+REQUANT_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "F16", "BF16")
 
 
 def requantize(src: str | Path, dst: str | Path, qtype: str = "Q4_0",
