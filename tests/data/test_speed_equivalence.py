@@ -178,3 +178,21 @@ def test_jaccard_bound_is_never_below_the_true_jaccard(convs):
     exact, bound = _exact_jaccards(sets, a, b), _jaccard_upper_bounds(sets, a, b)
     assert (bound >= exact).all()
     assert (exact >= 0.6).sum() > 100 and (bound < 0.6).sum() > 1000  # both sides of the threshold are seen
+
+
+@pytest.mark.parametrize("num_perm", [64, 36, 256])
+def test_low_byte_prefilter_counts_what_it_says(num_perm):
+    """The candidates' first filter counts equal low bytes exactly, which is never below the equal values."""
+    from studyabroadgpt.data.near_dup import _low_byte_matches, _low_bytes
+
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 2**32, size=(300, num_perm), dtype=np.uint64).astype(np.uint32)
+    rows[150:] = rows[:150]  # copies, partly changed: every count from 0 to num_perm occurs
+    rows[150:] = np.where(rng.random((150, num_perm)) < rng.random((150, 1)), rows[150:], rows[150:] ^ 256)
+    later, earlier = rng.integers(0, 300, 5000), rng.integers(0, 300, 5000)
+    later[:150], earlier[:150] = np.arange(150, 300), np.arange(150)
+    keys = (later.astype(np.uint64) << np.uint64(32)) | earlier.astype(np.uint64)
+    got = _low_byte_matches(_low_bytes(rows), keys, num_perm)
+    assert got.tolist() == np.count_nonzero((rows[later] & 255) == (rows[earlier] & 255), axis=1).tolist()
+    assert (got >= np.count_nonzero(rows[later] == rows[earlier], axis=1)).all()
+    assert (got[:150] > np.count_nonzero(rows[later[:150]] == rows[earlier[:150]], axis=1)).any()

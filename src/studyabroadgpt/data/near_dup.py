@@ -419,15 +419,17 @@ def pairs_from_sketch(values: np.ndarray, sets: ShingleSets | None, threshold: f
     # a pair twice where two bands hold it (0.7% of them).
     inserted = np.flatnonzero(is_first)
     floor = threshold - 0.15 if exact else threshold  # lowest estimate that goes on
+    low = _low_bytes(rows)
     passed = []
     for k in range(lsh.b):
         band = _bucket_pairs(np.ascontiguousarray(rows[inserted, k * lsh.r:(k + 1) * lsh.r]), inserted)
         for s in range(0, band.size, _PAIR_CHUNK):
             chunk = band[s:s + _PAIR_CHUNK]
-            passed.append(chunk[_estimates(rows, chunk) >= floor])
+            passed.append(chunk[_low_byte_matches(low, chunk, rows.shape[1]) / rows.shape[1] >= floor])
         del band
     cand_keys = _distinct(np.concatenate(passed), in_place=True) if passed else np.zeros(0, np.uint64)
     del passed
+    cand_keys = cand_keys[_estimates(rows, cand_keys) >= floor]  # the low bytes' count is never below the true one
     later = (cand_keys >> np.uint64(32)).astype(np.intp)
     earlier = (cand_keys & _MASK).astype(np.intp)
     # 3. every candidate that passed: its estimate, or in exact mode its true Jaccard
@@ -446,6 +448,33 @@ def pairs_from_sketch(values: np.ndarray, sets: ShingleSets | None, threshold: f
     keys, jacs = keys[order], jacs[order]
     return list(zip((keys & _MASK).astype(np.int64).tolist(), (keys >> np.uint64(32)).astype(np.int64).tolist(),
                     jacs.tolist()))
+
+
+def _low_bytes(rows: np.ndarray) -> np.ndarray:
+    """The low byte of every signature value, each row padded with zeros to whole 8-byte words."""
+    low = np.zeros((rows.shape[0], -(-rows.shape[1] // 8) * 8), dtype=np.uint8)
+    low[:, :rows.shape[1]] = rows
+    return low
+
+
+_BYTE_SUM = np.uint64(0x0101010101010101)
+
+
+def _low_byte_matches(low: np.ndarray, keys: np.ndarray, n_values: int) -> np.ndarray:
+    """How many of the ``n_values`` signature values of each pair have equal low bytes: at least the number of
+    equal values (equal values have equal low bytes), so a filter on it drops no pair the full estimate keeps.
+
+    A quarter of the bytes of the full comparison, and the per-pair count by word sums instead of
+    ``count_nonzero`` over 64 booleans: 16M candidate prompt pairs in 2.2 s against 4.8 s (loaded machine).
+    """
+    later, earlier = (keys >> np.uint64(32)).astype(np.intp), (keys & _MASK).astype(np.intp)
+    eq = low[later] == low[earlier]
+    if low.shape[1] > 248:  # the byte sum below would not fit in one byte
+        return np.count_nonzero(eq[:, :n_values], axis=1)
+    # eight 0/1 bytes per word; the word sum holds per-byte counts, and the multiply adds its eight bytes into
+    # the top one. The zero padding past n_values compares equal: subtracted.
+    total = (eq.view(np.uint64).sum(axis=1, dtype=np.uint64) * _BYTE_SUM) >> np.uint64(56)
+    return total.astype(np.int64) - (low.shape[1] - n_values)
 
 
 def _estimates(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
