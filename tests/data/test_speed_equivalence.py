@@ -196,3 +196,15 @@ def test_low_byte_prefilter_counts_what_it_says(num_perm):
     assert got.tolist() == np.count_nonzero((rows[later] & 255) == (rows[earlier] & 255), axis=1).tolist()
     assert (got >= np.count_nonzero(rows[later] == rows[earlier], axis=1)).all()
     assert (got[:150] > np.count_nonzero(rows[later[:150]] == rows[earlier[:150]], axis=1)).any()
+
+
+def test_word_cache_cleared_when_full_still_hashes_every_word(monkeypatch):
+    """A chunk that overflows the per-process word cache: the cache starts again and holds the chunk's words
+    (before, the words it already held were lost with the clear and the lookup raised KeyError)."""
+    import studyabroadgpt.data.near_dup as nd
+
+    monkeypatch.setattr(nd, "_WORD_HASH_CACHE", {})
+    monkeypatch.setattr(nd, "_WORD_CACHE_MAX", 5)
+    nd._hash_words([b"alpha", b"beta", b"gamma"])
+    words = [b"alpha", b"delta", b"eps", b"zeta", b"alpha"]
+    assert nd._hash_words(words).tolist() == [int(nd._word_hashes(w.decode())[0]) for w in words]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -118,17 +119,19 @@ def _doc_words(text: str) -> list[bytes]:
     return [w.encode() for w in _WORD.findall(text.lower())]
 
 
-def _hash_words(words: list[bytes]) -> list[int]:
+def _hash_words(words: list[bytes]) -> np.ndarray:
     """:func:`_word_hashes` of each word, through the per-process cache."""
     cache = _WORD_HASH_CACHE
     try:
-        return [cache[w] for w in words]
+        # map over the bound method: no Python frame per word (a list comprehension here was ~1/4 of a chunk)
+        return np.fromiter(map(cache.__getitem__, words), dtype=np.uint64, count=len(words))
     except KeyError:
         new = list(set(words).difference(cache))
         if len(cache) + len(new) > _WORD_CACHE_MAX:
             cache.clear()
+            new = list(set(words))
         cache.update(zip(new, _word_hashes(b" ".join(new).decode()).tolist()))
-        return [cache[w] for w in words]
+        return np.fromiter(map(cache.__getitem__, words), dtype=np.uint64, count=len(words))
 
 
 def _chunk_units(texts: Sequence[str], kind: str, keys: bool = False
@@ -146,13 +149,16 @@ def _chunk_units(texts: Sequence[str], kind: str, keys: bool = False
         return units, lengths, digests
     docs = [_doc_words(t) for t in texts]
     lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
-    flat = [w for d in docs for w in d]
-    units = np.fromiter(_hash_words(flat), dtype=np.uint64, count=len(flat)) if flat else np.zeros(0, np.uint64)
+    flat = list(itertools.chain.from_iterable(docs))
+    units = _hash_words(flat) if flat else np.zeros(0, np.uint64)
     return units, lengths, ([_blake(b" ".join(d)) for d in docs] if keys else None)
 
 
-def _chunk_shingles(units: np.ndarray, lengths: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct shingle hashes of many documents at once: (hashes, doc offsets), sorted by document.
+def _chunk_shingles(units: np.ndarray, lengths: np.ndarray, n: int, distinct: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle hashes of many documents at once: (hashes, doc offsets), in document order; each document's
+    distinct hashes, sorted, when ``distinct``, else every window's (repeats included: a MinHash signature is
+    the same either way, and the sort that makes them distinct was ~15% of a chunk's time).
 
     Same values as :func:`shingle_hashes` per document (including its special cases: an empty text has the one
     shingle 0; a text of at most ``n`` units has one shingle over all its units).
@@ -161,35 +167,26 @@ def _chunk_shingles(units: np.ndarray, lengths: np.ndarray, n: int) -> tuple[np.
     total = units.size
     # window hashes of every length 1..n at every position (a window may run past its document; those are
     # never selected below)
-    levels = []
+    levels = np.zeros((n, max(total, 1)), dtype=np.uint64)
     h = np.zeros(total, dtype=np.uint64)
     for k in range(n):
         shifted = np.zeros(total, dtype=np.uint64)
         if total > k:
             shifted[: total - k] = units[k:]
         h = (h * _P + shifted) & _MASK
-        levels.append(h)
-    doc_of: list[np.ndarray] = []
-    hashes: list[np.ndarray] = []
-    long_docs = lengths > n
-    if long_docs.any():
-        # every window of n units that lies inside one document
-        counts = np.where(long_docs, lengths - n + 1, 0)
-        doc_ids = np.repeat(np.arange(len(lengths)), counts)
-        first = np.repeat(starts, counts)
-        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        hashes.append(levels[n - 1][first + offsets])
-        doc_of.append(doc_ids)
-    short = np.flatnonzero((lengths <= n) & (lengths > 0))
-    for m in np.unique(lengths[short]) if short.size else []:
-        docs = short[lengths[short] == m]
-        hashes.append(levels[m - 1][starts[docs]])
-        doc_of.append(docs)
-    empty = np.flatnonzero(lengths == 0)
-    if empty.size:
-        hashes.append(np.zeros(empty.size, dtype=np.uint64))
-        doc_of.append(empty)
-    keys = np.sort((np.concatenate(doc_of).astype(np.uint64) << np.uint64(32)) | np.concatenate(hashes))
+        levels[k, :total] = h
+    # a document of more than n units has one window per n-unit run; a shorter one the one window of all its
+    # units (level = its length); an empty one the hash 0
+    counts = np.maximum(lengths - n + 1, 1)
+    ends = np.cumsum(counts)
+    within = np.arange(int(ends[-1]) if ends.size else 0) - np.repeat(ends - counts, counts)
+    level = np.repeat(np.clip(lengths, 1, n) - 1, counts)
+    hashes = levels[level, np.repeat(starts, counts) + within]
+    hashes[np.repeat(lengths == 0, counts)] = 0
+    offsets = np.concatenate(([0], ends)).astype(np.int64)
+    if not distinct:
+        return hashes, offsets
+    keys = np.sort((np.repeat(np.arange(len(lengths), dtype=np.uint64), counts) << np.uint64(32)) | hashes)
     # distinct (document, hash) pairs; sort + neighbour test is ~10x faster here than np.unique's hash table
     keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
     docs = (keys >> np.uint64(32)).astype(np.int64)
@@ -241,7 +238,7 @@ def _work(args: tuple[Sequence[str], str, int, int, bool, bool]
           ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, list[bytes] | None]:
     texts, kind, n, num_perm, keep, keys = args
     units, lengths, digests = _chunk_units(texts, kind, keys)
-    hv, offsets = _chunk_shingles(units, lengths, n)
+    hv, offsets = _chunk_shingles(units, lengths, n, distinct=keep)
     sig = _signatures(hv, offsets, num_perm, 1)
     # the sets go back flat (one array + offsets): pickling 256 small arrays per chunk cost more than hashing
     return sig, (hv.astype(np.uint32) if keep else None), (offsets if keep else None), digests
