@@ -83,3 +83,53 @@ def test_phd_follow_up_dependants_reversal_is_corrected(gate):
              ["gb.dependants.restriction", "au.dependants.family"],
              context="Can I bring my wife to the UK while I do a taught master's?")
     assert not [c for c in r.changes if c.action == "corrected_rule"]
+
+
+def test_holiday_full_time_reversed_is_corrected(gate):
+    r = gate("No, New Zealand does not allow international students to work full time during the Christmas holidays.",
+             "Does New Zealand let international students work full time during the Christmas holidays?",
+             ["nz.work.hours"])
+    assert r.text.endswith("and full time during scheduled holidays. [1]") and "does not allow" not in r.text
+    assert r.changes[0].slot["rule"] == "holiday_full_time"
+    # a fact whose next clause is a "may not" about something else still allows full time in the breaks
+    r = gate("F-1 students cannot work full time during breaks.", "Can I work in the summer in the US on F-1?",
+             ["us.work.on-campus"])
+    assert "cannot work full time" not in r.text and "full time during breaks, but may not work off campus" in r.text
+    # term and holidays in one sentence: not a flat verdict on holidays
+    r = gate("You cannot work full time during term, but you can during the holidays.", "Can I work full time in the UK?",
+             ["gb.work.term-time"])
+    assert not [c for c in r.changes if c.action == "corrected_rule"]
+
+
+def test_korea_job_search_no_is_corrected(gate):
+    r = gate("No, you cannot stay in South Korea to look for a job after graduating. The government of South Korea "
+             "has no such policy.", "Can I stay in South Korea to look for a job after I graduate?",
+             ["kr.psw.d10-job-seeker"])
+    assert r.text.startswith("Graduates of Korean universities who want to stay to look for a job can change to the "
+                             "D-10 (job seeking) visa")
+    assert "you cannot stay" not in r.text
+
+
+MY_WORK = ("International students at Malaysian public or private higher-education institutions may work part-time "
+           "only during semester breaks or holidays of more than 7 days, for at most 20 hours a week")
+
+
+def test_malaysia_correction_keeps_the_semester_break_condition(gate):
+    q = "How many hours can I work as a student in Malaysia?"
+    for served in ("In Malaysia you can work up to 25 hours a week during your studies.",
+                   "In Malaysia you can work up to 25 hours a week.",
+                   "In Malaysia you can work up to 20 hours a week during your studies."):
+        r = gate(served, q, ["my.work.semester-breaks"])
+        assert r.text.startswith(MY_WORK) and r.text.endswith("[1]"), served
+        fix = r.changes[0]
+        assert fix.action == "corrected_rule" and "only during semester breaks" in fix.reason
+    # the claim states the period itself: only the figure changes
+    r = gate("During semester breaks you can work up to 25 hours a week.", q, ["my.work.semester-breaks"])
+    assert r.text == "During semester breaks you can work up to 20 hours per week [1]."
+
+
+def test_a_corrected_date_reads_as_the_fact_writes_it(gate):
+    r = gate("The change applies to courses starting in 1 January 2023.", "When did the UK dependants rule change?",
+             ["gb.dependants.restriction"])
+    assert r.text == "The change applies to courses starting on 1 January 2024 [1]."
+    assert "2024-01-01" not in r.text and r.changes[0].replacement == "1 January 2024"

@@ -36,7 +36,7 @@ _SUBJECT_CUES: list[tuple[str, str]] = [
     ("work_experience", r"\bwork(?:ing)?\s+experience\b|\bexperience\b"),
     ("post_study", r"\bpost[- ](?:study|graduation)\s+work\s+(?:visa|permit)s?\b|\bgraduate\s+(?:visa|route)\b|\bpost-study\b|\bpost-graduation\b|\bpgwp\b|\bopt\b|"
                    r"\bstem\s+opt\b|\b485\b|\bstay\s+(?:and|to)\s+work\b|\borientation\s+year\b|\bstamp\s+1g\b|"
-                   r"\bjob[- ]search\b|\bafter\s+(?:you\s+)?graduat\w*\b|\bh-1b\b|\bgrace\s+period\b"),
+                   r"\bjob[- ]search\b|\bafter\s+(?:you\s+|i\s+|they\s+)?graduat\w*\b|\bh-1b\b|\bgrace\s+period\b"),
     ("work_hours", r"\bwork(?:ing|s)?\b|\bjobs?\b|\bemploy\w*|\bpart-time\b|\bfull[- ]time\b|\bhours?\b"),
     ("funds", r"\bfunds?\b|\bmaintenance\b|\bliving\s+(?:costs?|expenses)\b|\bfinancial\b|\bbank\b|"
               r"\bblocked\s+account\b|\bsperrkonto\b|\bshow\b|\bsavings\b|\bgic\b|\bprove\b|\bmoney\b|"
@@ -114,7 +114,9 @@ _GROUPS = [
 _GROUP_RES = [(g, re.compile(p, re.IGNORECASE)) for g, p in _GROUPS]
 
 _PERIODS = [
-    ("vacation", r"\bvacations?\b|\bholidays?\b|\bbreaks?\b|\bsummer\b"),
+    # "semester breaks" whole, so its "semester" is not also read as term time
+    ("vacation", r"\b(?:semester|term|course|scheduled|winter|summer)\s+breaks?\b|\bvacations?\b|\bholidays?\b|"
+                 r"\bbreaks?\b|\bsummer\b"),
     ("term", r"\bterm(?:[- ]time)?\b|\bsemesters?\b|\bin\s+session\b|\bduring\s+(?:your\s+)?(?:studies|course|"
              r"the\s+(?:academic\s+)?year)\b|\bacademic\s+sessions?\b"),
 ]
@@ -139,6 +141,9 @@ class Slot:
     period: str | None = None
     place: str | None = None
     year: int | None = None
+    # The fact's own words for a period its rule is limited to ("only during semester breaks or holidays of
+    # more than 7 days"): a correction with this figure must say them too.
+    condition: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -391,7 +396,19 @@ def fact_value_slot(fact: Any, expected_label: str | None) -> tuple[Slot, str | 
     if span is None:
         return Slot(fact.destination, next((s for p, s in _KEY_SUBJECT if key and key.startswith(p)), None)
                     if key else None), key
-    return slot_of(statement, span[0], span[1], fact.destination, key=key), key
+    slot = slot_of(statement, span[0], span[1], fact.destination, key=key)
+    only = _ONLY_PERIOD.search(statement)
+    if slot.period is None and only and _first(_PERIOD_RES, only.group(0)):
+        # "may work part-time only during semester breaks or holidays of more than 7 days, for at most 20 hours
+        # a week": the figure's own clause has no period, the rule's condition does. Read as an unqualified
+        # figure, it "corrected" a Malaysian term-time claim to 20 hours and dropped the condition.
+        from dataclasses import replace
+
+        slot = replace(slot, period=_first(_PERIOD_RES, only.group(0)), condition=only.group(0).strip())
+    return slot, key
+
+
+_ONLY_PERIOD = re.compile(r"\bonly\s+(?:during|in|over|outside)\s+[^,;.]+", re.IGNORECASE)
 
 
 @lru_cache(maxsize=8192)
@@ -477,6 +494,18 @@ _RULE_SUBJECTS: list[tuple[str, str]] = [
                           r"[^.;]{0,25}\b(?:full[- ]time|unlimited)\b|\b(?:full[- ]time|unlimited)\b[^.;]{0,30}\b(?:for|by)\s+"
                           r"(?:the\s+|your\s+|a\s+)?(?:spouse|partner|wife|husband)\b"),
     ("partner_work", r"\b(?:spouse|partner|wife|husband|f-2|dependants?|dependents?)\b[^.;]{0,60}\bwork\b"),
+    # "No, New Zealand does not allow international students to work full time during the Christmas holidays"
+    # was served above the cited "... and full time during scheduled holidays [1]". The two words must be in
+    # one stretch with no term words or "but" between them: "not full time during term, but in the holidays".
+    ("holiday_full_time", r"\b(?:full[- ]time|unlimited\s+hours)\b(?:(?!\bbut\b|\bterm|\bsemester\b|\bsession\b)"
+                          r"[^.;,]){0,40}\b(?:holidays?|vacations?|breaks?|summer)\b|\b(?:holidays?|vacations?|"
+                          r"breaks?|summer)\b(?:(?!\bbut\b|\bterm|\bsemester\b|\bsession\b)[^.;,]){0,40}"
+                          r"\b(?:full[- ]time|unlimited\s+hours)\b"),
+    # "No, you cannot stay in South Korea to look for a job after graduating" above the cited D-10 job-seeking fact.
+    ("stay_job_search", r"\b(?:stay|remain)\b[^.;]{0,40}?\b(?:look(?:ing)?\s+for\s+(?:a\s+)?(?:job|work|employment)|"
+                        r"job[- ]?(?:hunting|seeking|search)|seek(?:ing)?\s+(?:a\s+job|work|employment))\b|"
+                        r"\b(?:look(?:ing)?\s+for\s+(?:a\s+)?(?:job|work)|job[- ]hunt(?:ing)?)\b[^.;]{0,30}?"
+                        r"\bafter\s+(?:you\s+|they\s+)?graduat\w*"),
     ("bring_family", r"\b(?:bring|include|accompany|join|come\s+with|live\s+with)\b[^.;]{0,50}\b(?:dependants?|"
                      r"dependents?|family|spouse|partner|wife|husband|children|kids)\b|\b(?:dependants?|dependents?|"
                      r"family|spouse|partner|wife|husband|children)\b[^.;]{0,40}\b(?:join|accompany|come\s+with)\b"),
@@ -571,8 +600,10 @@ def rule_of(sentence: str, destination: str | None, claim: bool = False) -> Rule
     # The negation that governs the rule is the one before its subject words, or right after them
     # ("... are not entitled to bring").
     head = clause[:mstart + (m.end() - m.start())]
+    # (the words after it only within its clause: "... and full time during breaks, but may not work off
+    # campus" allows work in the breaks)
     neg = _NEGATIVE.search(head[max(0, mstart - 60):]) or re.match(r"[^.;]{0,25}\b(?:not|no)\b",
-                                                                   sentence[m.end():], re.IGNORECASE)
+                                                                   clause[mstart + m.end() - m.start():], re.IGNORECASE)
     if only:
         if subject != "partner_full_time" and _QUANTITY_RULE.search(clause[mstart:only.start()]):
             return None  # "may work unlimited hours only if…": a limit on how much, not a yes or no

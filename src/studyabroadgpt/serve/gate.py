@@ -202,10 +202,27 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
             fact = by_id.get(claim.fact_id) if claim.fact_id else None
             if expected and fact is not None and str(claim.kind) != "entity":
                 pick, why, info = _decide(claim, text, question, sources)
-                if pick is not None:
+                if pick is not None and pick.slot.condition and \
+                        info.get("claim_slot", {}).get("period") != pick.slot.period:
+                    limited = pick  # the claim leaves out the period the rule is limited to
+                elif pick is None:
+                    limited = _outside_condition(claim, info, sources)
+                else:
+                    limited = None
+                if limited is not None:
+                    # The fact allows this only in a period ("only during semester breaks") the claim leaves out
+                    # or contradicts ("during your studies"): the fact, with all its conditions (the period,
+                    # the jobs, the approval), replaces the sentence. A figure swapped in alone dropped them.
+                    text, start = _replace_with_limited(text, start, limited, number, info, changes)
+                elif pick is not None:
                     r_cite = number.get(pick.fact.id)
-                    text = text[:start] + (f"{pick.label} [{r_cite}]" if r_cite else pick.label) + text[end:]
-                    changes.append(GateChange("corrected", claim.text, pick.label, pick.fact.id, r_cite,
+                    label = _as_written(pick)
+                    at = start
+                    if str(claim.kind) == "date" and label[:1].isdigit() and re.search(r"\bin\s$", text[:start]):
+                        at = start - 3  # "in 1 January 2024" reads "on 1 January 2024"
+                    text = text[:at] + ("on " if at != start else "") + \
+                        (f"{label} [{r_cite}]" if r_cite else label) + text[end:]
+                    changes.append(GateChange("corrected", claim.text, label, pick.fact.id, r_cite,
                                               reason=why, slot=info))
                 else:
                     # Not provably the same rule: say we cannot vouch for it, and name the nearest fact so a
@@ -229,6 +246,13 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
                                           reason="no retrieved official fact states it"))
             floor = start
         elif status == "supported" and cite:
+            limited = _limited_rule(claim, text, question, sources)
+            if limited is not None:
+                # "you can work up to 20 hours a week during your studies": the figure is the fact's, the
+                # period is not ("only during semester breaks").
+                text, start = _replace_with_limited(text, start, limited[0], number, limited[1], changes)
+                floor = start
+                continue
             wrong = _supported_for_another_slot(claim, text, question, sources)
             if wrong is not None:
                 pick, why, info = wrong
@@ -292,6 +316,67 @@ def _claim_slot(claim: Any, text: str, question: str) -> tuple[Any, str]:
     slot = slots.slot_of(sentence, claim.span[0] - s0, claim.span[1] - s0, dest, context=question)
     # The words right around the figure (as on the fact's side) pick between figures of one slot.
     return slot, clause[max(0, pos - 30):pos + (claim.span[1] - claim.span[0]) + 30]
+
+
+def _replace_with_limited(text: str, start: int, limited: Any, number: dict[str, int], info: dict[str, Any],
+                          changes: list[GateChange]) -> tuple[str, int]:
+    """The claim's sentence replaced by the fact of a period-limited rule, cited; (text, sentence start)."""
+    left, right = _sentence(text, start)
+    r_cite = number.get(limited.fact.id)
+    changes.append(GateChange("corrected_rule", text[left:right].strip(), limited.fact.statement, limited.fact.id,
+                              r_cite, reason=f"the official rule allows this {limited.slot.condition}", slot=info))
+    text = text[:left] + limited.fact.statement + (f" [{r_cite}]" if r_cite else "") + \
+        (" " if text[right:right + 1] not in ("", " ", "\n") else "") + text[right:]
+    return text, left
+
+
+def _limited_rule(claim: Any, text: str, question: str, sources: list[Source]) -> tuple[Any, dict[str, Any]] | None:
+    """For a supported figure: (its fact's candidate, slots) when that fact limits the rule to a period the
+    claim leaves out or contradicts."""
+    from ..kb import slots
+
+    fact = next((s.fact for s in sources if s.fact.id == claim.fact_id), None)
+    if fact is None or slots.claim_number(claim) is None or str(claim.kind) == "entity":
+        return None
+    own = [c for c in slots.candidates(claim, [fact]) if slots._label_number(c.label) == slots.claim_number(claim)]
+    c_slot, _ = _claim_slot(claim, text, question)
+    for c in own:
+        if c.slot.condition and c.slot.period != c_slot.period and c.slot.subject == c_slot.subject:
+            return c, {"claim_slot": c_slot.to_dict(), "fact_slot": c.slot.to_dict(), "value_key": c.key}
+    return None
+
+
+def _outside_condition(claim: Any, info: dict[str, Any], sources: list[Source]) -> Any:
+    """The candidate whose fact limits its rule to a period ("only during semester breaks") when the claim,
+    same destination and subject, states another one; None otherwise."""
+    from ..kb import slots
+
+    c = info.get("claim_slot", {})
+    if not c.get("period") or not c.get("subject"):
+        return None
+    for cand in slots.candidates(claim, [s.fact for s in sources]):
+        f = cand.slot
+        if f.condition and f.period != c["period"] and f.subject == c["subject"] and \
+                f.destination == c.get("destination"):
+            return cand
+    return None
+
+
+def _as_written(pick: Any) -> str:
+    """The replacement as the fact writes it: a date in the statement's own words ("1 January 2024", not the
+    value's "2024-01-01": the gate once served "(which will happen in 2024-01-01 [1])")."""
+    label = pick.label
+    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)", label)
+    if m:
+        from ..kb.claims import extract_claims
+
+        want = (int(m.group(2)), int(m.group(3)))
+        for c in extract_claims(pick.fact.statement):
+            v = c.value or {}
+            if str(c.kind) == "date" and (v.get("month"), v.get("day")) == want and v.get("year") in (None, int(m.group(1))):
+                label = pick.fact.statement[c.span[0]:c.span[1]]
+                break
+    return label
 
 
 def _place_names() -> dict[str, str]:
