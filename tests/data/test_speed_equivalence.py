@@ -208,3 +208,23 @@ def test_word_cache_cleared_when_full_still_hashes_every_word(monkeypatch):
     nd._hash_words([b"alpha", b"beta", b"gamma"])
     words = [b"alpha", b"delta", b"eps", b"zeta", b"alpha"]
     assert nd._hash_words(words).tolist() == [int(nd._word_hashes(w.decode())[0]) for w in words]
+
+
+def test_row_groups_by_hash_equal_the_lexsort_groups(monkeypatch):
+    """Hash-ordered groups hold the same rows as the lexsort's, in index order; a collision falls back."""
+    import studyabroadgpt.data.near_dup as nd
+
+    rng = np.random.default_rng(2)
+    mat = rng.integers(0, 4, size=(3000, 5), dtype=np.uint64).astype(np.uint32)  # many repeated rows
+
+    def partition(order, group):
+        out = {}
+        for pos, g in zip(order.tolist(), group.tolist()):
+            out.setdefault(g, []).append(pos)
+        assert all(m == sorted(m) for m in out.values())  # index order within a group
+        return sorted(out.values())
+
+    want = partition(*nd._row_groups_lexsort(mat))
+    assert len(want) < 1024 and partition(*nd._row_groups(mat)) == want
+    monkeypatch.setattr(nd, "_ROW_MIX", np.zeros_like(nd._ROW_MIX))  # every row hashes alike
+    assert partition(*nd._row_groups(mat)) == want
