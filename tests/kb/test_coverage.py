@@ -115,3 +115,41 @@ def test_kb_coverage_cli(kb, tmp_path):
     res = runner.invoke(app, ["kb", "coverage", "--kb", str(kb_dir), "--question",
                               "Can I study at the University of Dhaka?"])
     assert res.exit_code == 0 and "University of Dhaka" in res.output and "no official information" in res.output
+
+
+# Served (session 3 reading): "I'm from Lagos" gave a "Not covered" line; these are where the student lives or
+# went to school, which names no destination they ask about.
+@pytest.mark.parametrize("text,origins", [
+    ("I live in Lagos and want to study in the UK.", ["Nigeria"]),
+    ("I'm in Lagos right now, how do I apply for a UK student visa?", ["Nigeria"]),
+    ("I am a student in Lagos, Nigeria. Can I work in Germany while studying?", ["Nigeria"]),
+    ("I grew up in Karachi and want to do a master's in Australia.", ["Pakistan"]),
+    ("I'm currently living in Nairobi. How long does a Canadian study permit take?", ["Kenya"]),
+    ("My family lives in Accra, can they visit me in Ireland?", ["Ghana"]),
+    ("I finished high school in Lahore. Can I apply to university in the Netherlands?", ["Pakistan"]),
+])
+def test_where_the_student_lives_is_an_origin(text, origins):
+    scope = detect_scope(text)  # the shipped KB: these name covered destinations besides the city
+    assert scope.uncovered == [] and scope.origins == origins, scope.to_dict()
+
+
+def test_a_place_asked_about_stays_a_destination(kb):
+    assert detect_scope("Can a student in Turkey work part time?", kb).uncovered_destinations == ["Turkey"]
+    assert detect_scope("I want to study at the University of Lagos.", kb).uncovered_institutions == \
+        ["University of Lagos"]
+
+
+def test_the_students_own_institution_is_not_asked_about(kb):
+    scope = detect_scope("I studied at the University of Lagos. Is my degree recognised in Germany?", kb)
+    assert scope.uncovered == [] and scope.covered == ["DE"]
+
+
+@pytest.mark.parametrize("text", [
+    "I want to take a one-year college course in Canada. Do I need a study permit?",   # served: "One-year College"
+    "I'm doing a three-year university degree in the UK, can I work?",
+    "Is a 1-year college program in Ontario worth it?",                                # was "Year College"
+    "I want to attend a sixth form college in England.",
+    "Should I pick a foundation college or an international year in the UK?",
+])
+def test_course_descriptions_are_not_institutions(text):
+    assert find_institutions(text) == []

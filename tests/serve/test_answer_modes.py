@@ -267,14 +267,16 @@ def test_a_list_that_does_not_settle_nationality_says_so_and_names_the_scheme_th
     q = [{"role": "user", "content": "I'm from Ethiopia. Which Commonwealth Scholarship should I apply for?"}]
     # The KB's list of Commonwealth countries (gb.scholarships.commonwealth-citizens) settles Ethiopia when it is
     # retrieved; the Commonwealth Scholarships fact alone ("eligible low- and middle-income Commonwealth
-    # countries") does not: without the membership fact the note must say so.
+    # countries") does not on its own: not retrieved, the membership fact is still read from the KB, in one line
+    # (scope helper: the 57-name list is not quoted).
     sources = [s for s in answerer.prepare(q, mode="generate").sources
                if s.fact.id != "gb.scholarships.commonwealth-citizens"]
     from studyabroadgpt.serve.premises import premise_notes
     notes = premise_notes(answerer.auditor, q[0]["content"], "Apply for the Commonwealth Master's Scholarship.",
                           sources)
-    assert any(c.action == "unverified_premise" and c.fact_id == "gb.scholarships.commonwealth" for _, c in notes)
-    assert any("does not say whether citizens of Ethiopia are included" in n for n, _ in notes)
+    assert any(c.action == "corrected_premise" and c.fact_id == "gb.scholarships.commonwealth" for _, c in notes)
+    assert any("Ethiopia is not a Commonwealth country ([British Nationality Act" in n for n, _ in notes)
+    assert not any("Zimbabwe" in n for n, _ in notes)
 
 
 def test_a_complete_list_settles_the_commonwealth_premise(answerer):

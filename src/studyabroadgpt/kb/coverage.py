@@ -222,7 +222,36 @@ def _lowercase_places() -> re.Pattern:
 
 _OF_PATTERN = re.compile(r"\b(?:the\s+)?(" + _INSTITUTION_WORDS + r")\s+of\s+([A-Za-zÀ-ÿ][\w'&.À-ÿ-]*(?:\s+"
                          r"[A-Za-zÀ-ÿ][\w'&.À-ÿ-]*){0,3})", re.IGNORECASE)
-_NAMED_PATTERN = re.compile(r"((?:[A-Za-zÀ-ÿ][\w'&.À-ÿ-]*\s+){1,3})(" + _INSTITUTION_WORDS + r")\b", re.IGNORECASE)
+# (?<!...): "a 1-year college course" read "Year College" from the middle of "1-year".
+_NAMED_PATTERN = re.compile(r"(?<![\w'&.À-ÿ-])((?:[A-Za-zÀ-ÿ][\w'&.À-ÿ-]*\s+){1,3})(" + _INSTITUTION_WORDS + r")\b",
+                            re.IGNORECASE)
+# Words before "college" / "university" that say what kind of course or school it is, not which one (served:
+# "I want to take a one-year college course in Canada" got "Not covered: One-year College").
+_KIND_WORDS = set("""sixth form sixth-form foundation community language boarding vocational further tertiary medical
+nursing junior senior technical year years summer degree liberal residential teacher teachers training
+pre-university preparatory prep partner affiliated engineering business law art arts music grad graduate
+undergraduate postgraduate""".split())
+_DURATION = re.compile(r"^(?:\d+|one|two|three|four|five|six|half|full)[- ](?:years?|months?|weeks?|semesters?|terms?)$",
+                       re.IGNORECASE)
+# An institution the student studied at (or studies at now, at home) is not one they ask us about: "I studied at
+# the University of Lagos. Is my degree recognised in Germany?" got "Not covered: University of Lagos".
+_OWN_INSTITUTION_BEFORE = re.compile(
+    r"(?:\b(?:studied|graduated|graduating|attended|completed\s+\w+(?:'s)?|finished\s+\w+(?:'s)?|"
+    r"(?:my|a|the)\s+(?:\w+(?:'s)?\s+)?(?:degree|diploma|transcripts?|marksheets?))\s+(?:at|from)|"
+    r"\b(?:i'?m|i\s+am)\s+(?:an?\s+)?(?:\w+\s+){0,2}?(?:student|graduate|alumn\w*)\s+(?:at|of|from))"
+    r"\s+(?:the\s+)?$", re.IGNORECASE)
+# Where the student lives or went to school is not a destination they ask about: "I live in Lagos and want to
+# study in the UK", "I grew up in Karachi", "I finished high school in Lahore", "My family lives in Accra".
+# Only for places the KB does not cover: "I'm in Canada on a study permit" asks about Canada.
+_RESIDENCE_BEFORE = re.compile(
+    r"(?:\b(?:i|we)\s+(?:currently\s+|now\s+|still\s+)?(?:live|work|reside|stay)|"
+    r"\b(?:i'?m|i\s+am|we'?re|we\s+are)(?:\s+(?:currently|now|still))?(?:\s+(?:living|working|residing|staying|"
+    r"based|settled))?|\b(?:i'?m|i\s+am)\s+an?\s+(?:\w+\s+)?(?:student|graduate|professional|engineer|teacher|"
+    r"doctor|nurse)|\b(?:i|we|i'?m|i\s+am|i\s+was|we\s+were)\s+(?:\w+\s+){0,3}?(?:grew\s+up|raised|brought\s+up|lived|living|"
+    r"based|studied|graduated)|"
+    r"\b(?:my\s+(?:family|parents|home|husband|wife|children|kids))\s+(?:lives?|is|are)|"
+    r"\b(?:finished|completed|did)\s+(?:my\s+)?(?:high\s+|secondary\s+)?(?:school|schooling|a-levels|bachelor'?s|"
+    r"degree|undergrad\w*)|\b(?:high|secondary)\s+school)\s+in\s+(?:the\s+)?$", re.IGNORECASE)
 
 
 def _title(words: list[str]) -> str:
@@ -249,7 +278,7 @@ def find_institutions(text: str) -> list[tuple[int, str]]:
         keep: list[str] = []
         for w in reversed(words):
             lw = w.lower().strip(".,?!")
-            if lw in _STOP or lw in _GENERIC or _is_generic_place_word(lw):
+            if lw in _STOP or lw in _GENERIC or lw in _KIND_WORDS or _DURATION.match(lw) or _is_generic_place_word(lw):
                 break
             keep.insert(0, w.strip(".,?!"))
         if keep:
@@ -319,6 +348,9 @@ def detect_scope(text: str, kb: "KnowledgeBase | None" = None) -> Scope:
             add(scope.institutions, inst.name)
             inst_spans.append((m.start(), m.end()))
     for pos, name in institutions:
+        if _OWN_INSTITUTION_BEFORE.search(text[max(0, pos - 60):pos]):
+            inst_spans.append((pos, pos + len(name) + 20))
+            continue
         covered = _kb_institution(name, kb)
         if covered:
             add(scope.institutions, covered)
@@ -341,11 +373,15 @@ def detect_scope(text: str, kb: "KnowledgeBase | None" = None) -> Scope:
             add(scope.covered, code)
         else:
             add(scope.uncovered_destinations, name)
+    origin_at: dict[int, str] = {}  # end of an origin mention → its country ("in Lagos, Nigeria")
     for a, b, place in _place_mentions(text):
         if any(s <= a < e or s < b <= e for s, e in taken):
             continue  # already read as a KB destination cue ("Toronto", "Dubai")
-        if is_origin_mention(text, a, b) or _demonym_as_origin(text, a, b, place):
+        if is_origin_mention(text, a, b) or _demonym_as_origin(text, a, b, place) or (
+                place.iso not in covered_codes and (_RESIDENCE_BEFORE.search(text[max(0, a - 50):a])
+                                                    or _after_origin_city(text, a, place, origin_at))):
             add(scope.origins, place.country)
+            origin_at[b] = place.iso
             continue
         if inside_institution(a):
             continue
@@ -380,6 +416,12 @@ def country_code(name: str) -> str | None:
 def origin_codes(text: str, kb: "KnowledgeBase | None" = None) -> list[str]:
     """ISO codes of the countries ``text`` names as where the student comes from (``Scope.origins``)."""
     return [c for c in (country_code(o) for o in detect_scope(text, kb).origins) if c]
+
+
+def _after_origin_city(text: str, a: int, place: _Place, origin_at: dict[int, str]) -> bool:
+    """'Lagos, Nigeria': the country written right after an origin city, of that city, is the origin too."""
+    m = re.search(r",\s*$", text[max(0, a - 4):a])
+    return bool(m) and origin_at.get(a - (len(text[max(0, a - 4):a]) - m.start())) == place.iso
 
 
 def _demonym_as_origin(text: str, a: int, b: int, place: _Place) -> bool:

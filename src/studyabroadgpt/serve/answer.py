@@ -45,6 +45,7 @@ class Turn:
     scope: Any = None                 # kb.coverage.Scope of the question (None without grounding)
     out_of_scope: bool = False        # names only destinations / institutions the KB does not cover
     loop_stopped: bool = False        # stream_turn stopped the model because its text fell into a loop
+    trimmed: str = ""                 # the unfinished last sentence stream_turn held back at the token limit
 
     @property
     def generates(self) -> bool:
@@ -129,9 +130,14 @@ class Answerer:
         from .checks import answer_off_topic, cut_loops, find_degenerate
 
         changes: list[GateChange] = []
+        if turn.trimmed:
+            changes.append(GateChange("trimmed", turn.trimmed.strip(), reason="the model reached the token limit "
+                                      "mid-sentence; the unfinished sentence was left out"))
         answer, loops = cut_loops(answer)
         changes += [GateChange("cut_loop", lp.unit, reason=f"repeated {lp.count} times", kind=lp.kind)
                     for lp in loops]
+        answer, leaks = drop_quoted_titles(answer, turn.sources)
+        changes += leaks
         if turn.loop_stopped and not loops:
             changes.append(GateChange("cut_loop", reason="the model was stopped when it started repeating itself"))
         # Degenerate text is judged on what the model wrote: the gate's "(unverified)" marks break up the very
@@ -277,7 +283,8 @@ def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: 
     if degenerate:
         d = degenerate[0]
         return f"the model's answer degenerated into nonsense ({d.reason}: “{d.sample}”)"
-    doubtful = [c for c in changes if c.action in ("marked_unverified", "removed", "removed_url", "removed_rule")]
+    doubtful = [c for c in changes if c.action in ("marked_unverified", "removed", "removed_url", "removed_rule",
+                                                   "removed_title")]
     if len(doubtful) >= MAX_UNVERIFIED:
         return f"{len(doubtful)} specifics in the model's answer could not be verified"
     if off_topic:
@@ -293,6 +300,53 @@ def _replace_sentences(text: str, sentences: list[str], replacement: str) -> str
             continue
         text = text[:at] + (replacement if i == 0 else "") + text[at + len(sentence):]
     return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]{2,}", " ", text)).strip()
+
+
+# "The official facts say:", "According to the official source,", "Source:" — what a model writes before it
+# quotes the facts block. Served (UK, children as dependants): 'The official facts say: "<the fact's source
+# title>"': the title of a GOV.UK page, printed as if it were the rule.
+_SAYS = re.compile(r"(?:\b(?:the\s+|our\s+)?(?:official\s+)?(?:facts?|sources?|information|guidance|rules?|"
+                   r"government|website)\s+(?:\[\d{1,2}\]\s+)?(?:says?|states?|reads?|shows?|is|are)|"
+                   r"\baccording\s+to\s+(?:the\s+)?(?:official\s+)?(?:facts?|sources?)|^\s*(?:official\s+)?sources?)"
+                   r"\s*[:,-]?\s*", re.IGNORECASE)
+
+
+def _title_words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def drop_quoted_titles(text: str, sources: list[Source]) -> tuple[str, list[GateChange]]:
+    """Sentences that give a retrieved source's *title* as what the official facts say (the facts block names
+    each fact's source title, and a small model copies it): the title is no rule, and printed after "The
+    official facts say" a student reads it as one. The sentence goes; the fact itself is added, cited, by
+    ``_assemble`` when the answer does not use it."""
+    from .gate import sentences
+
+    titles = []
+    for s in sources:
+        for t in (getattr(s.fact, "source_title", ""), getattr(s.fact, "title", "")):
+            if t and len(_title_words(t)) >= 2:
+                titles.append((set(_title_words(t)), s))
+    if not titles:
+        return text, []
+    changes: list[GateChange] = []
+    for a, b in reversed(sentences(text)):
+        sentence = text[a:b]
+        m = _SAYS.search(sentence)
+        if m is None:
+            continue
+        said = _title_words(re.sub(r"\[\d{1,2}\]", " ", sentence[m.end():]))
+        if len(said) < 2:
+            continue
+        for words, src in titles:
+            if sum(w in words for w in said) >= 0.8 * len(said) and len(said) <= len(words) + 2:
+                changes.append(GateChange("removed_title", sentence.strip(), fact_id=src.fact.id,
+                                          sentence=sentence.strip(),
+                                          reason="gave a source's title as what the official facts say"))
+                text = text[:a] + text[b:].lstrip(" ")
+                break
+    changes.reverse()
+    return re.sub(r"\n{3,}", "\n\n", text).strip(), changes
 
 
 def _no_facts_answer(turn: Turn) -> str:
@@ -343,7 +397,8 @@ def _note(changes: list[GateChange]) -> str:
               "removed_rule": "rule statement(s) no official source supports removed",
               "marked_unverified": "claim(s) marked (unverified)",
               "removed_url": "web address(es) not among our official sources removed",
-              "cut_loop": "repetition(s) cut"}
+              "removed_title": "source title(s) given as if they were the official fact removed",
+              "cut_loop": "repetition(s) cut", "trimmed": "unfinished last sentence left out"}
     parts = [f"{n} {label}" for a, label in labels.items() if (n := sum(c.action == a for c in changes))]
     return f"> **Fact check:** {'; '.join(parts)}." if parts else ""
 
@@ -352,7 +407,7 @@ def _stream_note(changes: list[GateChange]) -> str:
     """For streamed text, which cannot be edited once sent, the note spells out each change."""
     lines = [f"> - {c.describe()}." for c in changes
              if c.action in ("corrected", "corrected_rule", "removed", "removed_rule", "marked_unverified",
-                             "removed_url", "cut_loop")]
+                             "removed_url", "removed_title", "cut_loop", "trimmed")]
     return "> **Fact check:**\n" + "\n".join(lines) if lines else ""
 
 
@@ -373,30 +428,63 @@ async def stream_turn(generator: Generator, turn: Turn, params: GenParams,
     Stops the model as soon as its text falls into a repetition loop (``turn.loop_stopped``): the loop is
     cut anyway, so every further token is wasted CPU, and on the small model a loop runs to max_tokens.
     The generator enforces its own deadline; the outer wait is a backstop for one that does not.
+
+    Text goes out up to the last complete sentence, line or list item; the rest is held until the next
+    boundary. When the model stops at the token limit (finish reason "length"), the held, unfinished last
+    sentence is left out (``turn.trimmed``): served were answers ending "... In my opinion," and "... This".
+    Holding it back, rather than trimming in ``finish``, keeps streamed and non-streamed answers the same on
+    every engine. An answer with no boundary at all is sent whole, ending in "…".
     """
     if not turn.generates:
         yield Piece("", "stop")
         return
     from .checks import find_loops
 
-    text, checked = "", 0
+    text, checked, sent = "", 0, 0
     # aclosing: leaving the loop early (a loop detected) closes the engine's stream at once, which frees its
     # batch row, instead of whenever the abandoned generator is collected.
     async with asyncio.timeout((params.timeout_s or 3600) + 10), \
             contextlib.aclosing(generator.stream(turn.model_messages, params)) as pieces:
         async for piece in pieces:
-            yield piece
-            if piece.finish_reason is not None:
-                return
             text += piece.text
+            if piece.finish_reason is not None:
+                rest = text[sent:]
+                if piece.finish_reason == "length" and rest.strip() and not _COMPLETE.search(rest):
+                    if sent:
+                        turn.trimmed, rest = rest, ""
+                    else:  # not one complete sentence: all of it, marked as cut off
+                        rest = rest.rstrip() + " …"
+                yield Piece(rest, piece.finish_reason, piece.prompt_tokens, piece.completion_tokens)
+                return
+            cut = _last_boundary(text, sent)
+            if cut > sent:
+                yield Piece(text[sent:cut])
+                sent = cut
             # Look at line ends (where list items and sentences repeat), at most every 80 characters.
             grown = len(text) - checked
             if stop_on_loop and ((grown >= 80 and "\n" in piece.text) or grown >= 400):
                 checked = len(text)
                 if find_loops(text):
                     turn.loop_stopped = True  # finish() cuts the loop and says so; clients see "stop"
-                    yield Piece("", "stop")
+                    yield Piece(text[sent:], "stop")
                     return
+
+
+# Where a complete sentence, line or list item ends: a newline, or ".", "!", "?" (with closing quotes, brackets,
+# a citation "[2]" or markdown emphasis after it) followed by white space. "2.5", "e.g.," and "gov.uk" are not.
+_BOUNDARY = re.compile(r"\n|[.!?…](?:[\"”’')\]*_]|\[\d{1,2}\])*[ \t]+(?=\S)")
+
+
+_COMPLETE = re.compile(r"[.!?…](?:[\"”’')\]*_]|\[\d{1,2}\])*\s*$")
+
+
+def _last_boundary(text: str, start: int) -> int:
+    """The end of the last complete sentence / line in ``text`` after ``start`` (``start`` when none)."""
+    end = start
+    for m in _BOUNDARY.finditer(text, max(0, start - 8)):
+        if m.end() > end:
+            end = m.end()
+    return end
 
 
 async def collect(generator: Generator, turn: Turn, params: GenParams) -> tuple[str, Piece]:

@@ -791,7 +791,13 @@ _RULE_ASSERT = re.compile(
     r"not\s+(?:allowed|permitted|eligible|entitled)|(?:is|are)\s+(?:allowed|permitted|eligible|entitled|exempt)|"
     r"allows?|permits?\s+(?:you|students|holders)|entitles?|exempts?|applies\s+(?:only\s+)?to|regardless\s+of|"
     r"varies\s+(?:depending|by|according)|depends\s+on\s+your\s+(?:nationality|country|citizenship)|"
-    r"polic(?:y|ies)|laws?|legal(?:ly)?|regulations?|legislation|government\s+(?:has|says|requires|allows))\b",
+    r"polic(?:y|ies)|laws?|legal(?:ly)?|regulations?|legislation|government\s+(?:has|says|requires|allows)|"
+    # an obligation or a ban in plain words (served, UK dependants: "You will need an agreement between parents
+    # and tutor that explains who looks after them"; Japan: "You cannot study in Japan without speaking Japanese")
+    r"(?:will|'ll|would)\s+(?:also\s+)?need\s+(?:an?|the|your|to)|"
+    r"(?:you|students?|applicants?)\s+(?:also\s+)?(?:need|have)\s+to\s+(?:have|show|provide|submit|get|obtain|sign|"
+    r"present|prove|pay|pass|speak|be)|can(?:not|'t|\s+not)\s+(?:study|work|bring|apply|stay|enter|get|be|use|"
+    r"switch|extend))\b",
     re.IGNORECASE)
 # Advice, not a rule: "Check the university's page", "You should contact the international office", "It's a
 # good idea to apply early", "Make sure you keep copies".

