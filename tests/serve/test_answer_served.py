@@ -66,8 +66,8 @@ def test_stream_and_non_stream_serve_the_same_trimmed_text(serve, answerer, clie
     content = resp.choices[0].message.content
     assert resp.choices[0].finish_reason == "length" and not content.rstrip().endswith("This")
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    body = streamed.split("\n\n> **Fact check")[0]
-    assert "\n\nThis" not in streamed and body.rstrip().endswith("all aspects of it.")
+    complete = FRANCE_CUT[:-len("\n\nThis")]
+    assert streamed.startswith(complete) and FRANCE_CUT not in streamed   # "This" never went out
     assert chunks[-1].choices[0].finish_reason == "length"
 
 
@@ -139,3 +139,51 @@ def test_a_false_commonwealth_premise_is_one_cited_line(answerer):
     final = _final(answerer, q, "Yes, as a citizen of a Commonwealth country you can apply.")
     note = next(n for n in _premises(final) if "57 Commonwealth countries" in n)
     assert "The Philippines is not on that list" in note and "Zimbabwe" not in note
+
+
+# Served (session 3 and this session's reading): rule statements on the language of instruction, which no check
+# ran on (not a policy subject), the Japanese guidance dropped for sharing only the place word "Japanese".
+@pytest.mark.parametrize("question,raw,composed_from", [
+    ("Can I study in Japan without speaking Japanese?",
+     "You cannot study in Japan without speaking Japanese. All universities in Japan teach in Japanese, so you "
+     "should start learning now.", "guide.jp.language.japanese"),
+    ("Can I study in France without knowing French?",
+     "No, you cannot study in France with English as your native language. You need to speak French fluently so "
+     "that you can understand and use all aspects of it.", "guide.fr.language.french"),
+])
+def test_an_unsupported_ban_on_a_covered_destination_gets_the_composed_answer(answerer, question, raw, composed_from):
+    final = _final(answerer, question, raw, mode="auto")
+    assert final.mode == "compose" and "no official fact supports" in final.gate["fallback_reason"]
+    assert "English-taught" in final.content and "you cannot study" not in final.content.lower()
+    assert any(s["id"] == composed_from and s["cited"] for s in final.sources)
+
+
+def test_a_verdict_on_a_subject_the_kb_has_no_fact_on_gets_the_honest_answer(answerer):
+    # Served (lead, S6): "...many other languages taught by the Netherlands' universities and their language
+    # centres abroad." — uncited, invented; nothing retrieved is on the language of instruction.
+    q = "My son wants to do his bachelor's in the Netherlands. Is it true that all Dutch universities teach only in Dutch?"
+    final = _final(answerer, q, "Yes, most Dutch universities teach in Dutch, with many other languages taught by the "
+                                "Netherlands' universities and their language centres abroad.", mode="auto")
+    assert final.mode == "compose"
+    assert "no official fact on the language of instruction for the Netherlands" in final.content
+    assert "language centres abroad" not in final.content
+
+
+def test_soft_advice_is_not_replaced_for_its_plain_rules(answerer):
+    final = _final(answerer, "How do I make friends as an international student in Canada?",
+                   "Join clubs and societies at your university, go to orientation events for international "
+                   "students and make friends with your classmates.", mode="auto")
+    assert final.mode == "generate", final.gate.get("fallback_reason")
+
+
+@pytest.mark.parametrize("question,subjects", [
+    ("My daughter is 16. Can she do a summer school in the US on a tourist visa?", {"visa_rule"}),
+    ("Can my wife come with me to Singapore while I do my PhD, and can she work?", {"dependants"}),
+    ("Can my wife work if I bring her to Canada, and can I work too?", {"dependants", "work_hours"}),
+    ("Is the Netherlands expensive for students?", {"living_costs"}),
+    ("Can I study in Japan without speaking Japanese?", {"language"}),
+])
+def test_what_the_question_asks(question, subjects):
+    from studyabroadgpt.kb.relevance import asked_subjects
+
+    assert asked_subjects(question) == subjects

@@ -122,9 +122,19 @@ _ASK_CUES: list[tuple[str, str]] = [
     ("health", r"\bhealth\b|\binsurance\b|\bihs\b|\boshc\b|\bnhs\b|\bsurcharge\b|\bmedical\b|\bdoctors?\b"),
     ("tuition", r"\btuition\b|\bcourse\s+fees?\b|\bsemester\s+(?:fee|contribution)\b|\bfree\s+(?:education|university|study)\b|"
                 r"\bcost\s+to\s+study\b|\buniversity\s+fees?\b"),
-    ("living_costs", r"\bliving\s+costs?\b|\bcost\s+of\s+living\b|\bcouncil\s+tax\b|\bbudget\b"),
+    ("living_costs", r"\bliving\s+costs?\b|\bcost\s+of\s+living\b|\bcouncil\s+tax\b|\bbudget\b|"
+                     # "Is the Netherlands expensive for students?" named no subject and got the health-insurance
+                     # rule first; "Which is cheaper, Germany or Poland?"
+                     r"\b(?:expensive|cheap|cheaper|cheapest|affordable|afford)\b"),
     ("accommodation", r"\baccommodation\b|\bhousing\b|\brent\w*\b|\blandlord\b|\bdeposit\b|\bdorms?\b|\bhalls\b"),
     ("english", r"\bielts\b|\btoefl\b|\bpte\b|\bduolingo\b|\benglish\b|\blanguage\s+(?:test|requirement)s?\b|\bcefr\b"),
+    # The language programmes are taught in (served: "You cannot study in Japan without speaking Japanese", "all
+    # Dutch universities teach only in Dutch?" got an invented answer, no check and no honest "no fact on it").
+    ("language", r"\b(?:speak(?:ing)?|know(?:ing)?|learn(?:ing)?|without)\s+(?:any\s+)?(?:japanese|french|german|korean|"
+                 r"chinese|mandarin|dutch|swedish|danish|finnish|norwegian|italian|spanish|polish|the\s+(?:local\s+)?"
+                 r"language)\b|\btaught\s+in\b|\b[\w]+-taught\b|\blanguage\s+of\s+(?:instruction|teaching)\b|"
+                 r"\bteach(?:es|ing)?\s+(?:only\s+)?in\b|\b(?:study|studying|programmes?|programs?|courses?|degrees?)\s+"
+                 r"in\s+english\b"),
     ("admissions_test", r"\bgre\b|\bgmat\b|\bsat\b|\bucat\b|\bbmat\b|\bmcat\b|\blsat\b|\bgamsat\b|\bentrance\s+exams?\b"),
     ("scholarship", r"\bscholarships?\b|\bbursar\w*\b|\bstipend\b|\bfellowships?\b|\bfully[- ]funded\b|\bfunding\b|\bgrants?\b"),
     ("registration", r"\bregist\w*\b|\bpolice\b|\banmeldung\b|\bbrp\b|\bevisa\b|\bresidence\s+card\b|\bcollect\b"),
@@ -136,6 +146,15 @@ _ASK_RES = [(s, re.compile(p, re.IGNORECASE)) for s, p in _ASK_CUES]
 _CARRIER = ("visa_rule", re.compile(r"\bvisas?\b|\bpermits?\b|\bcas\b|\bi-20\b|\bds-160\b|\bstamp\s+2\b|"
                                     r"\bsubclass\b|\bstudent\s+pass\b|\bmvv\b|\bresidence\s+permit\b", re.IGNORECASE))
 
+_BRINGING = re.compile(r"\b(?:bring|brings|bringing|come\s+with|comes\s+with|join|joins|joining|accompany\w*|with\s+me|"
+                       r"with\s+us|dependants?|dependents?|f-2|spouses?|wife|husband|partners?|fianc[ée]e?|girlfriend|"
+                       r"boyfriend|family\s+(?:visa|members?|permit)|my\s+family)\b", re.IGNORECASE)
+_PARTNER_WORKS = re.compile(r"\b(?:can|could|may|will)\s+(?:she|he|they|my\s+(?:wife|husband|partner|spouse))\s+"
+                            r"(?:also\s+)?(?:work|get\s+a\s+job)\b|\b(?:she|he)\s+(?:can|could|may)\s+(?:also\s+)?work\b",
+                            re.IGNORECASE)
+_STUDENT_WORKS = re.compile(r"\b(?:can|could|may)\s+i\s+(?:also\s+)?work\b|\bi\s+(?:want|need|plan)\s+to\s+work\b",
+                            re.IGNORECASE)
+
 # Guidance topics (kb.schema.GUIDANCE_TOPICS) in the same vocabulary; a topic not here has no subject.
 _GUIDANCE_SUBJECTS = {
     "family_planning": {"dependants"}, "part_time_jobs": {"work_hours"}, "scholarship_search": {"scholarship"},
@@ -144,8 +163,11 @@ _GUIDANCE_SUBJECTS = {
     "health_registration": {"health", "registration"}, "arrival_checklist": {"arrival", "registration"},
     "visa_interview": {"visa_rule"}, "careers": {"post_study"}, "internships": {"work_hours"},
     "pre_departure": {"arrival"}, "taxes": {"work_hours"}, "deferral": {"apply_timing"},
-    "phd_applications": {"deadline"}, "application_strategy": {"deadline"},
+    "phd_applications": {"deadline"}, "application_strategy": {"deadline"}, "language_support": {"language"},
 }
+# Facts on the language programmes are taught in ("German-taught degree programmes ... while English-taught
+# programmes set their own IELTS requirement").
+_TAUGHT = re.compile(r"\b\w+-taught\b|\btaught\s+in\b", re.IGNORECASE)
 
 
 def asked_subjects(text: str) -> frozenset:
@@ -153,6 +175,15 @@ def asked_subjects(text: str) -> frozenset:
     permit" → apply_timing; "which visa do I need" → visa_rule)."""
     text = text.replace("’", "'")
     found = {s for s, rx in _ASK_RES if rx.search(text)}
+    if "dependants" in found and not _BRINGING.search(text):
+        # "My daughter is 16. Can she do a summer school in the US?" and "My son wants to do his bachelor's"
+        # ask about the child's own studies (served: "no official fact on bringing a partner or children").
+        found.discard("dependants")
+    if "dependants" in found and "work_hours" in found and _PARTNER_WORKS.search(text) \
+            and not _STUDENT_WORKS.search(text):
+        # "Can my wife come with me to Singapore, and can she work?": the partner's work is a dependant rule;
+        # the student's own work-hours fact was served as "From the official source".
+        found.discard("work_hours")
     if "post_study" in found and not re.search(r"\bpart[- ]time\b|\bwhile\s+(?:i\s+)?(?:study|studying)\b|"
                                                r"\bduring\b", text, re.IGNORECASE):
         found.discard("work_hours")  # "stay and work after my degree" asks about post-study work, not hours
@@ -179,6 +210,8 @@ def entry_subjects(entry) -> frozenset:
         topic = slots._TOPIC_SUBJECT.get(entry.topic)
     if topic:
         out.add(topic)
+    if _TAUGHT.search(getattr(entry, "statement", "") or ""):
+        out.add("language")
     if "deadline" in out or "apply_timing" in out:
         out |= {"apply_timing", "deadline"}  # "the deadline" and "when to apply" are one question to a student
     return frozenset(out)

@@ -152,16 +152,59 @@ class Answerer:
         else:
             answer, dropped = drop_unknown_citations(answer, {s.n for s in turn.sources})
         if turn.mode == "auto":
-            why = _fails(answer, changes, loops, answer_off_topic(turn.question, answer), degenerate)
+            unsupported = self._unsupported_rules(turn, answer, changes)
+            why = _fails(answer, changes, loops, answer_off_topic(turn.question, answer), degenerate, unsupported)
             if why:
                 if degenerate:
                     changes.append(GateChange("degenerate", degenerate[0].sample, reason=degenerate[0].reason,
                                               kind=degenerate[0].kind))
                 # Nonsense is never served: with nothing relevant to compose from, the plain no-facts answer.
-                final = self._composed(turn, changes, reason=why, streamed=True, floor=bool(degenerate))
+                final = self._composed(turn, changes, reason=why, streamed=True,
+                                       floor=bool(degenerate) or bool(unsupported))
                 if final is not None:
                     return final
         return self._assemble(turn, answer, changes, policy, mode="generate")
+
+    def _unsupported_rules(self, turn: Turn, answer: str, changes: list[GateChange]) -> list[Any]:
+        """Rule statements in a generated answer to a question on a subject for a covered destination that no
+        retrieved fact supports (``checks.unsupported_rules``). The gate marks these in policy answers; on any
+        other subject nothing checked them: "You cannot study in Japan without speaking Japanese" and "No, you
+        cannot study in France with English as your native language" were served as generated."""
+        from .compose import asked
+        from .gate import sentences
+
+        if any(c.kind in ("rule", "rule_change") for c in changes):
+            return []  # the gate's policy check already ran on this answer
+        scope = turn.scope
+        if scope is None or not getattr(scope, "covered", None) or not asked(turn.question,
+                                                                             _earlier_questions(turn.messages)):
+            return []
+        from .checks import _RULE_ASSERT, _support, unsupported_rules
+        from .compose import relevant_sources
+
+        facts = [s.fact for s in turn.sources]
+        bounds = sentences(answer)
+        if not relevant_sources(turn.question, turn.sources, _earlier_questions(turn.messages)):
+            # Nothing retrieved is on the subject asked: any verdict or rule the answer states is unchecked
+            # ("Yes, most Dutch universities teach in Dutch, with many other languages taught by ... their
+            # language centres abroad"). The floor says plainly that we have no official fact on it.
+            claims = [answer[a:b].strip() for a, b in bounds if _BAN.search(answer[a:b])
+                      or _RULE_ASSERT.search(answer[a:b]) or _VERDICT.match(answer[a:b])]
+            return [_Unsupported(c, "no retrieved official fact is on the subject asked") for c in claims[:1]]
+        found = unsupported_rules(answer, facts, bounds)
+        flagged = {f.span for f in found}
+        for a, b in bounds:
+            sentence = answer[a:b].strip()
+            if (a, b) in flagged or not _BAN.search(sentence) or sentence.endswith("?"):
+                continue
+            # A ban or an "all / only" rule is not supported by a fact that shares its words but states no
+            # restriction: "Even in English-taught degree programmes, daily life ... in Japan usually need
+            # Japanese" does not support "You cannot study in Japan without speaking Japanese".
+            share, fact = _support(sentence, facts)
+            if fact is None or not _RESTRICTS.search(fact.statement):
+                found.append(_Unsupported(sentence, f"states a ban or an all/only rule no retrieved official fact "
+                                                    f"states ({share:.0%} of its words in the closest fact)"))
+        return found
 
     def _assemble(self, turn: Turn, answer: str, changes: list[GateChange], policy: bool, mode: str,
                   streamed_prefix: str = "", streamed: bool = True) -> Final:
@@ -234,7 +277,10 @@ class Answerer:
         text = compose_answer(turn.question, turn.sources, messages=turn.messages, kb=self.kb)
         if text is None:
             if not streamed or floor:  # compose mode with nothing relevant, or nonsense: say so plainly
-                text = _no_facts_answer(turn)
+                from .compose import no_fact_answer
+
+                text = no_fact_answer(turn.question, self.kb, _earlier_questions(turn.messages)) or \
+                    _no_facts_answer(turn)
             else:
                 return None
         changes = [c for c in changes if c.action in ("cut_loop", "degenerate")] + \
@@ -273,8 +319,25 @@ class Answerer:
         return Final(content, tail, [], gate, mode)
 
 
+# A ban, or a rule about all / only some, in the model's words; and a fact's statement that restricts something.
+_BAN = re.compile(r"\b(?:cannot|can't|can\s+not|not\s+(?:allowed|permitted|possible)|impossible|(?:all|no|every)\s+"
+                  r"(?:\w+\s+)?(?:universities|programmes|programs|courses|schools|colleges|students)|only\s+(?:in|teach|"
+                  r"for|if|when|available))\b", re.IGNORECASE)
+_RESTRICTS = re.compile(r"\b(?:cannot|can't|not|no|only|never|must|required|requires?|prohibited|limited|except)\b",
+                        re.IGNORECASE)
+
+
+_VERDICT = re.compile(r"\s*(?:yes|no|absolutely|definitely|of\s+course)\b", re.IGNORECASE)
+
+
+@dataclass
+class _Unsupported:
+    sentence: str
+    reason: str
+
+
 def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: str | None,
-           degenerate: list[Any] = ()) -> str | None:
+           degenerate: list[Any] = (), unsupported: list[Any] = ()) -> str | None:
     """Why a generated answer must not be served as it is (auto mode), or None."""
     if loops or any(c.action == "cut_loop" for c in changes):
         return "the model's answer was stuck in a repetition loop"
@@ -289,6 +352,8 @@ def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: 
         return f"{len(doubtful)} specifics in the model's answer could not be verified"
     if off_topic:
         return f"the model's answer was off topic ({off_topic})"
+    if unsupported:
+        return f"the model's answer states a rule no official fact supports (“{unsupported[0].sentence[:80]}”)"
     return None
 
 

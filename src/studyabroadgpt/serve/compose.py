@@ -27,8 +27,28 @@ def relevant_sources(question: str, sources: list[Source], context: str = "") ->
     subject asked); ``context``: the user turn before a follow-up (``checks.off_topic_sources``)."""
     from .checks import off_topic_sources
 
-    off = {id(s) for s in off_topic_sources(question, sources, threshold=_threshold(sources), context=context)}
-    return [s for s in sources if id(s) not in off and about_asked(question, s, context)]
+    threshold = _threshold(sources)
+    off = {id(s) for s in off_topic_sources(question, sources, threshold=threshold, context=context)}
+    return [s for s in sources if (id(s) not in off or _on_subject(question, s, threshold, context))
+            and about_asked(question, s, context)]
+
+
+def _on_subject(question: str, source: Source, threshold: float | None, context: str = "") -> bool:
+    """A source on the very subject asked, for the destination asked, above the threshold, is about the
+    question even when it shares no word with it besides places: "Can I study in Japan without speaking
+    Japanese?" shares only "Japanese" (a place word to ``checks.off_topic_sources``) with the Japanese-language
+    guidance, which was then dropped and the model's "You cannot study in Japan without speaking Japanese" kept."""
+    from ..kb.geo import detect_destinations
+    from ..kb.relevance import entry_subjects
+
+    want = asked(question, context)
+    if not want or not want & entry_subjects(source.fact):
+        return False
+    named = set(detect_destinations(question, exclude_origins=True)) or set(
+        detect_destinations(context, exclude_origins=True))
+    if named and source.fact.destination not in named | {"any"}:
+        return False
+    return threshold is None or source.relevance is None or source.relevance >= threshold
 
 
 def asked(question: str, context: str = "") -> frozenset:
@@ -60,7 +80,7 @@ SUBJECT_WORDS = {
     "english": "English-language requirements", "admissions_test": "admissions tests",
     "scholarship": "scholarships", "registration": "registering after you arrive",
     "credentials": "recognition of your qualifications", "post_study": "working after you graduate",
-    "visa_rule": "the student visa",
+    "visa_rule": "the student visa", "language": "the language of instruction",
 }
 _SUBJECT_ORDER = list(SUBJECT_WORDS)
 
@@ -80,7 +100,9 @@ def no_fact_answer(question: str, kb: Any = None, context: str = "") -> str | No
         detect_destinations(context, exclude_origins=True) if context else [])
     if not dests:
         return None  # no destination asked about: "no fact for your destination" would be a guess
-    where = " and ".join(DESTINATIONS.get(d, d) for d in dests)
+    from .premises import _country_name
+
+    where = " and ".join(_country_name(d) for d in dests)
     pages = [_official_page(d, kb) for d in dests] if kb is not None else []
     pages = [p for p in pages if p]
     check = ("; ".join(f"[{p.source_title}]({p.source_url})" for p in pages) if pages else
