@@ -7,7 +7,15 @@ import pytest
 
 from studyabroadgpt.serve.generation import Piece, ScriptedGenerator
 
-from .engine_helpers import answer_turn as run
+from .engine_helpers import answer_turn
+
+
+def run(gen, turn):
+    """Near the token limit from the first token (max_tokens under HOLD_TOKENS): the whole answer is held to
+    sentence ends, as the last ~64 tokens of a longer answer are."""
+    from studyabroadgpt.serve.generation import GenParams
+
+    return answer_turn(gen, turn, params=GenParams(max_tokens=32))
 
 
 class AtTokenLimit(ScriptedGenerator):
@@ -47,6 +55,22 @@ def test_a_complete_last_sentence_and_a_normal_stop_are_kept(answerer):
     assert raw == CUT_OFF and not turn.trimmed
 
 
+def test_the_stream_is_token_by_token_until_near_the_limit(answerer):
+    from studyabroadgpt.serve.answer import stream_turn
+    from studyabroadgpt.serve.generation import GenParams
+    import asyncio
+
+    async def pieces(max_tokens):
+        turn = answerer.prepare(WORK_Q, mode="generate")
+        return [p.text async for p in stream_turn(AtTokenLimit(CUT_OFF, piece_chars=5), turn,
+                                                  GenParams(max_tokens=max_tokens))], turn
+
+    far, turn = asyncio.run(pieces(400))   # far from the limit: every piece as it came, nothing held or cut
+    assert all(len(p) <= 5 for p in far) and "".join(far) == CUT_OFF and not turn.trimmed
+    near, turn = asyncio.run(pieces(32))
+    assert "".join(near) + turn.trimmed == CUT_OFF and turn.trimmed == "In my opinion,"
+
+
 def test_an_answer_without_one_complete_sentence_is_marked_cut_off(answerer):
     turn = answerer.prepare(WORK_Q, mode="generate")
     raw, _ = run(AtTokenLimit("You can work twenty hours a week during", piece_chars=4), turn)
@@ -61,8 +85,8 @@ def test_stream_and_non_stream_serve_the_same_trimmed_text(serve, answerer, clie
     with serve(create_app(gen, answerer, ServeSettings(answer_mode="generate"))) as base:
         client = client_for(base)
         q = [{"role": "user", "content": "Can I study in France without knowing French?"}]
-        resp = client.chat.completions.create(model="m", messages=q)
-        chunks = list(client.chat.completions.create(model="m", messages=q, stream=True))
+        resp = client.chat.completions.create(model="m", messages=q, max_tokens=40)
+        chunks = list(client.chat.completions.create(model="m", messages=q, max_tokens=40, stream=True))
     content = resp.choices[0].message.content
     assert resp.choices[0].finish_reason == "length" and not content.rstrip().endswith("This")
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -187,3 +211,38 @@ def test_what_the_question_asks(question, subjects):
     from studyabroadgpt.kb.relevance import asked_subjects
 
     assert asked_subjects(question) == subjects
+
+
+def test_a_follow_up_on_that_visa_asks_what_the_turn_before_did():
+    # Served (lead, S1): "How long does that visa last?" after the job-seeking question got "no official fact
+    # on the student visa for South Korea".
+    from studyabroadgpt.serve.compose import asked
+
+    before = "Can I stay in South Korea to look for a job after I graduate?"
+    assert asked("How long does that visa last?", before) == {"post_study"}
+    assert asked("Which visa do I need?", "How much does it cost to live in Seoul?") == {"visa_rule"}
+
+
+def test_an_answer_mostly_about_other_destinations_is_off_topic():
+    # Served (lead, S3): "What is the cheapest city in Ireland for students?" answered about Dubai and Singapore.
+    from studyabroadgpt.serve.checks import answer_off_topic
+
+    q = "What is the cheapest city in Ireland for students?"
+    raw = ("In 2019-20, the cheapest place was Dubai, followed by Singapore. Dubai has low rents and Singapore has "
+           "cheap food, while Ireland is more expensive.")
+    assert "Dubai" in answer_off_topic(q, raw) or "United Arab Emirates" in answer_off_topic(q, raw)
+    assert answer_off_topic(q, "Cork and Galway are usually cheaper than Dublin for students in Ireland.") is None
+    assert answer_off_topic("I'm from India. Can I work while studying in Canada?",
+                            "Yes, in Canada you can work part time while you study.") is None
+
+
+def test_one_sources_line_per_page(answerer):
+    from studyabroadgpt.serve.answer import _sources_markdown
+    from studyabroadgpt.serve.grounding import Source
+
+    kb = answerer.kb
+    # served (lead, S5, Canada loneliness): "[1] Mental health - NHS" and "[2] Mental health - NHS"
+    nhs = [e for e in kb.guidance if str(e.source_url) == "https://www.nhs.uk/mental-health/"][:2]
+    assert len(nhs) == 2
+    md = _sources_markdown([Source(1, nhs[0]), Source(2, nhs[1])], {1, 2})
+    assert md.count(str(nhs[0].source_url)) == 1 and md.splitlines()[2].startswith("[1][2] [")

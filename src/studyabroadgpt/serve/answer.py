@@ -480,7 +480,16 @@ def _sources_markdown(sources: list[Source], cited: set[int]) -> str:
     shown = [s for s in sources if s.n in cited]
     if not shown:
         return ""
-    return "**Sources**\n\n" + "\n".join(f"{s.markdown()}  " for s in shown)
+    # One line per page: two facts from one page were listed as "[1] Mental health - NHS" and "[2] Mental
+    # health - NHS" (served); the page's line carries both numbers.
+    lines: dict[str, list[Source]] = {}
+    for s in shown:
+        lines.setdefault(str(s.fact.source_url), []).append(s)
+    out = []
+    for group in lines.values():
+        first = group[0].markdown()
+        out.append("".join(f"[{s.n}]" for s in group) + first[first.index("]") + 1:] + "  ")
+    return "**Sources**\n\n" + "\n".join(out)
 
 
 # ------------------------------------------------------------------------------------------ streaming
@@ -494,11 +503,13 @@ async def stream_turn(generator: Generator, turn: Turn, params: GenParams,
     cut anyway, so every further token is wasted CPU, and on the small model a loop runs to max_tokens.
     The generator enforces its own deadline; the outer wait is a backstop for one that does not.
 
-    Text goes out up to the last complete sentence, line or list item; the rest is held until the next
-    boundary. When the model stops at the token limit (finish reason "length"), the held, unfinished last
-    sentence is left out (``turn.trimmed``): served were answers ending "... In my opinion," and "... This".
-    Holding it back, rather than trimming in ``finish``, keeps streamed and non-streamed answers the same on
-    every engine. An answer with no boundary at all is sent whole, ending in "…".
+    Near the token limit (from :data:`HOLD_TOKENS` before it, counting :data:`CHARS_PER_TOKEN` characters a
+    token, an underestimate so holding starts early) text goes out up to the last complete sentence, line or
+    list item, and the rest is held until the next boundary. When the model then stops at the limit (finish
+    reason "length"), the held, unfinished last sentence is left out (``turn.trimmed``): served were answers
+    ending "... In my opinion," and "... This". Holding it back, rather than trimming in ``finish``, keeps
+    streamed and non-streamed answers the same on every engine; holding only near the limit keeps the rest of
+    the stream token by token. An answer with no boundary since holding began is sent whole, ending in "…".
     """
     if not turn.generates:
         yield Piece("", "stop")
@@ -506,6 +517,8 @@ async def stream_turn(generator: Generator, turn: Turn, params: GenParams,
     from .checks import find_loops
 
     text, checked, sent = "", 0, 0
+    hold_from = max(0, params.max_tokens - HOLD_TOKENS) * CHARS_PER_TOKEN
+    held_at: int | None = None   # where holding began
     # aclosing: leaving the loop early (a loop detected) closes the engine's stream at once, which frees its
     # batch row, instead of whenever the abandoned generator is collected.
     async with asyncio.timeout((params.timeout_s or 3600) + 10), \
@@ -515,16 +528,23 @@ async def stream_turn(generator: Generator, turn: Turn, params: GenParams,
             if piece.finish_reason is not None:
                 rest = text[sent:]
                 if piece.finish_reason == "length" and rest.strip() and not _COMPLETE.search(rest):
-                    if sent:
+                    if held_at is not None and sent > held_at:
                         turn.trimmed, rest = rest, ""
-                    else:  # not one complete sentence: all of it, marked as cut off
+                    else:  # no complete sentence since holding began: all of it, marked as cut off
                         rest = rest.rstrip() + " …"
                 yield Piece(rest, piece.finish_reason, piece.prompt_tokens, piece.completion_tokens)
                 return
-            cut = _last_boundary(text, sent)
-            if cut > sent:
-                yield Piece(text[sent:cut])
-                sent = cut
+            if held_at is None and len(text) < hold_from:
+                if piece.text:
+                    yield piece
+                sent = len(text)
+            else:
+                if held_at is None:
+                    held_at = sent
+                cut = _last_boundary(text, sent)
+                if cut > sent:
+                    yield Piece(text[sent:cut])
+                    sent = cut
             # Look at line ends (where list items and sentences repeat), at most every 80 characters.
             grown = len(text) - checked
             if stop_on_loop and ((grown >= 80 and "\n" in piece.text) or grown >= 400):
@@ -535,6 +555,11 @@ async def stream_turn(generator: Generator, turn: Turn, params: GenParams,
                     return
 
 
+# How near the token limit stream_turn starts holding text back to sentence ends, and the characters a token is
+# taken to be: SmolLM2's tokenizer averages about 4 characters a token on English answers, so 3 starts holding
+# early rather than late (a sentence begun before holding started cannot be taken back).
+HOLD_TOKENS = 64
+CHARS_PER_TOKEN = 3
 # Where a complete sentence, line or list item ends: a newline, or ".", "!", "?" (with closing quotes, brackets,
 # a citation "[2]" or markdown emphasis after it) followed by white space. "2.5", "e.g.," and "gov.uk" are not.
 _BOUNDARY = re.compile(r"\n|[.!?…](?:[\"”’')\]*_]|\[\d{1,2}\])*[ \t]+(?=\S)")

@@ -756,13 +756,17 @@ def off_topic_sources(question: str, sources: list[Any], threshold: float | None
 def answer_off_topic(question: str, answer: str) -> str | None:
     """Why ``answer`` is not about ``question`` (None when it is): it names only destinations other than the
     one(s) the question asks about, or shares no content word with a question that has several."""
-    from ..kb.geo import detect_destinations
+    from ..kb.geo import destination_mentions, detect_destinations
     from ..kb.schema import DESTINATIONS
 
-    asked = set(detect_destinations(question))
-    said = set(detect_destinations(answer))
-    if asked and said and not asked & said:
-        return (f"it is about {', '.join(DESTINATIONS.get(c, c) for c in sorted(said))}, not "
+    asked = set(detect_destinations(question, exclude_origins=True))
+    mentions = [code for _, code in destination_mentions(answer)]
+    said = set(mentions)
+    # mostly about other places (served: "What is the cheapest city in Ireland?" answered about Dubai and
+    # Singapore, Ireland named once in passing)
+    if asked and said and (not asked & said or
+                           sum(c not in asked for c in mentions) > 2 * sum(c in asked for c in mentions)):
+        return (f"it is about {', '.join(DESTINATIONS.get(c, c) for c in sorted(said - asked))}, not "
                 f"{', '.join(DESTINATIONS.get(c, c) for c in sorted(asked))}")
     qwords = _content_words(question)
     if len(qwords) >= 3 and not qwords & _content_words(answer):

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .grounding import Source
@@ -56,7 +57,16 @@ def asked(question: str, context: str = "") -> frozenset:
     ("And for Canada?") asks what the turn before it did."""
     from ..kb.relevance import asked_subjects
 
-    return asked_subjects(question) or (asked_subjects(context) if context else frozenset())
+    own = asked_subjects(question)
+    if context and own <= {"visa_rule"} and _REFERS_BACK.search(question):
+        # "How long does that visa last?" after "Can I stay in South Korea to look for a job after I graduate?"
+        # asks about the job-seeking visa, not the student visa (served: "no official fact on the student visa").
+        return asked_subjects(context) or own
+    return own or (asked_subjects(context) if context else frozenset())
+
+
+_REFERS_BACK = re.compile(r"\b(?:that|this|it|the\s+same|such\s+a)\s+(?:visa|permit|route|one)\b|\b(?:does|is|will)\s+it\b",
+                          re.IGNORECASE)
 
 
 def about_asked(question: str, source: Any, context: str = "") -> bool:
