@@ -13,7 +13,8 @@ non-zero when they do not.
 Generates a ShareGPT JSONL file with realistic structure (4–6 turns, markdown answers of ~60–150 words), 5% exact
 duplicates, 5% near duplicates (the same question for another university) and 1% broken records, then runs each
 stage the way the CLI does (reading the previous stage's file) and prints conversations/s and the peak RSS of the
-process during each stage. The whole chain's aim is under 2 minutes on 2 cores.
+process during each stage. The whole chain's aim is under 60 s on 2 cores (issue 16; 40 s on session 4's
+2-core avx512 EPYC, docs/data.md).
 """
 from __future__ import annotations
 
