@@ -246,3 +246,25 @@ def test_one_sources_line_per_page(answerer):
     assert len(nhs) == 2
     md = _sources_markdown([Source(1, nhs[0]), Source(2, nhs[1])], {1, 2})
     assert md.count(str(nhs[0].source_url)) == 1 and md.splitlines()[2].startswith("[1][2] [")
+
+
+# Served (this session, scope's reading on main 1de2d82, llama.cpp, auto, 256 tokens).
+@pytest.mark.parametrize("question,raw", [
+    ("Can I bring my parents to the UK while I study?",
+     "No, it is not allowed to bring your parents to the UK while you are studying. You must always have them with "
+     "you at all times when you travel abroad."),
+    ("I studied at the University of Ghana. Is my degree recognised in Germany?",
+     "No, your university degree is not recognized by the German education system. Your university's credentials "
+     "are based on academic qualifications and research work that has been conducted abroad or within Germany."),
+])
+def test_an_unsupported_verdict_is_not_served(answerer, question, raw):
+    final = _final(answerer, question, raw, mode="auto")
+    assert final.mode == "compose" and "no official fact supports" in final.gate["fallback_reason"]
+    assert raw.split(".")[0] not in final.content
+
+
+def test_a_supported_verdict_is_kept(answerer):
+    final = _final(answerer, "How many hours can I work per week on a UK Student visa during my master's?",
+                   "Yes, at degree level you can work up to 20 hours a week during term time and full time in "
+                   "vacations.", mode="auto")
+    assert final.mode == "generate", final.gate.get("fallback_reason")

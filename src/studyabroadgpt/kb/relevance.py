@@ -104,7 +104,7 @@ def features(ctx: QueryContext, index: int, rank: int, destination: str, kind: s
 # named no slots subject, and the funds rule ranked first).
 _ASK_CUES: list[tuple[str, str]] = [
     ("dependants", r"\b(?:wife|husband|spouses?|partners?|fianc[ée]e?|girlfriend|boyfriend|children|child|kids?|sons?|"
-                   r"daughters?|family|dependants?|dependents?|f-2)\b"),
+                   r"daughters?|family|dependants?|dependents?|f-2|parents|mother|father|mom|mum|dad)\b"),
     ("apply_timing", r"\bhow\s+(?:early|soon|far\s+in\s+advance|long\s+before|many\s+(?:months|weeks|days)\s+before)\b|"
                      r"\bwhen\s+(?:can|should|do|must|could|is)\s+(?:i|we|you)?\s*(?:apply|submit|lodge|file|the\s+earliest)\b|"
                      r"\bprocessing\s+times?\b|\bhow\s+long\s+(?:does|will|do|did)\b[^?]{0,40}\b(?:take|process\w*|decide)\b|"
@@ -120,7 +120,7 @@ _ASK_CUES: list[tuple[str, str]] = [
     ("visa_fee", r"\b(?:visa|application|permit|sevis|biometrics?)\s+(?:fee|charge|cost)s?\b|\bfees?\s+for\s+(?:the|a|my)\s+"
                  r"(?:\w+\s+)?(?:visa|permit)\b|\bhow\s+much\s+(?:is|does|do)\s+(?:the|a|my)\s+(?:\w+\s+)?(?:visa|permit)\b"),
     ("health", r"\bhealth\b|\binsurance\b|\bihs\b|\boshc\b|\bnhs\b|\bsurcharge\b|\bmedical\b|\bdoctors?\b"),
-    ("tuition", r"\btuition\b|\bcourse\s+fees?\b|\bsemester\s+(?:fee|contribution)\b|\bfree\s+(?:education|university|study)\b|"
+    ("tuition", r"\btuition\b|\bcourse\s+fees?\b|\b(?:expensive|cheap|cheaper|cheapest|affordable)\b|\bsemester\s+(?:fee|contribution)\b|\bfree\s+(?:education|university|study)\b|"
                 r"\bcost\s+to\s+study\b|\buniversity\s+fees?\b"),
     ("living_costs", r"\bliving\s+costs?\b|\bcost\s+of\s+living\b|\bcouncil\s+tax\b|\bbudget\b|"
                      # "Is the Netherlands expensive for students?" named no subject and got the health-insurance

@@ -193,6 +193,17 @@ class Answerer:
             return [_Unsupported(c, "no retrieved official fact is on the subject asked") for c in claims[:1]]
         found = unsupported_rules(answer, facts, bounds)
         flagged = {f.span for f in found}
+        if bounds and bounds[0] not in flagged and _VERDICT.match(answer[bounds[0][0]:bounds[0][1]]):
+            # The answer's opening yes/no in the model's own words, which no retrieved fact shares two thirds of
+            # the words of: "No, your university degree is not recognized by the German education system." (half
+            # its words in the anabin fact, which says recognition is checked case by case). A verdict decides
+            # the student's case, so it needs more than the rule sentences' half.
+            verdict = answer[bounds[0][0]:bounds[0][1]].strip()
+            share, _ = _support(re.sub(r"\[\d{1,2}\]", " ", verdict), facts)
+            if share < VERDICT_SUPPORT_SHARE:
+                found.append(_Unsupported(verdict, f"a yes/no verdict no retrieved official fact supports "
+                                                   f"({share:.0%} of its words in the closest fact)"))
+                flagged.add(bounds[0])
         for a, b in bounds:
             sentence = answer[a:b].strip()
             if (a, b) in flagged or not _BAN.search(sentence) or sentence.endswith("?"):
@@ -327,6 +338,7 @@ _RESTRICTS = re.compile(r"\b(?:cannot|can't|not|no|only|never|must|required|requ
                         re.IGNORECASE)
 
 
+VERDICT_SUPPORT_SHARE = 2 / 3
 _VERDICT = re.compile(r"\s*(?:yes|no|absolutely|definitely|of\s+course)\b", re.IGNORECASE)
 
 
