@@ -204,7 +204,7 @@ def test_soft_advice_is_not_replaced_for_its_plain_rules(answerer):
     ("My daughter is 16. Can she do a summer school in the US on a tourist visa?", {"visa_rule"}),
     ("Can my wife come with me to Singapore while I do my PhD, and can she work?", {"dependants"}),
     ("Can my wife work if I bring her to Canada, and can I work too?", {"dependants", "work_hours"}),
-    ("Is the Netherlands expensive for students?", {"living_costs"}),
+    ("Is the Netherlands expensive for students?", {"living_costs", "tuition"}),
     ("Can I study in Japan without speaking Japanese?", {"language"}),
 ])
 def test_what_the_question_asks(question, subjects):
