@@ -40,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "studyabroadgpt-sample" / "conversations.jsonl"
+KINDS = ["ours", "ours-base", "trl", "trl-bf16w"]
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 # SmolLM2's ChatML template with generation markers around what our trainer trains (content + <|im_end|>).
@@ -58,7 +59,7 @@ def peak_rss_mb() -> float:
 
 
 def child_ours(args: argparse.Namespace) -> dict:
-    from studyabroadgpt.train import run
+    from studyabroadgpt.train import run  # from --src: this tree's, or --baseline-src's for "ours-base"
     from studyabroadgpt.train.config import TrainConfig
 
     out = Path(args.workdir)
@@ -70,7 +71,7 @@ def child_ours(args: argparse.Namespace) -> dict:
     timed = rows[1:]  # the first step pays one-off costs (allocator warm-up, oneDNN kernel selection)
     seconds = sum(r["tokens"] / r["tokens_per_s"] for r in timed)
     info = json.loads((run_dir / "run_info.json").read_text())
-    return {"trainer": args.child, "params": info["total_params"], "steps": len(timed), "tokens": sum(r["tokens"] for r in timed),
+    return {"trainer": args.child, "src": str(Path(run.__code__.co_filename).parents[2]), "params": info["total_params"], "steps": len(timed), "tokens": sum(r["tokens"] for r in timed),
             "seconds": seconds, "tokens_per_s": sum(r["tokens"] for r in timed) / seconds,
             "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"], "peak_rss_mb": peak_rss_mb()}
 
@@ -86,9 +87,11 @@ def child_trl(args: argparse.Namespace) -> dict:
     from studyabroadgpt.train.modeling import cpu_has_fast_bf16
 
     torch.set_num_threads(2)
-    # the same precision our trainer's ``auto`` picks: bf16 only where the CPU has it in hardware
+    # the same precision our trainer's ``auto`` picks: bf16 only where the CPU has it in hardware. "trl" keeps
+    # the base in fp32 under bf16 autocast (SFTConfig(bf16=True) on a default load); "trl-bf16w" loads the base
+    # in bf16 as ours does (PEFT still keeps the LoRA weights in fp32): whichever is faster is TRL's best.
     bf16 = cpu_has_fast_bf16()
-    model, tok = models.load(args.model, dtype="float32")
+    model, tok = models.load(args.model, dtype="bfloat16" if bf16 and args.child == "trl-bf16w" else "float32")
     tok.chat_template = CHATML_WITH_GENERATION
     convs = load_valid(args.data).conversations
     data = Dataset.from_list([{"messages": c.messages()} for c in convs])
@@ -108,14 +111,15 @@ def child_trl(args: argparse.Namespace) -> dict:
 
     timing = TRLTiming(trainer)
     trainer.train()
-    return {**timing.result(), "peak_rss_mb": peak_rss_mb(), "bf16": config.bf16,
+    return {**timing.result(), "trainer": args.child, "weights": str(model.dtype), "peak_rss_mb": peak_rss_mb(), "bf16": config.bf16,
             "gradient_checkpointing": config.gradient_checkpointing}
 
 
 def run_child(kind: str, args: argparse.Namespace) -> dict:
     result_file = Path(args.workdir) / f"{kind}.json"
     result_file.unlink(missing_ok=True)
-    cmd = [sys.executable, __file__, "--child", kind, "--result", str(result_file), "--model", args.model,
+    src = args.baseline_src if kind == "ours-base" else str(ROOT / "src")
+    cmd = [sys.executable, __file__, "--child", kind, "--src", src, "--result", str(result_file), "--model", args.model,
            "--data", args.data, "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--workdir",
            args.workdir] + (["--trl-checkpointing"] if args.trl_checkpointing else [])
     # Passive OpenMP waiting for both: on a shared 2-core box, spinning worker threads collapse throughput
@@ -139,12 +143,13 @@ def _median(xs: list[float]) -> float:
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
-def matmul_peak_gflops(threads: int = 2, n: int = 2048, reps: int = 6) -> float:
-    """This CPU's practical fp32 matmul peak: the best of ``reps`` n×n×n products on ``threads`` threads (run in a
-    child so its thread setting and memory stay out of the trainers' processes)."""
-    code = (f"import time, torch; torch.set_num_threads({threads}); a = torch.randn({n}, {n}); b = torch.randn({n}, "
-            f"{n}); a @ b; best = 1e9\nfor _ in range({reps}):\n    t = time.perf_counter(); a @ b; "
-            f"best = min(best, time.perf_counter() - t)\nprint(2 * {n} ** 3 / best / 1e9)")
+def matmul_peak_gflops(threads: int = 2, n: int = 2048, reps: int = 6, dtype: str = "float32") -> float:
+    """This CPU's practical matmul peak in ``dtype``: the best of ``reps`` n×n×n products on ``threads`` threads
+    (run in a child so its thread setting and memory stay out of the trainers' processes)."""
+    code = (f"import time, torch; torch.set_num_threads({threads}); a = torch.randn({n}, {n}).to(torch.{dtype}); "
+            f"b = torch.randn({n}, {n}).to(torch.{dtype}); a @ b; best = 1e9\nfor _ in range({reps}):\n"
+            f"    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)\n"
+            f"print(2 * {n} ** 3 / best / 1e9)")
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     return float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                 check=True).stdout.strip())
@@ -177,7 +182,7 @@ def plot(results: dict, out: Path) -> None:
 
     s = results["summary"]
     names = list(s)
-    colors = ["tab:blue", "tab:cyan", "tab:gray"][: len(names)]
+    colors = ["tab:blue", "tab:cyan", "tab:gray", "tab:olive"][: len(names)]
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.4))
     med = [s[n]["tokens_per_s_median"] for n in names]
     err = [[m - s[n]["tokens_per_s_min"] for n, m in zip(names, med)],
@@ -187,8 +192,8 @@ def plot(results: dict, out: Path) -> None:
     b.bar(names, [s[n]["peak_rss_mb_median"] / 1024 for n in names], color=colors)
     b.set_title("peak RSS, GB (median)")
     fig.suptitle(f"{results['model']}, seq {results['seq_len']}, LoRA r16, {results['steps']} steps × "
-                 f"{results['repeats']} rounds: {results['speedup']:.2f}x tokens/s, {results['memory_ratio']:.2f}x "
-                 f"memory (load {results['load_min']:.1f}–{results['load_max']:.1f})", fontsize=9)
+                 f"{results['repeats']} rounds: {results['speedup']:.2f}x {results['trl_best']}'s tokens/s, "
+                 f"{results['memory_ratio']:.2f}x memory (load {results['load_min']:.1f}–{results['load_max']:.1f})", fontsize=9)
     fig.tight_layout()
     save_figure(fig, out)
 
@@ -200,25 +205,38 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--steps", type=int, default=6, help="optimizer steps per run (the first is not timed)")
     ap.add_argument("--repeats", type=int, default=3, help="rounds; each round runs every trainer once")
-    ap.add_argument("--trainers", default="ours,trl", help="comma-separated: ours, trl")
+    ap.add_argument("--trainers", default="ours,trl",
+                    help="comma-separated: ours, ours-base (our trainer from --baseline-src), trl (fp32 base under "
+                         "bf16 autocast where bf16 is in hardware), trl-bf16w (bf16 base)")
+    ap.add_argument("--baseline-src", help="another checkout's src/ for ours-base, e.g. main before a change")
     ap.add_argument("--trl-checkpointing", action="store_true",
                     help="TRL with SFTConfig's default gradient checkpointing (off by default: slower at 135M)")
     ap.add_argument("--workdir", default=str(ROOT / "runs" / "bench-train"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_train.json"))
-    ap.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
+    ap.add_argument("--src", default=str(ROOT / "src"), help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.child:
-        sys.path.insert(0, str(ROOT / "src"))
-        res = (child_trl if args.child == "trl" else child_ours)(args)
+        sys.path.insert(0, args.src)
+        res = (child_trl if args.child.startswith("trl") else child_ours)(args)
         Path(args.result).write_text(json.dumps(res))
         return
+    sys.path.insert(0, str(ROOT / "src"))
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     kinds = args.trainers.split(",")
+    if unknown := [k for k in kinds if k not in KINDS]:
+        sys.exit(f"--trainers: unknown {unknown}; choose from {KINDS}")
+    if "ours-base" in kinds and not args.baseline_src:
+        sys.exit("--trainers ours-base needs --baseline-src (a src/ directory)")
     uptime_start = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    peaks = [matmul_peak_gflops()]
-    print(f"fp32 matmul peak (2048³, 2 threads): {peaks[0]:.1f} GFLOP/s", flush=True)
+    from studyabroadgpt.train.modeling import cpu_has_fast_bf16
+
+    # the share of peak is taken against the dtype the matmuls run in (bf16 autocast where it is in hardware)
+    dtype = "bfloat16" if cpu_has_fast_bf16() else "float32"
+    peaks = [matmul_peak_gflops(dtype=dtype)]
+    print(f"{dtype} matmul peak (2048³, 2 threads): {peaks[0]:.1f} GFLOP/s", flush=True)
     runs = []
     for i in range(args.repeats):
         for kind in (kinds if i % 2 == 0 else kinds[::-1]):  # alternate the order too
@@ -228,22 +246,32 @@ def main() -> None:
             Path(args.out).with_suffix(".partial.json").write_text(json.dumps(runs, indent=2))  # survives a crash
             print(f"round {i + 1}/{args.repeats} {kind:9} {r['tokens_per_s']:7.1f} tokens/s "
                   f"{r['peak_rss_mb'] / 1024:5.2f} GB (load {r['load_before']:.2f})", flush=True)
-    peaks.append(matmul_peak_gflops())  # again at the end: the better of the two is the machine's peak
+    peaks.append(matmul_peak_gflops(dtype=dtype))  # again at the end: the better of the two is the machine's peak
     summary = summarize(runs, kinds, max(peaks))
     loads = [r["load_before"] for r in runs] + [r["load_after"] for r in runs]
-    ours, trl = summary.get("ours"), summary.get("trl")
-    paired = [a["tokens_per_s"] / b["tokens_per_s"] for i in range(args.repeats)
-              for a in runs if a["trainer"] == "ours" and a["round"] == i
-              for b in runs if b["trainer"] == "trl" and b["round"] == i]
+    # TRL's best configuration is whichever TRL set-up ran fastest (median) in this same run
+    trl_kinds = [k for k in kinds if k.startswith("trl")]
+    trl_best = max(trl_kinds, key=lambda k: summary[k]["tokens_per_s_median"]) if trl_kinds else None
+    ours, trl = summary.get("ours"), summary.get(trl_best)
+
+    def per_round(a_kind: str, b_kind: str) -> list[float]:
+        return [round(a["tokens_per_s"] / b["tokens_per_s"], 3) for i in range(args.repeats)
+                for a in runs if a["trainer"] == a_kind and a["round"] == i
+                for b in runs if b["trainer"] == b_kind and b["round"] == i]
+
+    base = summary.get("ours-base")
     results = {"model": args.model, "seq_len": args.seq_len, "steps": args.steps, "repeats": args.repeats,
                "data": args.data, "uptime_start": uptime_start,
                "uptime_end": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-               "load_min": min(loads), "load_max": max(loads), "matmul_peak_gflops": [round(p, 1) for p in peaks],
-               "summary": summary, "runs": runs,
+               "load_min": min(loads), "load_max": max(loads), "matmul_dtype": dtype,
+               "matmul_peak_gflops": [round(p, 1) for p in peaks], "summary": summary, "runs": runs,
+               "trl_best": trl_best,
                "speedup": ours["tokens_per_s_median"] / trl["tokens_per_s_median"] if ours and trl else float("nan"),
-               "speedup_per_round": [round(x, 3) for x in paired],
+               "speedup_per_round": per_round("ours", trl_best) if trl_best else [],
                "memory_ratio": ours["peak_rss_mb_median"] / trl["peak_rss_mb_median"] if ours and trl else
-               float("nan")}
+               float("nan"),
+               "over_baseline_src": ours["tokens_per_s_median"] / base["tokens_per_s_median"] if ours and base
+               else None, "baseline_src": args.baseline_src}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
@@ -253,9 +281,13 @@ def main() -> None:
         share = f"{v['share_of_matmul_peak']:.1%}" if "share_of_matmul_peak" in v else "-"
         print(f"{k:9} {v['tokens_per_s_median']:10.1f} ({v['tokens_per_s_min']:.1f}–{v['tokens_per_s_max']:.1f})"
               f"{'':4} {v['peak_rss_mb_median'] / 1024:8.2f}G {share:>20}")
-    print(f"ours / TRL: {results['speedup']:.2f}x tokens/s (per round: {results['speedup_per_round']}) at "
-          f"{results['memory_ratio']:.2f}x peak memory; load {results['load_min']:.2f}–{results['load_max']:.2f}"
-          f"; fp32 matmul peak {max(peaks):.1f} GFLOP/s\n{uptime_start}\n{results['uptime_end']}\n→ {out}")
+    if results["over_baseline_src"]:
+        print(f"ours / ours-base ({args.baseline_src}): {results['over_baseline_src']:.2f}x tokens/s (per round: "
+              f"{per_round('ours', 'ours-base')})")
+    print(f"ours / TRL's best ({trl_best}): {results['speedup']:.2f}x tokens/s (per round: "
+          f"{results['speedup_per_round']}) at {results['memory_ratio']:.2f}x peak memory; load "
+          f"{results['load_min']:.2f}–{results['load_max']:.2f}; {dtype} matmul peak {max(peaks):.1f} GFLOP/s\n"
+          f"{uptime_start}\n{results['uptime_end']}\n→ {out}")
 
 
 if __name__ == "__main__":
