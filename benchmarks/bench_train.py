@@ -225,6 +225,7 @@ def main() -> None:
         return
     sys.path.insert(0, str(ROOT / "src"))
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     kinds = args.trainers.split(",")
     if unknown := [k for k in kinds if k not in KINDS]:
         sys.exit(f"--trainers: unknown {unknown}; choose from {KINDS}")
