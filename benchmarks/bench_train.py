@@ -14,14 +14,15 @@ Both train in the precision our ``precision: auto`` picks on this CPU: fp32 wher
 configuration from the environment notes: assistant-only loss through a copy of SmolLM2's ChatML template with
 ``{% generation %}`` markers (SmolLM2's own has none, which TRL refuses), bfd packing at batch 1 × grad-accum 4,
 ``use_cpu=True``, no gradient checkpointing (``--trl-checkpointing`` for SFTConfig's default), SFTConfig's other
-defaults. Both use the same LoRA (r16/α32, dropout 0, q,k,v,o,gate,up,down), lr 2e-4, grad clip 0.3, seed 42,
+defaults; ``trl`` keeps the base in fp32 under bf16 autocast, ``trl-bf16w`` loads it in bf16, and the ratio is
+taken against the faster of those in the run. Both use the same LoRA (r16/α32, dropout 0, q,k,v,o,gate,up,down), lr 2e-4, grad clip 0.3, seed 42,
 2 threads. Our trainer uses its default recipe (first-fit packing at batch 1 × accum 4, the vocabulary head on
 trained positions only, chunked fused cross-entropy). TRL's step timing is shared with gpu_check.py
 (``trl_timing.py``).
 
 The summary gives, per trainer, the median tokens/s and peak RSS over ``--repeats`` rounds with min–max, the
 ratio of medians, the median of the per-round ratios, the 1-minute load average before every run, ``uptime`` at
-start and end, and each trainer's share of this CPU's fp32 matmul peak — measured in the same run (best of six
+start and end, and each trainer's share of this CPU's matmul peak in the compute dtype — measured in the same run (best of six
 2048³ products on 2 threads, at the start and at the end) — at 4 × parameters FLOPs per token (forward +
 input-gradient backward; the frozen base needs no weight gradient).
 
@@ -65,7 +66,7 @@ def child_ours(args: argparse.Namespace) -> dict:
     out = Path(args.workdir)
     cfg = TrainConfig(name="bench-ours", output_dir=str(out), model=args.model, dataset=args.data,
                       seq_len=args.seq_len, batch_size=1, grad_accum=4, epochs=100, max_steps=args.steps,
-                      lr=2e-4, max_grad_norm=0.3, save_steps=10_000, threads=2, seed=42)
+                      lr=2e-4, max_grad_norm=0.3, save_steps=10_000, threads=2, seed=42, precision=args.precision)
     run_dir = run(cfg, overwrite=True)
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     timed = rows[1:]  # the first step pays one-off costs (allocator warm-up, oneDNN kernel selection)
@@ -90,7 +91,7 @@ def child_trl(args: argparse.Namespace) -> dict:
     # the same precision our trainer's ``auto`` picks: bf16 only where the CPU has it in hardware. "trl" keeps
     # the base in fp32 under bf16 autocast (SFTConfig(bf16=True) on a default load); "trl-bf16w" loads the base
     # in bf16 as ours does (PEFT still keeps the LoRA weights in fp32): whichever is faster is TRL's best.
-    bf16 = cpu_has_fast_bf16()
+    bf16 = cpu_has_fast_bf16() if args.precision == "auto" else args.precision == "bf16"
     model, tok = models.load(args.model, dtype="bfloat16" if bf16 and args.child == "trl-bf16w" else "float32")
     tok.chat_template = CHATML_WITH_GENERATION
     convs = load_valid(args.data).conversations
@@ -121,7 +122,7 @@ def run_child(kind: str, args: argparse.Namespace) -> dict:
     src = args.baseline_src if kind == "ours-base" else str(ROOT / "src")
     cmd = [sys.executable, __file__, "--child", kind, "--src", src, "--result", str(result_file), "--model", args.model,
            "--data", args.data, "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--workdir",
-           args.workdir] + (["--trl-checkpointing"] if args.trl_checkpointing else [])
+           args.workdir, "--precision", args.precision] + (["--trl-checkpointing"] if args.trl_checkpointing else [])
     # Passive OpenMP waiting for both: on a shared 2-core box, spinning worker threads collapse throughput
     # 5-10x whenever other processes compete for the cores (measured; see docs/training.md).
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -208,6 +209,8 @@ def main() -> None:
     ap.add_argument("--trainers", default="ours,trl",
                     help="comma-separated: ours, ours-base (our trainer from --baseline-src), trl (fp32 base under "
                          "bf16 autocast where bf16 is in hardware), trl-bf16w (bf16 base)")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="both trainers: our recipe's precision, TRL's bf16 flag (auto: bf16 where in hardware)")
     ap.add_argument("--baseline-src", help="another checkout's src/ for ours-base, e.g. main before a change")
     ap.add_argument("--trl-checkpointing", action="store_true",
                     help="TRL with SFTConfig's default gradient checkpointing (off by default: slower at 135M)")
@@ -235,7 +238,8 @@ def main() -> None:
     from studyabroadgpt.train.modeling import cpu_has_fast_bf16
 
     # the share of peak is taken against the dtype the matmuls run in (bf16 autocast where it is in hardware)
-    dtype = "bfloat16" if cpu_has_fast_bf16() else "float32"
+    bf16 = cpu_has_fast_bf16() if args.precision == "auto" else args.precision == "bf16"
+    dtype = "bfloat16" if bf16 else "float32"
     peaks = [matmul_peak_gflops(dtype=dtype)]
     print(f"{dtype} matmul peak (2048³, 2 threads): {peaks[0]:.1f} GFLOP/s", flush=True)
     runs = []
@@ -264,7 +268,7 @@ def main() -> None:
     results = {"model": args.model, "seq_len": args.seq_len, "steps": args.steps, "repeats": args.repeats,
                "data": args.data, "uptime_start": uptime_start,
                "uptime_end": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-               "load_min": min(loads), "load_max": max(loads), "matmul_dtype": dtype,
+               "load_min": min(loads), "load_max": max(loads), "precision": args.precision, "matmul_dtype": dtype,
                "matmul_peak_gflops": [round(p, 1) for p in peaks], "summary": summary, "runs": runs,
                "trl_best": trl_best,
                "speedup": ours["tokens_per_s_median"] / trl["tokens_per_s_median"] if ours and trl else float("nan"),

@@ -23,6 +23,9 @@ GROUPS = {
     "matmul (mm/addmm/bmm/linear)": ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul"),
     "dtype casts (to/copy_)": ("aten::copy_", "aten::to", "aten::_to_copy"),
     "attention (sdpa)": ("aten::_scaled_dot_product", "aten::scaled_dot_product"),
+    # train/attention.py's grouped path: its matmuls are bmm (above); these are its mask and softmax passes
+    "attention softmax + mask (grouped)": ("aten::_softmax", "aten::_softmax_backward_data", "aten::masked_fill_"),
+    "head log_softmax + exp_": ("aten::_log_softmax", "aten::exp_", "aten::logsumexp", "aten::exp"),
     "optimizer (adamw)": ("aten::_foreach", "aten::addcdiv", "aten::lerp", "aten::_fused_adam"),
 }
 
