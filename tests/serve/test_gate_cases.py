@@ -36,9 +36,12 @@ def run_case(case: dict[str, Any], auditor: Any, kb: Any) -> dict[str, Any]:
 
 
 def match_edits(case: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, Any]:
-    """Which of the gate's corrections (dicts with action, claim, replacement, fact_id) the case asked for."""
+    """Which of the gate's corrections (dicts with action, claim, replacement, fact_id, sentence) the case
+    asked for."""
     expected = [("corrected", e["claim"], str(e["to"])) for e in case.get("corrections", [])]
     expected += [("corrected_rule", None, fid) for fid in case.get("rules", [])]
+    # `removals`: sentences that must go (a substring of the removed sentence)
+    expected += [("removed", sub, None) for sub in case.get("removals", [])]
     right, matched = [], set()
     for e in edits:
         hit = None
@@ -48,6 +51,8 @@ def match_edits(case: dict[str, Any], edits: list[dict[str, Any]]) -> dict[str, 
             if action == "corrected" and e.get("claim") == claim and to in (e.get("replacement") or ""):
                 hit = j
             elif action == "corrected_rule" and e.get("fact_id") == to:
+                hit = j
+            elif action == "removed" and claim in (e.get("sentence") or e.get("claim") or ""):
                 hit = j
             if hit is not None:
                 break

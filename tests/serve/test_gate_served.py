@@ -133,3 +133,53 @@ def test_a_corrected_date_reads_as_the_fact_writes_it(gate):
              ["gb.dependants.restriction"])
     assert r.text == "The change applies to courses starting on 1 January 2024 [1]."
     assert "2024-01-01" not in r.text and r.changes[0].replacement == "1 January 2024"
+
+
+def test_opt_any_length_goes_and_names_the_fact_that_bounds_it(gate):
+    r = gate("OPT can be extended to any length of time, as long as you keep working in your field. You apply on "
+             "Form I-765.", "How long can I work on OPT after my master's in the US?", ["us.psw.opt", "us.psw.stem-opt"])
+    assert "any length" not in r.text and r.text.startswith("You apply on Form I-765")
+    gone = next(c for c in r.changes if c.action == "removed")
+    assert gone.kind == "unbounded_duration" and gone.fact_id in ("us.psw.opt", "us.psw.stem-opt") and gone.citation
+    # hours with no limit in the holidays are a real rule, not an endless stay
+    r = gate("During vacations there is no limit on hours you can work.", "Can I work full time in the UK during "
+             "vacations?", ["gb.work.term-time"])
+    assert not [c for c in r.changes if c.kind == "unbounded_duration"]
+
+
+def test_an_unbounded_stay_no_fact_bounds_is_marked(gate):
+    r = gate("You can stay in the country indefinitely after your studies.", "Can I stay in Singapore after I graduate?",
+             [])
+    assert r.text == "You can stay in the country indefinitely after your studies (unverified)."
+
+
+def test_an_invented_deadline_in_a_policy_answer_is_marked(gate):
+    r = gate("You should submit your application by the end of 2025 to be safe. You can apply up to 6 months before "
+             "your course starts.", "How do I apply for a UK student visa?", ["gb.student-visa.timing"])
+    assert r.text.startswith("You should submit your application by the end of 2025 (unverified) to be safe.")
+    mark = next(c for c in r.changes if c.kind == "undated_deadline")
+    assert mark.claim == "by the end of 2025" and mark.action == "marked_unverified"
+    # a year the fact gives, and the student's own year, stay as written
+    r = gate("Since January 2024, only research students can bring dependants.", "When did the UK dependants rule "
+             "change?", ["gb.dependants.restriction"])
+    assert "(unverified)" not in r.text
+    r = gate("If you start in September 2027 you apply from inside the UK.", "I start my course in September 2027. "
+             "How do I apply for the visa?", ["gb.student-visa.timing"])
+    assert "2027 (unverified)" not in r.text
+
+
+def test_talk_about_the_prompt_goes(gate):
+    r = gate("The official facts you provided are correct. You need at least €615 per month.",
+             "Do I need to show bank statements for a French student visa, and how much money per month?",
+             ["fr.funds.monthly"])
+    assert r.text == "You need at least €615 per month [1]."
+    r = gate("Based on the facts above, you need €615 per month.", "How much money do I need for a French student "
+             "visa?", ["fr.funds.monthly"])
+    assert r.text == "You need €615 per month [1]."
+    # "the official facts state X [1]" where fact 1 does not say X goes; where it does, it stays
+    r = gate("The official facts state that the D-10 (job seeking) visa is only granted when a student wants to leave "
+             "their home country and return there within six months [1]; however, you can apply.",
+             "Can I stay in South Korea to look for a job after I graduate?", ["kr.psw.d10-job-seeker"])
+    assert "only granted when" not in r.text and r.changes[0].kind == "misattributed"
+    ok = "The official facts state that graduates who want to stay to look for a job can change to the D-10 visa [1]."
+    assert gate(ok, "Can I stay in South Korea to look for a job after I graduate?", ["kr.psw.d10-job-seeker"]).text == ok

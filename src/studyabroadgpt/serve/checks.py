@@ -866,6 +866,154 @@ def unsupported_rules(text: str, facts: list[Any], bounds: list[tuple[int, int]]
     return out
 
 
+# "OPT can be extended to any length of time" was served unmarked under the cited 12-month OPT and 24-month
+# STEM extension facts. A stay, visa or permit with no end is never an official rule the KB states: where a
+# retrieved fact gives the length, the sentence goes; where none does, it is marked.
+_UNBOUNDED = re.compile(
+    r"\b(?:(?:for\s+)?any\s+length\s+of\s+time|(?:for\s+)?any\s+length|indefinitely|forever|for\s+as\s+long\s+as\s+"
+    r"you\s+(?:like|want|wish)|(?:with\s+)?no\s+(?:time\s+)?limit(?:\s+on\s+how\s+long)?|without\s+(?:any\s+|a\s+)?"
+    r"(?:time\s+)?limit|an?\s+unlimited\s+(?:number\s+of\s+times|period|time|duration)|unlimited\s+(?:extensions?|"
+    r"renewals?|times))(?![\w-])", re.IGNORECASE)
+# What the unbounded thing is: a stay, a visa, a permit or post-study work, not working hours ("no limit on
+# hours during the holidays" is a real rule in several destinations).
+_STAY_WORDS = re.compile(r"\b(?:visas?|permits?|stay|remain|extend\w*|extension|renew\w*|(?-i:OPT)|(?-i:PGWP)|"
+                         r"(?-i:STEM)|graduate\s+route|post[- ]study|job[- ]seek\w*|residence)\b", re.IGNORECASE)
+_HOURS = re.compile(r"\bhours?\b|\bfull[- ]time\b|\bpart[- ]time\b", re.IGNORECASE)
+_STAY_TOPICS = {"post_study_work", "student_visa"}
+
+
+@dataclass
+class SpecificFinding:
+    span: tuple[int, int]          # the sentence (unbounded) or the date phrase (undated)
+    sentence: str
+    kind: str                      # "unbounded_duration" | "undated_deadline"
+    reason: str
+    fact_id: str | None = None     # the retrieved fact that gives the length (unbounded only)
+    phrase: str = ""
+
+
+def unbounded_durations(text: str, facts: list[Any], bounds: list[tuple[int, int]],
+                        destination: str | None = None) -> list[SpecificFinding]:
+    """Sentences that give a stay, visa, permit or post-study work no end ("can be extended to any length of
+    time"), with the retrieved fact that states its length when there is one (same destination, a post-study
+    or visa fact with a duration in months or years, the most words in common)."""
+    out = []
+    for a, b in bounds:
+        sentence = text[a:b]
+        m = _UNBOUNDED.search(sentence)
+        if not m or not _STAY_WORDS.search(sentence) or _HOURS.search(sentence):
+            continue
+        if "(unverified)" in sentence or sentence.strip().endswith("?"):
+            continue
+        best, best_n = None, 0
+        words = _content_words(sentence) - _place_words()
+        for f in facts:
+            if getattr(f, "topic", None) not in _STAY_TOPICS:
+                continue
+            if destination and getattr(f, "destination", None) not in (destination, "any"):
+                continue
+            if not any(v.kind == "duration" and (v.unit or "") in ("months", "years") for v in getattr(f, "values", [])):
+                continue
+            n = len(words & _content_words(f.search_text()))
+            if n > best_n:
+                best, best_n = f, n
+        reason = (f"gives no time limit, but the official fact {best.id} states one" if best is not None
+                  else "gives no time limit, and no retrieved official fact says so")
+        out.append(SpecificFinding((a, b), sentence.strip(), "unbounded_duration", reason,
+                                   best.id if best is not None else None, m.group(0)))
+    return out
+
+
+_MONTH_NAMES = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+                "november", "december")
+# A deadline or a dated change with a year or a month and no day ("submit your application by the end of 2025",
+# "the rule changed in March 2023"): the audit checks day-and-month dates; these it cannot see.
+_UNDATED = re.compile(
+    r"\b(?:by|before|until|till|no\s+later\s+than|starting(?:\s+(?:in|from))?|from|since|after|in|as\s+of|during|"
+    r"deadline\s+(?:is|of))\s+(?:the\s+)?(?:(?:end|start|beginning|middle)\s+of\s+)?(?:(?:early|mid|late)[- ])?"
+    r"(?:(?P<month>" + "|".join(m.capitalize() for m in _MONTH_NAMES) + r")\s+)?(?:of\s+)?(?P<year>20\d\d)\b"
+    r"(?![-/]\d)")
+
+
+def undated_deadlines(text: str, facts: list[Any], bounds: list[tuple[int, int]],
+                      question: str = "") -> list[SpecificFinding]:
+    """Year (and month) deadlines and dated changes that no retrieved fact and not the student's question
+    states: "by the end of 2025" in an answer whose facts never give 2025."""
+    fact_text = " ".join(getattr(f, "statement", str(f)) for f in facts)
+    years = set(re.findall(r"\b20\d\d\b", fact_text + " " + question))
+    for f in facts:
+        for v in getattr(f, "values", []) or []:
+            if getattr(v, "date", None):
+                years.add(str(v.date)[:4])
+    low = (fact_text + " " + question).lower()
+    out = []
+    for a, b in bounds:
+        sentence = text[a:b]
+        for m in _UNDATED.finditer(sentence):
+            year, month = m.group("year"), (m.group("month") or "").lower()
+            if year in years and (not month or month in low):
+                continue
+            after = sentence[m.end():m.end() + len(" (unverified)")]
+            if after.startswith(" (unverified)"):
+                continue
+            out.append(SpecificFinding((a + m.start(), a + m.end()), sentence.strip(), "undated_deadline",
+                                       f"the date “{m.group(0)}”: no retrieved official fact gives it",
+                                       phrase=m.group(0)))
+    return out
+
+
+# Talk about the prompt served as advice (lead's reading, 2026-12-02): "The official facts you provided are
+# correct.", "The official facts above are based on the fact about the Netherlands as a place for study", and,
+# cited, "The official facts state that the D-10 (job seeking) visa is only granted when a student wants to
+# leave their home country ... [1]", which fact 1 does not say. The student provided no facts and sees none
+# "above"; a sentence about them is the prompt's scaffolding. One that attributes a claim to the official
+# facts stays only if a fact it cites says it.
+_PROMPT_TALK = re.compile(
+    r"\b(?:facts?|sources?|information|data)\s+(?:that\s+)?(?:you(?:'ve|\s+have)?\s+(?:provided|given|gave|shared|listed|"
+    r"supplied)|(?:listed\s+|given\s+|provided\s+|shown\s+)?above|(?:you\s+)?provided\s+(?:to\s+me|here)|"
+    r"in\s+(?:the|your)\s+(?:prompt|instructions|context))\b|\b(?:based\s+on|according\s+to)\s+the\s+(?:facts?|"
+    r"information)\s+(?:you|above|provided)\b", re.IGNORECASE)
+_FACTS_SAY = re.compile(r"\b(?:the\s+)?official\s+(?:facts?|sources?)\s+(?:clearly\s+)?(?:state|states|say|says|"
+                        r"show|shows|mention|mentions|indicate|indicates|confirm|confirms|suggest|suggests)\b",
+                        re.IGNORECASE)
+FACTS_SAY_SUPPORT = 0.6
+_PROMPT_LEAD_IN = re.compile(
+    r"(?:based\s+on|according\s+to|as\s+per|from|given)\s+(?:the\s+)?(?:official\s+)?(?:facts?|information|sources?|"
+    r"data)\s+(?:that\s+)?(?:you(?:'ve|\s+have)?\s+(?:provided|given|gave|shared|listed)|(?:listed\s+|given\s+|provided\s+)?"
+    r"above|provided(?:\s+above)?)\s*,\s*", re.IGNORECASE)
+
+
+def prompt_talk(text: str, facts_by_number: dict[int, Any], bounds: list[tuple[int, int]]) -> list[RuleFinding]:
+    """Sentences that talk about the prompt's facts rather than to the student, and sentences that say "the
+    official facts state X" where no fact they cite (or, uncited, no retrieved fact) has FACTS_SAY_SUPPORT of
+    X's words."""
+    out = []
+    for a, b in bounds:
+        body = text[a:b].strip()
+        if not body:
+            continue
+        lead = _PROMPT_LEAD_IN.match(text, a + len(text[a:b]) - len(text[a:b].lstrip()))
+        if lead and b - lead.end() > 15:
+            # "Based on the facts above, you need €615 per month": the lead-in goes, the claim is checked as any
+            out.append(RuleFinding(lead.span(), body, "prompt_lead_in", "talks about the prompt's facts, not to the "
+                                   "student"))
+            continue
+        if _PROMPT_TALK.search(body):
+            out.append(RuleFinding((a, b), body, "prompt_talk", "talks about the prompt's facts, not to the student"))
+            continue
+        m = _FACTS_SAY.search(body)
+        if m:
+            cited = [facts_by_number[int(n)] for n in re.findall(r"\[(\d{1,2})\]", body) if int(n) in facts_by_number]
+            pool = cited or list(facts_by_number.values())
+            said = re.sub(r"\[\d{1,2}\]", " ", body[m.end():])
+            share, fact = _support(said, pool)
+            if share < FACTS_SAY_SUPPORT:
+                out.append(RuleFinding((a, b), body, "misattributed",
+                                       f"attributes to the official facts what they do not say ({share:.0%} of its "
+                                       f"words in{' ' + fact.id if fact is not None else ' any retrieved fact'})"))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------- honesty
 
 _NO_INFO = re.compile(
@@ -923,4 +1071,5 @@ def assess(answer: str, question: str, kb: Any, cited_sources: list[Any] | None 
 
 __all__ = ["Loop", "find_loops", "cut_loops", "Degenerate", "find_degenerate", "foreign_urls", "remove_foreign_urls", "unverified_entities",
            "mark_unverified_entities", "off_topic_sources", "answer_off_topic", "says_no_information", "assess", "Assessment",
-           "kb_entries", "UrlFinding", "EntityFinding", "RuleFinding", "unsupported_rules", "english_words"]
+           "kb_entries", "UrlFinding", "EntityFinding", "RuleFinding", "unsupported_rules", "english_words",
+           "SpecificFinding", "unbounded_durations", "undated_deadlines", "prompt_talk"]

@@ -281,9 +281,15 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
     text, rule_changes = correct_rules(text, question, sources, context)
     changes += rule_changes
     # A follow-up ("Is there an age limit for that?") is a policy question when the turn before it was one.
+    text, talk = drop_prompt_talk(text, sources)
+    changes += talk
+    text, unbounded = drop_unbounded_durations(text, sources, context_destination(question, sources, context))
+    changes += unbounded
     if slots.policy_subject(question) is not None or (context and slots.policy_subject(context) is not None):
         text, invented = drop_unsupported_rules(text, sources)
         changes += invented
+        text, undated = mark_undated_deadlines(text, sources, f"{context} {question}")
+        changes += undated
     kb = kb if kb is not None else getattr(auditor, "kb", None)
     if kb is not None:
         from .checks import mark_unverified_entities, remove_foreign_urls
@@ -538,6 +544,64 @@ def drop_unsupported_rules(text: str, sources: list[Source]) -> tuple[str, list[
                 end = body_end
             changes.append(GateChange("marked_unverified", f.sentence, reason=f.reason, kind=f.kind))
             text = _mark(text, end)
+    changes.reverse()
+    return text, changes
+
+
+def drop_prompt_talk(text: str, sources: list[Source]) -> tuple[str, list[GateChange]]:
+    """Sentences about the prompt's facts ("The official facts you provided are correct.") and claims put in
+    the official facts' mouth that they do not make go, each recorded."""
+    from .checks import prompt_talk
+
+    found = prompt_talk(text, {s.n: s.fact for s in sources}, sentences(text))
+    changes: list[GateChange] = []
+    for f in reversed(found):
+        a, b = f.span
+        if f.kind == "prompt_lead_in":
+            changes.append(GateChange("removed", text[a:b].strip(" ,"), reason=f.reason, kind=f.kind,
+                                      sentence=f.sentence))
+            text = text[:a] + text[b:b + 1].upper() + text[b + 1:]
+            continue
+        changes.append(GateChange("removed", f.sentence, reason=f.reason, kind=f.kind, sentence=f.sentence))
+        text = text[:a] + text[b:].lstrip(" ")
+    changes.reverse()
+    return text, changes
+
+
+def drop_unbounded_durations(text: str, sources: list[Source], destination: str | None) -> tuple[str, list[GateChange]]:
+    """A stay, visa or permit given no end ("OPT can be extended to any length of time"): its sentence goes
+    when a retrieved fact states the length (recorded with that fact), else it is marked "(unverified)"."""
+    from .checks import unbounded_durations
+
+    number = {s.fact.id: s.n for s in sources}
+    found = unbounded_durations(text, [s.fact for s in sources], sentences(text), destination)
+    changes: list[GateChange] = []
+    for f in reversed(found):
+        a, b = f.span
+        if f.fact_id is not None:
+            changes.append(GateChange("removed", f.sentence, reason=f.reason, fact_id=f.fact_id,
+                                      citation=number.get(f.fact_id), kind=f.kind, sentence=f.sentence))
+            text = text[:a] + text[b:].lstrip(" ")
+        else:
+            at = a + len(text[a:b].rstrip())
+            while at > a and text[at - 1] in ".!;:\"”'*_)":
+                at -= 1
+            changes.append(GateChange("marked_unverified", f.sentence, reason=f.reason, kind=f.kind))
+            text = _mark(text, at)
+    changes.reverse()
+    return text, changes
+
+
+def mark_undated_deadlines(text: str, sources: list[Source], asked: str) -> tuple[str, list[GateChange]]:
+    """In a policy answer, a deadline or dated change with a year or month that no retrieved fact (nor the
+    student) gives ("submit your application by the end of 2025") is marked "(unverified)" where it ends."""
+    from .checks import undated_deadlines
+
+    found = undated_deadlines(text, [s.fact for s in sources], sentences(text), asked)
+    changes: list[GateChange] = []
+    for f in reversed(found):
+        text = _mark(text, f.span[1])
+        changes.append(GateChange("marked_unverified", f.phrase, reason=f.reason, kind=f.kind))
     changes.reverse()
     return text, changes
 
