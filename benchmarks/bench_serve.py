@@ -289,13 +289,26 @@ def build_engine(name: str, args, rss: PeakRSS):
 
         return load_hf_generator(args.model, adapter=args.adapter, dtype=args.dtype, max_batch=max(args.clients_list),
                                  threads=args.threads)
-    if name == "llamacpp" or name.startswith("llamacpp@"):
-        from studyabroadgpt.serve.llamacpp_engine import load_llamacpp_generator
+    if name.split("@", 1)[0] in ("llamacpp", "llamacpp-native"):
+        from studyabroadgpt.serve.llamacpp_engine import NATIVE_SERVER_ENV, load_llamacpp_generator
 
         # "llamacpp@2": the same engine with 2 threads, to compare thread counts within one run.
         threads = int(name.split("@", 1)[1]) if "@" in name else args.llamacpp_threads
-        return load_llamacpp_generator(args.model, adapter=args.adapter, parallel=max(args.clients_list),
-                                       ctx_per_slot=args.ctx_per_slot, threads=threads)
+        # "llamacpp-native": the same engine on a llama-server built for this CPU (--llama-server); the
+        # command line is fixed when the generator is built, so the variable is only set around that.
+        native = name.startswith("llamacpp-native")
+        if native and not args.llama_server:
+            raise SystemExit("--engines llamacpp-native needs --llama-server PATH")
+        saved = os.environ.pop(NATIVE_SERVER_ENV, None)
+        if native:
+            os.environ[NATIVE_SERVER_ENV] = args.llama_server
+        try:
+            return load_llamacpp_generator(args.model, adapter=args.adapter, parallel=max(args.clients_list),
+                                           ctx_per_slot=args.ctx_per_slot, threads=threads)
+        finally:
+            os.environ.pop(NATIVE_SERVER_ENV, None)
+            if saved is not None:
+                os.environ[NATIVE_SERVER_ENV] = saved
     if name == "openai":
         from studyabroadgpt.serve.openai_engine import OpenAICompatGenerator
 
@@ -317,12 +330,12 @@ def build_engine(name: str, args, rss: PeakRSS):
                              vllm_port=_free_port())
         opts.check()
         return opts.build()
-    raise SystemExit(f"unknown engine {name!r}: use hf, llamacpp, openai or vllm")
+    raise SystemExit(f"unknown engine {name!r}: use hf, llamacpp, llamacpp-native, openai or vllm")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--engines", default="hf,llamacpp", help="comma-separated: hf, llamacpp, llamacpp@THREADS, openai, vllm")
+    p.add_argument("--engines", default="hf,llamacpp", help="comma-separated: hf, llamacpp, llamacpp@THREADS, llamacpp-native, openai, vllm")
     p.add_argument("--model", default="default")
     p.add_argument("--adapter", default=None)
     p.add_argument("--clients", default="1,4,16", help="comma-separated concurrent client counts")
@@ -335,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="hf engine torch threads (default: torch's)")
     p.add_argument("--llamacpp-threads", type=int, default=None, help="llama.cpp threads (default: cores - 1)")
     p.add_argument("--ctx-per-slot", type=int, default=2048)
+    p.add_argument("--llama-server", default=None, help="--engines llamacpp-native: a llama-server binary built "
+                   "for this CPU (see docs/serving.md)")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--upstream", default=None)
     p.add_argument("--upstream-model", default=None)

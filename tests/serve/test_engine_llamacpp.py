@@ -205,3 +205,21 @@ def test_llamacpp_slots_start_with_the_grounding_prompt_cached(caplog):
     with caplog.at_level("WARNING", logger="studyabroadgpt.serve"):
         prime_slots("http://127.0.0.1:1", 2, timeout_s=2)  # nothing listening: a warning, not a failure
     assert "could not prime" in caplog.text
+
+
+def test_native_llama_server_gets_the_same_settings(tmp_path, monkeypatch):
+    from studyabroadgpt.serve.llamacpp_engine import NATIVE_SERVER_ENV
+
+    binary = tmp_path / "llama-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv(NATIVE_SERVER_ENV, str(binary))
+    gguf = resolve_gguf("default")
+    cmd = server_command(gguf, port=9999, parallel=4, ctx_per_slot=1024, threads=1, extra=["--ubatch-size", "256"])
+    assert cmd[0] == str(binary) and cmd[cmd.index("--model") + 1] == str(gguf.path)
+    assert cmd[cmd.index("--ctx-size") + 1] == "4096"  # per slot × slots, as the xllamacpp server splits it
+    assert cmd[cmd.index("--threads") + 1] == cmd[cmd.index("--threads-batch") + 1] == "1"
+    assert cmd[cmd.index("--alias") + 1] == gguf.name and cmd[-2:] == ["--ubatch-size", "256"]
+    monkeypatch.setenv(NATIVE_SERVER_ENV, str(tmp_path / "missing"))
+    with pytest.raises(ModelLoadError, match="SAGPT_LLAMA_SERVER"):
+        server_command(gguf, port=9999)

@@ -195,10 +195,42 @@ def _display(model: str) -> str:
     return models.DEFAULT_NAME if model == models.DEFAULT_MODEL else str(model)
 
 
+NATIVE_SERVER_ENV = "SAGPT_LLAMA_SERVER"
+
+
+def native_server() -> str | None:
+    """A ``llama-server`` binary built for this CPU (env ``SAGPT_LLAMA_SERVER``), used instead of xllamacpp's.
+
+    Why: xllamacpp's wheel is one portable AVX2 build (its ``get_system_info()``: AVX2, no AVX512), so on a
+    CPU with AVX512/VNNI the prebuilt server leaves those units idle. docs/serving.md shows how to build one
+    (``-DGGML_NATIVE=ON``) and what it measured."""
+    path = os.environ.get(NATIVE_SERVER_ENV)
+    if not path:
+        return None
+    if not os.access(path, os.X_OK):
+        from ..models import ModelLoadError
+
+        raise ModelLoadError(f"{NATIVE_SERVER_ENV}={path}: not an executable llama-server binary")
+    return path
+
+
 def server_command(gguf: GGUFModel, port: int, parallel: int = 4, ctx_per_slot: int = DEFAULT_CTX_PER_SLOT,
                    threads: int | None = None, host: str = "127.0.0.1", extra: list[str] | tuple = ()) -> list[str]:
-    """The exact command line of the llama.cpp server subprocess (this module run as a script); ``extra``: more
-    of its flags (``--threads-batch 2``, ``--ubatch-size 128``…), as the settings sweep passes them."""
+    """The exact command line of the llama.cpp server subprocess (this module run as a script, or a native
+    ``llama-server`` with the same settings, see :func:`native_server`); ``extra``: more of its flags
+    (``--threads-batch 2``, ``--ubatch-size 128``… — llama-server spells them the same), as the settings
+    sweep passes them."""
+    binary = native_server()
+    if binary:
+        trained = _context_length(gguf.path)
+        per_slot = min(ctx_per_slot, trained) if trained else ctx_per_slot
+        cmd = [binary, "--model", str(gguf.path), "--host", host, "--port", str(port), "--parallel", str(parallel),
+               "--ctx-size", str(per_slot * parallel), "--threads", str(threads or default_threads()),
+               "--threads-batch", str(threads or default_batch_threads()), "--poll", str(DEFAULT_POLL),
+               "--alias", gguf.name, "--cont-batching", "--no-kv-unified", "--no-webui"]
+        if gguf.lora:
+            cmd += ["--lora", str(gguf.lora)]
+        return cmd + list(extra)
     cmd = [sys.executable, "-m", "studyabroadgpt.serve.llamacpp_engine", "--model", str(gguf.path),
            "--host", host, "--port", str(port), "--parallel", str(parallel), "--ctx-per-slot", str(ctx_per_slot),
            "--alias", gguf.name]
