@@ -68,6 +68,9 @@ DEFAULT_CTX_PER_SLOT = 4096
 # (llama.cpp repacks it for AVX2) was faster still (prompt 305, 16 clients 66) but requantising Q4_1 values to
 # Q4_0 costs quality a student would read: NLL 2.064–2.134, greedy next token equal only 70–75%. Flash
 # attention on/off/auto and a 128-token micro-batch were within noise of the defaults.
+# Re-measured on this session's 2-core AVX512 EPYC (prebuilt AVX2 server, bench_llamacpp.py, 2 interleaved
+# repeats, load ~2): q8_0 prompt 289 / generation 63 tokens/s; Q4_0 333 / 110 (still the quality loss above);
+# F16 258 / 58, BF16 285 / 56 (no faster: the wheel has no BF16 kernels). q8_0 stays.
 SERVED_TYPE = "Q8_0"
 SERVED_KEEP: dict[str, str] | None = None
 # The merged/converted GGUF type: q8_0 is close to f16 in quality and faster here (quiet, 2 threads, grounded
