@@ -27,7 +27,8 @@ from .engine_helpers import busy_slots, two_facts
 FUNDS_Q = [{"role": "user", "content": "How much money do I need for a UK student visa in London?"}]
 
 
-def test_resolve_gguf_maps_the_model_options(tmp_path):
+def test_resolve_gguf_maps_the_model_options(tmp_path, monkeypatch):
+    monkeypatch.delenv("SAGPT_LLAMA_SERVER", raising=False)  # the xllamacpp command line, not a native binary
     default = resolve_gguf("default")  # the embedded Q4_1 requantised once to q8_0 (SERVED_TYPE), cached
     assert default.path.name.startswith(default_gguf_path().stem) and default.path.name.endswith("-Q8_0.gguf")
     assert resolve_gguf("default").path == default.path and default.lora is None
