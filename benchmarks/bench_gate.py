@@ -29,8 +29,13 @@ for c in cases:
     if not all(f in kb.by_id for f in c["facts"]):
         continue
     sources = [Source(i + 1, kb.by_id[f]) for i, f in enumerate(c["facts"])]
-    r = run_gate(auditor, c["answer"], c["question"], sources)
-    out[c["id"]] = [ch for ch in r.changes if ch["action"] in ("corrected", "removed")]
+    try:  # older trees take no context
+        r = run_gate(auditor, c["answer"], c["question"], sources, kb=kb, context=c.get("context", ""))
+    except TypeError:
+        r = run_gate(auditor, c["answer"], c["question"], sources, kb=kb)
+    # changes were dicts in older trees, GateChange (to_dict) since; the corrections are what precision counts
+    rows = [ch.to_dict() if hasattr(ch, "to_dict") else ch for ch in r.changes]
+    out[c["id"]] = [ch for ch in rows if ch["action"] in ("corrected", "corrected_rule", "removed")]
 json.dump(out, open(sys.argv[2], "w"))
 '''
 
