@@ -268,3 +268,21 @@ def test_a_supported_verdict_is_kept(answerer):
                    "Yes, at degree level you can work up to 20 hours a week during term time and full time in "
                    "vacations.", mode="auto")
     assert final.mode == "generate", final.gate.get("fallback_reason")
+
+
+def test_no_destination_rule_as_key_fact_for_a_question_naming_no_destination(answerer):
+    # Lead's reading S8 (main 1de2d82): the Australian 485 age limit under "From the official source".
+    final = _final(answerer, "I'm 35, am I too old to study abroad for a master's?",
+                   "No, you are not too old. Many students start a master's in their thirties.")
+    assert "**From the official source:**" not in final.content or "485" not in final.content
+
+
+def test_a_stub_left_by_the_fact_check_is_not_served(answerer):
+    # Lead's reading S2: what the gate left of "Which is cheaper ..., Germany or Poland?" was one stub sentence.
+    from studyabroadgpt.serve.answer import _fails
+    from studyabroadgpt.serve.gate import GateChange
+
+    stub = "The cheapest option for an Indian student in Germany is not available."
+    why = _fails(stub, [GateChange("removed", "Student Exchange Program")], [], None)
+    assert why and "little of the model's answer was left" in why
+    assert _fails(stub, [], [], None) is None    # nothing removed: judged as written

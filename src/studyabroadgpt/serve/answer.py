@@ -31,6 +31,8 @@ MODES = ("generate", "compose", "auto")
 # reads as confident advice the student cannot check (measured on the real-style set: answers with 2+
 # were the ones the expert reader marked harmful).
 MAX_UNVERIFIED = 2
+# Fewer words than this left after the fact check removed something: a stub (S2's was 14 words).
+MIN_LEFT_WORDS = 25
 
 
 @dataclass
@@ -244,8 +246,8 @@ class Answerer:
 
             extra.append(not_covered_note(turn.scope))
         # The most relevant fact that is about the question (retrieval may rank another country's rule first).
-        top = next((s for s in turn.sources if _on_topic(turn.question, s, _earlier_questions(turn.messages))),
-                   None)
+        top = next((s for s in turn.sources if _on_topic(turn.question, s, _earlier_questions(turn.messages))
+                    and _destination_asked(turn, s)), None)
         if mode == "generate" and top is not None and top.n not in cited:
             # The answer does not use the most relevant fact (small models often drift to a side issue):
             # state it ourselves, cited, so a grounded answer always carries the official fact it needs.
@@ -366,6 +368,11 @@ def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: 
         return f"the model's answer was off topic ({off_topic})"
     if unsupported:
         return f"the model's answer states a rule no official fact supports (“{unsupported[0].sentence[:80]}”)"
+    removed = [c for c in changes if c.action in ("removed", "removed_rule", "removed_url", "removed_title")]
+    if removed and len(answer.split()) < MIN_LEFT_WORDS:
+        # What the fact check left is a stub, not an answer (lead's reading S2: "The cheapest option for an
+        # Indian student in Germany is not available.").
+        return f"little of the model's answer was left after the fact check removed {len(removed)} claim(s)"
     return None
 
 
@@ -443,6 +450,18 @@ def _on_topic(question: str, source: Source, context: str = "") -> bool:
     # subject asked — "how early can I apply for my Canadian study permit" got the proof-of-funds rule.
     return not off_topic_sources(question, [source], threshold=getattr(source, "threshold", None),
                                  context=context) and about_asked(question, source, context)
+
+
+def _destination_asked(turn: Turn, source: Source) -> bool:
+    """A destination's own rule is the key fact only for a question about that destination: "I'm 35, am I too old
+    to study abroad for a master's?" named none and got the Australian 485 visa age limit as "From the official
+    source" (lead's reading S8). Facts for any destination fit any question."""
+    from ..kb.geo import detect_destinations
+
+    if getattr(source.fact, "destination", "any") == "any":
+        return True
+    return bool(detect_destinations(turn.question, exclude_origins=True)
+                or detect_destinations(_earlier_questions(turn.messages), exclude_origins=True))
 
 
 def _earlier_questions(messages: list[dict[str, str]]) -> str:
