@@ -183,3 +183,12 @@ def test_talk_about_the_prompt_goes(gate):
     assert "only granted when" not in r.text and r.changes[0].kind == "misattributed"
     ok = "The official facts state that graduates who want to stay to look for a job can change to the D-10 visa [1]."
     assert gate(ok, "Can I stay in South Korea to look for a job after I graduate?", ["kr.psw.d10-job-seeker"]).text == ok
+
+
+def test_a_ranking_no_fact_makes_is_marked(gate):
+    r = gate("The cheapest city in Ireland for students is Dublin, which has the highest rents in Ireland.",
+             "What is the cheapest city in Ireland for students?", ["ie.funds.living"])
+    assert r.text.endswith("highest rents in Ireland (unverified).")
+    assert next(c for c in r.changes if c.kind == "superlative").action == "marked_unverified"
+    ok = "Check the best options for you on the university's accommodation page."
+    assert gate(ok, "What is the cheapest city in Ireland for students?", ["ie.funds.living"]).text == ok

@@ -1014,6 +1014,30 @@ def prompt_talk(text: str, facts_by_number: dict[int, Any], bounds: list[tuple[i
     return out
 
 
+# "The cheapest city in Ireland for students is Dublin, which has the highest rents in Ireland" (lead's reading
+# G6): a ranking no retrieved fact makes, stated as fact. Marked "(unverified)" unless a fact shares most of
+# its words.
+_SUPERLATIVE = re.compile(
+    r"\b(?:the|is|are)\s+(?:single\s+)?(?:cheapest|most\s+affordable|least\s+expensive|most\s+expensive|best|safest|"
+    r"easiest|hardest|fastest|top|most\s+popular|largest|biggest)\b(?:\s+[\w'-]+){0,4}?\s+(?:is|are|in|for|to|of)\b",
+    re.IGNORECASE)
+
+
+def unsupported_superlatives(text: str, facts: list[Any], bounds: list[tuple[int, int]]) -> list[RuleFinding]:
+    """Sentences ranking places or options ("the cheapest city in Ireland is Dublin") that no retrieved fact
+    supports (under RULE_SUPPORT_SHARE of their words in the closest fact)."""
+    out = []
+    for a, b in bounds:
+        body = text[a:b].strip()
+        if not _SUPERLATIVE.search(body) or body.endswith("?") or "(unverified)" in body or _ADVICE.search(body):
+            continue
+        share, fact = _support(re.sub(r"\[\d{1,2}\]", " ", body), facts)
+        if share < RULE_SUPPORT_SHARE:
+            out.append(RuleFinding((a, b), body, "superlative", f"a ranking no retrieved official fact makes "
+                                   f"({share:.0%} of its words in the closest fact)"))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------- honesty
 
 _NO_INFO = re.compile(
@@ -1072,4 +1096,5 @@ def assess(answer: str, question: str, kb: Any, cited_sources: list[Any] | None 
 __all__ = ["Loop", "find_loops", "cut_loops", "Degenerate", "find_degenerate", "foreign_urls", "remove_foreign_urls", "unverified_entities",
            "mark_unverified_entities", "off_topic_sources", "answer_off_topic", "says_no_information", "assess", "Assessment",
            "kb_entries", "UrlFinding", "EntityFinding", "RuleFinding", "unsupported_rules", "english_words",
-           "SpecificFinding", "unbounded_durations", "undated_deadlines", "prompt_talk"]
+           "SpecificFinding", "unbounded_durations", "undated_deadlines", "prompt_talk",
+           "unsupported_superlatives"]

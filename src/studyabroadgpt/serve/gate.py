@@ -283,6 +283,8 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
     # A follow-up ("Is there an age limit for that?") is a policy question when the turn before it was one.
     text, talk = drop_prompt_talk(text, sources)
     changes += talk
+    text, ranked = mark_superlatives(text, sources)
+    changes += ranked
     text, unbounded = drop_unbounded_durations(text, sources, context_destination(question, sources, context))
     changes += unbounded
     if slots.policy_subject(question) is not None or (context and slots.policy_subject(context) is not None):
@@ -568,6 +570,27 @@ def drop_prompt_talk(text: str, sources: list[Source]) -> tuple[str, list[GateCh
     return text, changes
 
 
+def _mark_sentence(text: str, a: int, b: int) -> str:
+    """``text`` with "(unverified)" at the end of the sentence [a, b), before its closing punctuation."""
+    at = a + len(text[a:b].rstrip())
+    while at > a and text[at - 1] in ".!;:\"”'*_)":
+        at -= 1
+    return _mark(text, at)
+
+
+def mark_superlatives(text: str, sources: list[Source]) -> tuple[str, list[GateChange]]:
+    """A ranking no retrieved fact makes ("The cheapest city in Ireland for students is Dublin") is marked
+    "(unverified)" at the end of its sentence."""
+    from .checks import unsupported_superlatives
+
+    changes: list[GateChange] = []
+    for f in reversed(unsupported_superlatives(text, [s.fact for s in sources], sentences(text))):
+        changes.append(GateChange("marked_unverified", f.sentence, reason=f.reason, kind=f.kind))
+        text = _mark_sentence(text, *f.span)
+    changes.reverse()
+    return text, changes
+
+
 def drop_unbounded_durations(text: str, sources: list[Source], destination: str | None) -> tuple[str, list[GateChange]]:
     """A stay, visa or permit given no end ("OPT can be extended to any length of time"): its sentence goes
     when a retrieved fact states the length (recorded with that fact), else it is marked "(unverified)"."""
@@ -583,11 +606,8 @@ def drop_unbounded_durations(text: str, sources: list[Source], destination: str 
                                       citation=number.get(f.fact_id), kind=f.kind, sentence=f.sentence))
             text = text[:a] + text[b:].lstrip(" ")
         else:
-            at = a + len(text[a:b].rstrip())
-            while at > a and text[at - 1] in ".!;:\"”'*_)":
-                at -= 1
             changes.append(GateChange("marked_unverified", f.sentence, reason=f.reason, kind=f.kind))
-            text = _mark(text, at)
+            text = _mark_sentence(text, a, b)
     changes.reverse()
     return text, changes
 
