@@ -110,10 +110,84 @@ def load_for_training(cfg: TrainConfig, device: str, sharded: bool = False) -> t
     if device == "cpu":
         from . import attention
 
+        fold_lora_add(model)
         model.set_attn_implementation(attention.register())  # falls back to SDPA wherever it was not measured
     # The adapter records which base it belongs to: the source string the run used ("default", a path…).
     model.peft_config["default"].base_model_name_or_path = cfg.model
     return model, tok, prec
+
+
+class _LoraLinear(torch.autograd.Function):
+    """``x W^T + bias + scale * (x_a A^T) B^T`` as one autograd node, every tensor in one (compute) dtype.
+
+    Against PEFT's composition (base linear, lora_A, lora_B, ``* scale``, ``+``) the LoRA product is added by
+    the GEMM itself (``addmm_``'s alpha carries the scale), so there is no activation-sized LoRA output nor a
+    multiply and an add over it; in backward the two input gradients (base and ``A``) are accumulated by the
+    second GEMM into the first one's output instead of by autograd's separate add, and the scale lands on
+    rank-r tensors only. ``x_a`` is the dropout-ed input, or None when dropout is off (the recipe default).
+    """
+
+    @staticmethod
+    def forward(ctx, x, x_a, weight, bias, a_weight, b_weight, scale):
+        out = torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
+        a = torch.mm(x if x_a is None else x_a, a_weight.t())
+        out.addmm_(a, b_weight.t(), alpha=scale)
+        ctx.save_for_backward(x, x_a, weight, a_weight, b_weight, a)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, x_a, weight, a_weight, b_weight, a = ctx.saved_tensors
+        scale = ctx.scale
+        g_a = torch.mm(g, b_weight).mul_(scale)          # rank-r: T x r
+        g_b = torch.mm(g.t(), a).mul_(scale)             # out x r
+        g_aw = torch.mm(g_a.t(), x if x_a is None else x_a)  # r x in
+        g_x = torch.mm(g, weight)
+        g_xa = None
+        if x_a is None:
+            g_x.addmm_(g_a, a_weight)
+        else:
+            g_xa = torch.mm(g_a, a_weight)
+        return g_x, g_xa, None, None, g_aw, g_b, None
+
+
+def _folded_lora_forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """PEFT's vanilla LoRA ``nn.Linear`` forward through :class:`_LoraLinear`; PEFT's own for anything else."""
+    if (args or kwargs or self.disable_adapters or self.merged or len(self.active_adapters) != 1
+            or self.active_adapters[0] in self.lora_variant or self.active_adapters[0] not in self.lora_A
+            or any(p.requires_grad for p in self.base_layer.parameters())):  # the node gives the base no grad
+        return type(self).forward(self, x, *args, **kwargs)
+    name = self.active_adapters[0]
+    base = self.base_layer
+    # the dtype autocast would run the matmuls in; the casts of the (small) weights stay outside the node, so
+    # autograd returns fp32 gradients to the fp32 LoRA weights
+    dt = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+    x2 = x.reshape(-1, x.shape[-1]).to(dt)
+    dropout = self.lora_dropout[name]
+    x_a = None if isinstance(dropout, nn.Identity) else dropout(x2)
+    bias = None if base.bias is None else base.bias.to(dt)
+    out = _LoraLinear.apply(x2, x_a, base.weight.to(dt), bias, self.lora_A[name].weight.to(dt),
+                            self.lora_B[name].weight.to(dt), float(self.scaling[name]))
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
+def fold_lora_add(model: nn.Module) -> int:
+    """Switch every plain LoRA ``nn.Linear`` to the folded forward; returns how many were switched.
+
+    Only PEFT's ``lora.Linear`` over a plain ``nn.Linear`` (not 4-bit, whose kernels are not ours to reason
+    about); anything unusual at call time (mixed adapters, variants, merged weights) takes PEFT's own forward.
+    """
+    import types
+
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    n = 0
+    for module in model.modules():
+        if type(module) is LoraLinear and type(module.base_layer) is nn.Linear:
+            module.forward = types.MethodType(_folded_lora_forward, module)
+            n += 1
+    return n
 
 
 class _HeadCrossEntropy(torch.autograd.Function):
