@@ -192,3 +192,15 @@ def test_a_ranking_no_fact_makes_is_marked(gate):
     assert next(c for c in r.changes if c.kind == "superlative").action == "marked_unverified"
     ok = "Check the best options for you on the university's accommodation page."
     assert gate(ok, "What is the cheapest city in Ireland for students?", ["ie.funds.living"]).text == ok
+
+
+def test_a_place_in_the_sentence_is_no_scheme_to_correct_a_figure_by(gate):
+    # Served (lead's reading, session 4): the student-visa fact's alias "Dubai student visa" reduces to {dubai},
+    # so "Dubai" in a permanent-residency sentence pinned its subject to the student visa and "12 years" was
+    # 'corrected' to the visa's one-year validity, with an official citation.
+    answer = ("The official document states that the student must have completed a minimum of 12 years of study "
+              "in Dubai before they can apply for permanent residency.")
+    r = gate(answer, "Can I get permanent residency in the UAE after studying in Dubai?",
+             ["ae.student-visa.university-sponsored"])
+    assert not [c for c in r.changes if c.action == "corrected"]
+    assert "1 years" not in r.text and "1 year [" not in r.text
