@@ -17,3 +17,30 @@ from studyabroadgpt.kb.geo import detect_destinations
 ])
 def test_routes_named_after_a_country_are_destinations(text, expected):
     assert detect_destinations(text, exclude_origins=True) == expected
+
+
+def test_place_words_are_where_words_only():
+    """kb.geo.place_words is the one set the gate's topic check and slots' scheme anchoring both use."""
+    from studyabroadgpt.kb.geo import place_words
+    from studyabroadgpt.kb.slots import anchored_subject
+    from studyabroadgpt.serve.checks import _place_words
+
+    words = place_words()
+    # names, codes, cities, demonyms and the UAE's short names all only say where
+    assert {"australia", "zealand", "gb", "melbourne", "dubai", "uae", "australian", "kiwi"} <= words
+    assert not {"visa", "scholarship", "work", "hours", "university"} & words
+    assert _place_words() == words | {"university", "universities"}
+
+    class Entity:
+        def __init__(self, name):
+            self.name, self.aliases = name, []
+
+    class Fact:
+        def __init__(self, name, topic):
+            self.entities, self.topic = [Entity(name)], topic
+
+    facts = [Fact("Chinese student visa", "student_visa")]
+    # a scheme name that is only a place word ("Chinese" student visa) anchors nothing; a real scheme name does
+    assert anchored_subject("Chinese universities need 12 years of school.", facts) is None
+    assert anchored_subject("The Chevening award pays tuition.", [Fact("Chevening Scholarship", "scholarships")]) \
+        == "scholarship"

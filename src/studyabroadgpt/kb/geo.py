@@ -168,3 +168,22 @@ CITIES = {
     "rotterdam": "NL", "utrecht": "NL", "leiden": "NL", "delft": "NL", "eindhoven": "NL", "groningen": "NL",
     "auckland": "NZ", "wellington": "NZ", "christchurch": "NZ", "dunedin": "NZ", "paris": "FR", "lyon": "FR",
 }
+
+
+# Demonyms of the destinations (and the UK's nations): "Australian" says where as much as "Australia" does.
+_DEMONYMS = ("british american canadian australian german irish dutch french japanese swedish danish finnish "
+             "norwegian singaporean korean kiwi english scottish welsh emirati malaysian chinese italian spanish "
+             "swiss austrian belgian polish").split()
+
+
+@lru_cache(maxsize=1)
+def place_words() -> frozenset[str]:
+    """Lower-case words that only say *where*: destination names and ISO codes, their demonyms, the student
+    cities of ``CITIES`` and the UAE's cities and short names (its facts' aliases are "Dubai student visa",
+    "UAE student visa"). Sharing one is not sharing a topic, and a scheme name that is only these once its
+    generic words are gone names no scheme."""
+    words = {w for city in CITIES for w in city.split()}
+    words |= {w for name in DESTINATIONS.values() for w in name.lower().split()} | {c.lower() for c in DESTINATIONS}
+    return frozenset(words | set(_DEMONYMS) | {"uae", "uk", "us", "usa", "britain", "england", "dubai", "abu",
+                                               "dhabi", "sharjah"})
+

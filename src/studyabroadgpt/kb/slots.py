@@ -723,7 +723,9 @@ def anchored_subject(sentence: str, facts: list[Any]) -> str | None:
 
     words = set(re.findall(r"[a-z0-9][a-z0-9'-]*", sentence.lower()))
     found = set()
-    places = _place_tokens()
+    from .geo import place_words
+
+    places = place_words()
     for fact in facts:
         for e in getattr(fact, "entities", []) or []:
             for n in [e.name, *e.aliases]:
@@ -738,18 +740,6 @@ def anchored_subject(sentence: str, facts: list[Any]) -> str | None:
                     found.add(_TOPIC_SUBJECT.get(fact.topic))
     found.discard(None)
     return found.pop() if len(found) == 1 else None
-
-
-@lru_cache(maxsize=1)
-def _place_tokens() -> frozenset[str]:
-    """Words that only name a place: destination names and codes, the student cities kb.geo knows, and the
-    UAE's cities and short names (its facts' aliases are "Dubai student visa", "UAE student visa")."""
-    from .geo import CITIES
-    from .schema import DESTINATIONS
-
-    words = {w for city in CITIES for w in city.split()}
-    words |= {w for name in DESTINATIONS.values() for w in name.lower().split()} | {c.lower() for c in DESTINATIONS}
-    return frozenset(words | {"uae", "uk", "usa", "britain", "england", "dubai", "abu", "dhabi", "sharjah"})
 
 
 _TOPIC_SUBJECT = {"work_rights": "work_hours", "proof_of_funds": "funds", "health_cover": "health",

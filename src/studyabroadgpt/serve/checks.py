@@ -708,15 +708,11 @@ def _content_words(text: str) -> set[str]:
 
 @lru_cache(maxsize=1)
 def _place_words() -> frozenset[str]:
-    """Words that only say *where* (countries, cities, demonyms): sharing one is not sharing a topic."""
-    from ..kb.schema import DESTINATIONS
-    from ..kb.geo import CITIES
+    """kb.geo's place words and "university": a question and a fact that share only where (or "university")
+    share no topic."""
+    from ..kb.geo import place_words
 
-    words = {w for name in DESTINATIONS.values() for w in name.lower().split()}
-    words |= {w for city in CITIES for w in city.split()}
-    demonyms = "british american canadian australian german irish dutch french japanese swedish danish finnish " \
-               "norwegian singaporean korean kiwi english scottish welsh"
-    return frozenset(words | set(demonyms.split()) | {"uk", "us", "usa", "university", "universities"})
+    return place_words() | {"university", "universities"}
 
 
 def off_topic_sources(question: str, sources: list[Any], threshold: float | None = None,
