@@ -108,6 +108,50 @@ def test_korea_job_search_no_is_corrected(gate):
     assert r.text.startswith("Graduates of Korean universities who want to stay to look for a job can change to the "
                              "D-10 (job seeking) visa")
     assert "you cannot stay" not in r.text
+    # the blanket "no such policy" repeats the reversed verdict: it goes, with the fact recorded (session 5)
+    assert "no such policy" not in r.text and r.text.endswith("such as the E-7. [1]")
+    gone = next(c for c in r.changes if c.action == "removed")
+    assert gone.kind == "reversed_verdict" and gone.fact_id == "kr.psw.d10-job-seeker" and gone.citation == 1
+    # alone it is the reversed verdict itself
+    r = gate("The government of South Korea has no such policy.", "Can I stay in South Korea to look for a job after "
+             "I graduate?", ["kr.psw.d10-job-seeker"])
+    assert r.text.startswith("Graduates of Korean universities") and r.changes[0].action == "corrected_rule"
+    # a denial under a question that asks for no rule is left alone
+    r = gate("There is no such policy for students.", "What is the cheapest city in South Korea for students?",
+             ["kr.psw.d10-job-seeker"])
+    assert r.text == "There is no such policy for students."
+
+
+def test_dependants_denied_under_a_fact_that_includes_them_is_corrected(gate):
+    """Served (session 5, generate mode): "No, it is not possible to bring your two kids on a student visa" right
+    above the cited "Family members can be included ...". The family rule is the fact's second clause (its first
+    is the partner-work rule) or is stated in the passive."""
+    q = "Can I bring my two kids with me if I get an Australian student visa?"
+    r = gate("No, it is not possible to bring your two kids on a student visa. Budget for their health cover.", q,
+             ["au.dependants.family"])
+    assert "not possible" not in r.text
+    assert r.text.startswith("Australian Student visa holders can include their partner and dependent children")
+    fix = r.changes[0]
+    assert fix.action == "corrected_rule" and fix.slot["rule"] == "bring_family" and fix.slot["fact"]["positive"]
+    r = gate("No, it is not possible to bring your two kids on a student visa.", q,
+             ["guide.au.family.dependants", "au.dependants.family"])
+    assert r.text == ("Family members can be included in or added to an Australian student visa application, but you "
+                      "must show enough money for them too, they need health cover, and school-age children may have "
+                      "to pay school fees. [1]")
+    assert not [c for c in gate("Yes, you can include your children in your application.", q,
+                                ["au.dependants.family"]).changes if c.action == "corrected_rule"]
+    # the UK's rule is for research students only: a taught master's "no" stands
+    r = gate("No, you cannot bring your children while you do a taught master's.",
+             "Can I bring my children to the UK during my taught master's?", ["gb.dependants.restriction"])
+    assert not [c for c in r.changes if c.action == "corrected_rule"]
+    # a fact whose two clauses are two rules, and a document rule with "but" in it, stay as they were read
+    from studyabroadgpt.kb.slots import rules_of
+    from studyabroadgpt.kb.store import load_kb
+
+    kb = load_kb()
+    f2 = rules_of(kb.by_id["us.dependants.f2"].statement, "US")
+    assert [(r.subject, r.positive) for r in f2] == [("partner_work", False), ("bring_family", True)]
+    assert rules_of(kb.by_id["us.health.f1-school-plan"].statement, "US") == []
 
 
 MY_WORK = ("International students at Malaysian public or private higher-education institutions may work part-time "

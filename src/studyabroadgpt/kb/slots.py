@@ -506,9 +506,13 @@ _RULE_SUBJECTS: list[tuple[str, str]] = [
                         r"job[- ]?(?:hunting|seeking|search)|seek(?:ing)?\s+(?:a\s+job|work|employment))\b|"
                         r"\b(?:look(?:ing)?\s+for\s+(?:a\s+)?(?:job|work)|job[- ]hunt(?:ing)?)\b[^.;]{0,30}?"
                         r"\bafter\s+(?:you\s+|they\s+)?graduat\w*"),
-    ("bring_family", r"\b(?:bring|include|accompany|join|come\s+with|live\s+with)\b[^.;]{0,50}\b(?:dependants?|"
+    # "Family members can be included in or added to an Australian student visa application" states the family
+    # rule in the passive: with only "include" read, the served "No, it is not possible to bring your two kids"
+    # stood above it, uncorrected (lead's reading, session 5).
+    ("bring_family", r"\b(?:bring|include[sd]?|accompany|join|come\s+with|live\s+with)\b[^.;]{0,50}\b(?:dependants?|"
                      r"dependents?|family|spouse|partner|wife|husband|children|kids)\b|\b(?:dependants?|dependents?|"
-                     r"family|spouse|partner|wife|husband|children)\b[^.;]{0,40}\b(?:join|accompany|come\s+with)\b"),
+                     r"family|spouse|partner|wife|husband|children|kids)\b[^.;]{0,40}\b(?:join|accompany|come\s+with|"
+                     r"be\s+(?:included|added|brought))\b"),
     ("police_registration", r"\bregist\w*\s+with\s+(?:the\s+)?police\b|\bpolice\s+registration\b"),
     *[(f"document:{name}", _document_rule(doc)) for name, doc in _DOCUMENTS],
     ("self_employment", r"\bself-employ\w*\b"),
@@ -621,6 +625,22 @@ def rule_of(sentence: str, destination: str | None, claim: bool = False) -> Rule
     return Rule(subject, positive, None, level, destination, degree=degrees[0] if len(degrees) == 1 else None)
 
 
+def rules_of(statement: str, destination: str | None) -> list[Rule]:
+    """Every yes/no rule a fact's statement states, one per subject: the statement's first (``rule_of``), then
+    each clause's on another subject. "Australian Student visa holders can include their partner and dependent
+    children, who also need OSHC, and a partner may work unlimited hours only if ..." states a family rule as
+    well as the partner-work one it was read as, and only the latter was compared."""
+    rules = [r for r in [rule_of(statement, destination)] if r is not None]
+    for piece in _RULE_CLAUSE.split(statement):
+        rule = rule_of(piece, destination)
+        # Document rules are read on the whole statement only: "US immigration rules do not require F-1 students
+        # to hold health insurance, but most US universities require ..." is two rules, no yes or no.
+        if rule is not None and not rule.subject.startswith("document:") and \
+                all(r.subject != rule.subject for r in rules):
+            rules.append(rule)
+    return rules
+
+
 def _document_rule_of(subject: str, m: re.Match, clause: str, mstart: int, sentence: str,
                       destination: str | None, claim: bool) -> Rule | None:
     """A document rule: required or not, for whom. The negation is read only up to the document's name:
@@ -660,6 +680,30 @@ def answer_rule(sentence: str, question: str, destination: str | None, context: 
     # polarity is the "yes" reading.
     return Rule(asked.subject, asked.positive if yes else not asked.positive, None, level_in(question),
                 destination, degree=(degrees_in(question) or (None,))[0])
+
+
+# A blanket denial that names no rule ("The government of South Korea has no such policy", "There is no such
+# option"): it denies whatever the question asked about. Served under the corrected D-10 verdict, it was only
+# marked "(unverified)", and a student still read that Korea has no job-seeking visa.
+_BLANKET_DENIAL = re.compile(
+    r"\b(?:has|have|there\s+is|there's|there\s+are|offers?)\s+no\s+such\s+(?:polic(?:y|ies)|rules?|options?|programmes?|"
+    r"programs?|schemes?|provisions?|laws?|rights?|things?|possibilit(?:y|ies)|visas?|permissions?)\b|"
+    r"\bno\s+such\s+(?:policy|rule|option|programme|program|scheme|provision|law|right|thing|possibility|visa)\s+"
+    r"(?:exists|is\s+available)\b|\b(?:does|do)\s+not\s+(?:have|offer)\s+(?:any\s+)?such\s+(?:a\s+)?(?:policy|rule|"
+    r"option|programme|program|scheme|visa)\b|^[\s*_>-]*(?:this|that|it)\s+is\s+not\s+(?:possible|allowed|permitted)"
+    r"\s*[.!]?\s*$", re.IGNORECASE)
+
+
+def denial_rule(sentence: str, question: str, destination: str | None, context: str = "") -> Rule | None:
+    """A blanket denial ("... has no such policy") read as "no" to the rule the question asks about."""
+    if not _BLANKET_DENIAL.search(sentence):
+        return None
+    asked = rule_of(question, destination) or (rule_of(context, destination) if context else None)
+    if asked is None or asked.only is not None:
+        return None
+    # the question's own reading is what it asks to be true ("Can I stay ...?" → can stay): denied, not so
+    return Rule(asked.subject, not asked.positive, None, level_in(question), destination,
+                degree=(degrees_in(question) or (None,))[0])
 
 
 def polarity_conflict(claim: Rule, fact: Rule) -> str | None:
@@ -710,7 +754,7 @@ def polarity_conflict(claim: Rule, fact: Rule) -> str | None:
 
 
 __all__ = ["Slot", "SlotMatch", "slot_of", "same_slot", "fact_value_slot", "figures_in", "from_question",
-           "claim_number", "level_in", "anchored_subject", "policy_subject", "POLICY_SUBJECTS", "Rule", "rule_of", "polarity_conflict", "clause_around", "answer_rule", "degrees_in", "origin_list"]
+           "claim_number", "level_in", "anchored_subject", "policy_subject", "POLICY_SUBJECTS", "Rule", "rule_of", "rules_of", "polarity_conflict", "clause_around", "answer_rule", "denial_rule", "degrees_in", "origin_list"]
 
 
 # ------------------------------------------------------------------------------------------------- choosing

@@ -472,7 +472,7 @@ def correct_rules(text: str, question: str, sources: list[Source], context: str 
 
     from ..kb.coverage import origin_codes
     from ..kb.geo import detect_destinations
-    from ..kb.slots import answer_rule, degrees_in, level_in, polarity_conflict, rule_of
+    from ..kb.slots import answer_rule, degrees_in, denial_rule, level_in, polarity_conflict, rule_of, rules_of
 
     fallback = context_destination(question, sources, context)
     fact_rules = []
@@ -482,9 +482,7 @@ def correct_rules(text: str, question: str, sources: list[Source], context: str 
             # per student by premises' eligibility check; as a general yes/no it would "correct" a Ghanaian's
             # right "you need a visa" into the exemption.
             continue
-        rule = rule_of(s.fact.statement, s.fact.destination)
-        if rule is not None:
-            fact_rules.append((s, rule))
+        fact_rules += [(s, rule) for rule in rules_of(s.fact.statement, s.fact.destination)]
     if not fact_rules:
         return text, []
     edits = []
@@ -497,6 +495,8 @@ def correct_rules(text: str, question: str, sources: list[Source], context: str 
             claim = rule_of(sentence, dest, claim=True)
             if claim is None and i == 0:  # "No." / "Yes, ..." answering the question's own yes/no
                 claim = answer_rule(sentence, question, dest, context)
+            if claim is None:  # "The government of South Korea has no such policy."
+                claim = denial_rule(sentence, question, dest, context)
             if claim is not None:
                 if claim.level is None:  # the question says who is asking ("during my taught master's")
                     claim = replace(claim, level=level_in(question))
@@ -513,12 +513,23 @@ def correct_rules(text: str, question: str, sources: list[Source], context: str 
                         edits.append((a, b, s, rule, claim, why))
                         break
     changes = []
-    for a, b, s, rule, claim, why in reversed(edits):
-        replacement = f"{s.fact.statement} [{s.n}]"
+    # The fact goes in once, at the first reversed sentence; a later sentence that reverses the same rule
+    # ("No, you cannot stay ... The government of South Korea has no such policy.") goes with the fact recorded.
+    first = {}
+    for k, (_, _, s, _, _, _) in enumerate(edits):
+        first.setdefault(s.fact.id, k)
+    for k, (a, b, s, rule, claim, why) in reversed(list(enumerate(edits))):
+        slot = {"rule": rule.subject, "claim": claim.to_dict(), "fact": rule.to_dict()}
+        if first[s.fact.id] != k:
+            changes.append(GateChange("removed", text[a:b].strip(), fact_id=s.fact.id, citation=s.n,
+                                      reason=f"repeats a verdict the official rule [{s.n}] corrects: {why}",
+                                      slot=slot, sentence=text[a:b].strip(), kind="reversed_verdict"))
+            rest = text[b:].lstrip(" ")
+            text = (text[:a] if rest.strip() else text[:a].rstrip()) + rest
+            continue
         changes.append(GateChange("corrected_rule", text[a:b].strip(), s.fact.statement, s.fact.id, s.n,
-                                  reason=why, slot={"rule": rule.subject, "claim": claim.to_dict(),
-                                                    "fact": rule.to_dict()}))
-        text = text[:a] + replacement + text[b:]
+                                  reason=why, slot=slot))
+        text = text[:a] + f"{s.fact.statement} [{s.n}]" + text[b:]
     changes.reverse()
     return text, changes
 
