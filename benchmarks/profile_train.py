@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "runs" / "profile_train.txt"))
+    ap.add_argument("--shapes", action="store_true", help="also list the operators by input shape")
     ap.add_argument("--set", nargs="*", default=[], help="extra recipe overrides key=value")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -49,7 +50,7 @@ def main() -> None:
     from studyabroadgpt.config import apply_overrides, build
     from studyabroadgpt.train.batching import plan_steps
     from studyabroadgpt.train.config import TrainConfig
-    from studyabroadgpt.train.trainer import LoRARecipe
+    from studyabroadgpt.train.trainer import LoRARecipe, kept_heap
 
     work = ROOT / "runs" / "profile-train"
     data = {"name": "profile", "output_dir": str(work), "model": args.model, "dataset": args.data,
@@ -61,17 +62,21 @@ def main() -> None:
     recipe._start_phase(0)
     recipe.prepared.train()
     steps = plan_steps(recipe.examples, **recipe._plan_kwargs())
-    recipe._optimizer_step(next(steps))  # warm-up: allocator, oneDNN kernel selection
-    tokens, t0 = 0, time.monotonic()
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
-        for _ in range(args.steps):
-            step = next(steps)
-            recipe._optimizer_step(step)
-            tokens += step.tokens
-    wall = time.monotonic() - t0
+    with kept_heap(recipe.device == "cpu"):  # as LoRARecipe.train() runs its steps
+        recipe._optimizer_step(next(steps))  # warm-up: allocator, oneDNN kernel selection
+        tokens, t0 = 0, time.monotonic()
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
+            for _ in range(args.steps):
+                step = next(steps)
+                recipe._optimizer_step(step)
+                tokens += step.tokens
+        wall = time.monotonic() - t0
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     table = events.table(sort_by="self_cpu_time_total", row_limit=25)
+    if args.shapes:  # the same operators split by input shape: which tensors the casts and elementwise passes touch
+        table += "\n" + prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=30, max_shapes_column_width=70)
     grouped = {g: sum(e.self_cpu_time_total for e in events if e.key.startswith(prefixes))
                for g, prefixes in GROUPS.items()}
     grouped["everything else"] = total - sum(grouped.values())

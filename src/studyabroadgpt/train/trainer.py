@@ -270,14 +270,15 @@ class LoRARecipe:
     # ------------------------------------------------------------------------------------------------ train
     def train(self) -> str:
         """Run the remaining phases; returns why training stopped (``completed`` or ``time_budget``)."""
-        for pi in range(self.state.phase_index, len(self.phases)):
-            self._start_phase(pi)
-            self.stopped_by = self._train_phase()
-            if self.stopped_by == "time_budget":
-                break
-            if pi + 1 < len(self.phases) and self.main:
-                with atomic_dir(self.run_dir / "phases" / self.phase_names[pi] / "adapter") as tmp:
-                    ckpt.save_adapter(self.model, self.tok, tmp)
+        with kept_heap(self.device == "cpu"):  # on GPUs the activations live in the CUDA caching allocator
+            for pi in range(self.state.phase_index, len(self.phases)):
+                self._start_phase(pi)
+                self.stopped_by = self._train_phase()
+                if self.stopped_by == "time_budget":
+                    break
+                if pi + 1 < len(self.phases) and self.main:
+                    with atomic_dir(self.run_dir / "phases" / self.phase_names[pi] / "adapter") as tmp:
+                        ckpt.save_adapter(self.model, self.tok, tmp)
         return self.stopped_by
 
     def _encode(self, pi: int) -> PhaseData:
@@ -565,6 +566,48 @@ def _cpu_threads(wanted: int, console: Console) -> int:
                       "starting Python to use them all)")
         return 1
     return wanted
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+
+
+@contextlib.contextmanager
+def kept_heap(enabled: bool = True) -> Any:
+    """Keep freed memory in glibc's heap while training instead of handing it back to the kernel.
+
+    Why: a training step frees and re-allocates the same activation-sized buffers every micro-batch. By default
+    glibc serves blocks above its mmap threshold (≤ 32 MB; the head's 256 × 49,152 fp32 chunks are 50 MB) with
+    fresh mappings and trims the heap top once freed, so the kernel zero-fills and faults the pages in again each
+    time. Measured on this session's 2-core Xeon VM with AMX-BF16 (SmolLM2-135M, seq 512, 4 × 512 tokens, bf16):
+    170-209k minor page faults per optimizer step by default against 8-10k with the heap kept, +7 % and +11 %
+    tokens per CPU-second in two interleaved pairs, the same losses, +67-91 MB peak RSS (blocks kept for reuse).
+    On leaving, the thresholds go back to glibc's defaults and the kept memory is released (``malloc_trim``), so
+    a process that goes on to serve does not hold the training peak. A no-op off glibc (musl, macOS, Windows).
+    """
+    libc = _glibc() if enabled else None
+    if libc is None or not (libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 31)):
+        yield
+        return
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+        libc.malloc_trim(0)
+
+
+def _glibc() -> Any:
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
 def _check_trackers(report_to: list[str]) -> None:
