@@ -248,3 +248,72 @@ def test_a_place_in_the_sentence_is_no_scheme_to_correct_a_figure_by(gate):
              ["ae.student-visa.university-sponsored"])
     assert not [c for c in r.changes if c.action == "corrected"]
     assert "1 years" not in r.text and "1 year [" not in r.text
+
+
+def test_a_comparison_with_an_uncovered_destination_goes(gate):
+    """Served (session 5): "The cost of studying in Germany is significantly cheaper than studying in Poland" —
+    the KB has no fact on Poland, so nothing official backs the comparison's other side."""
+    q = "Is it cheaper to study in Germany or in Poland?"
+    r = gate("The cost of studying in Germany is significantly cheaper than studying in Poland. Most public "
+             "universities in Germany charge no tuition.", q, ["de.tuition.public-free"])
+    assert "Poland" not in r.text and r.text.startswith("Most public universities in Germany charge no tuition")
+    gone = next(c for c in r.changes if c.kind == "uncovered_comparison")
+    assert gone.action == "removed" and "Poland" in gone.reason
+    # two covered destinations and no fact that compares them: marked, not removed
+    r = gate("Germany is cheaper than the UK for most students.", "Is Germany cheaper than the UK?",
+             ["de.tuition.public-free"])
+    assert r.text == "Germany is cheaper than the UK for most students (unverified)."
+    assert r.changes[0].kind == "comparison"
+    # advice that compares two actions is no comparison of places
+    ok = "It is better to apply early than to wait for the last week."
+    assert gate(ok, "When should I apply to German universities?", ["de.tuition.public-free"]).text == ok
+
+
+def test_official_facts_are_that_is_the_prompt_read_back(gate):
+    """Served (session 5, Netherlands health insurance): "The official facts are that ..." is the prompt's own
+    heading; the lead-in goes where the rest is what the facts say, the sentence where it is not."""
+    q = "Do I need health insurance to study in the Netherlands?"
+    r = gate("The official facts are that international students who only study in the Netherlands usually need "
+             "private student health insurance [1]. Buy it before you arrive.", q, ["nl.health.basic-insurance"])
+    assert r.text.startswith("International students who only study in the Netherlands usually need private")
+    assert r.changes[0].kind == "prompt_lead_in" and r.changes[0].action == "removed"
+    r = gate("- The official facts are that every student gets free healthcare from the Dutch government.\n- Buy "
+             "insurance before you arrive.", q, ["nl.health.basic-insurance"])
+    assert "free healthcare" not in r.text and r.changes[0].kind == "misattributed"
+
+
+def test_a_date_no_fact_gives_is_marked_in_any_answer(gate):
+    """Served (session 5): "The deadline to apply ... through Campus France is 2025-12-31." passed unmarked: ISO
+    dates were all blanked as "as of" stamps, and year deadlines were checked only in policy answers."""
+    q = "What is the deadline to apply to French universities through Campus France?"
+    r = gate("The deadline to apply for a visa in France through Campus France is 2025-12-31.", q, ["fr.funds.monthly"])
+    assert r.text == "The deadline to apply for a visa in France through Campus France is 2025-12-31 (unverified)."
+    r = gate("Submit your Campus France application by March 2026.", q, ["fr.funds.monthly"])
+    assert "by March 2026 (unverified)" in r.text
+    # an ISO date a fact gives is checked like any date, and a source's "as of" stamp is no claim
+    r = gate("The change applies to courses starting from 2023-01-01.", "When did the UK dependants rule change?",
+             ["gb.dependants.restriction"])
+    assert r.text == "The change applies to courses starting from 1 January 2024 [1]."
+    stamp = "Our source (as of 2025-01-01) says you need €615 a month [1]."
+    assert "2025-01-01 (unverified)" not in gate(stamp, "How much money do I need for France?", ["fr.funds.monthly"]).text
+
+
+def test_a_rule_about_the_partner_takes_no_student_fact(gate):
+    """Lead's reading (session 5): "She must be self-employed or have full-time employment ..." about the wife
+    was replaced by the student-work fact ("no Student visa holder may be self-employed"), cited, under an
+    unmarked "No, your wife cannot work on a UK student visa" with no partner-work fact retrieved."""
+    q = "Can my wife work if she comes with me on my UK student visa?"
+    r = gate("No, your wife cannot work on a UK student visa. She must be self-employed or have full-time "
+             "employment to apply for a visa.", q, ["gb.work.below-degree", "gb.dependants.restriction"])
+    assert not [c for c in r.changes if c.action == "corrected_rule"]
+    assert r.text == ("No, your wife cannot work on a UK student visa (unverified). She must be self-employed or have "
+                      "full-time employment to apply for a visa (unverified).")
+    assert [c.kind for c in r.changes] == ["partner_rule", "partner_rule"]
+    # the student's own self-employment claim is still corrected by the student fact
+    r = gate("Students below degree level may be self-employed.", "Can I be self-employed on a UK student visa?",
+             ["gb.work.below-degree"])
+    assert r.changes[0].action == "corrected_rule"
+    # a partner verdict a partner fact states is left to that fact
+    r = gate("Your husband can work full time while you do your master's in Australia.",
+             "Can my husband work full time in Australia?", ["au.dependants.family"])
+    assert not r.changes

@@ -170,8 +170,12 @@ _SOURCES_HEADING = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*+[ \t]*)?(?:Sources
 _URL = re.compile(r"https?://\S+|www\.\S+|(?<![\w.-])[\w-]+(?:\.[\w-]+)*\.(?:gov|gov\.uk|govt\.nz|gc\.ca|gov\.au|"
                   r"edu|org|ie|nl|de|ca)\b\S*")
 _CITATION = re.compile(r"\[\d+(?:\s*[,–-]\s*\d+)*\]")
-# ISO dates in answers are "as of" stamps of sources, metadata rather than advice ("as of 2025-01-01").
+# An ISO date after "as of" is a source's stamp, metadata rather than advice ("as of 2025-01-01"); any other
+# ISO date is a claim: "The deadline to apply ... through Campus France is 2025-12-31" was served unmarked
+# (lead's reading, session 5) while every ISO date was blanked.
 _ISO_DATE = re.compile(r"\b(?:19|20)\d\d-[01]\d-[0-3]\d\b")
+_ISO_STAMP = re.compile(r"\b(?:as\s+(?:of|at)|updated|checked|retrieved|accessed|review\s+after|last\s+reviewed)"
+                        r"[\s:]*(?:on\s+)?(?P<date>(?:19|20)\d\d-[01]\d-[0-3]\d)\b", re.IGNORECASE)
 
 
 def auditable_text(text: str) -> str:
@@ -187,8 +191,10 @@ def auditable_text(text: str) -> str:
         kept = len(masked[:m.start()].rstrip())
         start = masked.find("\n", kept) + 1 if kept else 0
         masked = masked[:start] + " " * (len(masked) - start)
-    for pat in (_URL, _CITATION, _ISO_DATE):
+    for pat in (_URL, _CITATION):
         masked = pat.sub(lambda mm: " " * len(mm.group(0)), masked)
+    for m in _ISO_STAMP.finditer(masked):
+        masked = masked[:m.start("date")] + " " * len(m.group("date")) + masked[m.end("date"):]
     return masked
 
 
@@ -330,6 +336,10 @@ def _durations(text: str) -> Iterator[tuple[int, int, dict]]:
 
 
 def _dates(text: str) -> Iterator[tuple[int, int, dict]]:
+    for m in _ISO_DATE.finditer(text):  # "as of" stamps are blanked before extraction (auditable_text)
+        year, month, day = (int(x) for x in m.group(0).split("-"))
+        if 1 <= month <= 12 and 1 <= day <= 31:
+            yield m.start(), m.end(), {"month": month, "day": day, "year": year}
     for pat in (_DATE_DM, _DATE_MD):
         for m in pat.finditer(text):
             day = int(m.group("day"))

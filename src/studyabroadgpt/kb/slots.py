@@ -21,7 +21,7 @@ required, eligible / not eligible) get the same treatment in ``rule_of`` / ``pol
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -546,9 +546,29 @@ class Rule:
     # Where the applicants come from: on a fact, the countries its rule is for (empty: everyone); on a claim,
     # the student's own country from the question.
     origins: tuple[str, ...] = ()
+    # Whose rule it is, where the subject does not say: "partner" when the clause is about the student's
+    # partner or family ("She must be self-employed ..."), None for the student. A student-work fact ("no
+    # Student visa holder may be self-employed") replaced a served sentence about the wife (lead's reading).
+    who: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# Words that make a clause about the student's partner or family rather than the student. "she"/"he" only in
+# answers, which talk to the student about their wife or husband ("Can my wife work?" → "She must ...").
+PARTNER_WORDS = re.compile(r"\b(?:wife|husband|spouses?|partners?|dependants?|dependents?|family\s+members?|"
+                           r"children|kids|f-2)\b", re.IGNORECASE)
+_PARTNER_PRONOUN = re.compile(r"\b(?:she|he|her|his)\b", re.IGNORECASE)
+PARTNER_SUBJECTS = {"partner_full_time", "partner_work", "bring_family"}
+
+
+def _who(subject: str, head: str, claim: bool) -> str | None:
+    if subject in PARTNER_SUBJECTS:
+        return None  # the subject itself says whose rule it is
+    if PARTNER_WORDS.search(head) or (claim and _PARTNER_PRONOUN.search(head)):
+        return "partner"
+    return None
 
 
 _DEGREES = [("masters", r"\bmaster'?s\b|\bmsc\b|\bmba\b|\bma\b|\bmphil\b|\bllm\b|\bmeng\b|\bpostgraduate\s+taught\b"),
@@ -599,7 +619,8 @@ def rule_of(sentence: str, destination: str | None, claim: bool = False) -> Rule
     clause = sentence[c0:nxt.start() if nxt else len(sentence)]
     mstart = m.start() - c0
     if subject.startswith("document:"):
-        return _document_rule_of(subject, m, clause, mstart, sentence, destination, claim)
+        rule = _document_rule_of(subject, m, clause, mstart, sentence, destination, claim)
+        return None if rule is None else replace(rule, who=_who(subject, clause[:mstart], claim))
     only = _ONLY.search(clause)
     # The negation that governs the rule is the one before its subject words, or right after them
     # ("... are not entitled to bring").
@@ -616,13 +637,15 @@ def rule_of(sentence: str, destination: str | None, claim: bool = False) -> Rule
         # Degrees decide only a rule whose condition is a degree ("a master's or doctoral degree"); "a
         # postgraduate research course such as a PhD" is about research, which a research master's also is.
         degrees = () if re.search(r"research|sponsor", cond, re.IGNORECASE) else degrees_in(cond)
-        return Rule(subject, False, exception, None, destination, only_degrees=degrees)
+        return Rule(subject, False, exception, None, destination, only_degrees=degrees,
+                    who=_who(subject, clause[:mstart], claim))
     level = _first(_LEVEL_RES, clause)
     degrees = degrees_in(clause)
     positive = not bool(neg)
     if subject == "need_visa" and re.match(r"without|visa[- ]free|exempt", m.group(0), re.IGNORECASE):
         positive = not positive  # "study without a visa", "visa-free", "exempt from the visa": no need
-    return Rule(subject, positive, None, level, destination, degree=degrees[0] if len(degrees) == 1 else None)
+    return Rule(subject, positive, None, level, destination, degree=degrees[0] if len(degrees) == 1 else None,
+                who=_who(subject, clause[:mstart], claim))
 
 
 def rules_of(statement: str, destination: str | None) -> list[Rule]:
@@ -679,7 +702,7 @@ def answer_rule(sentence: str, question: str, destination: str | None, context: 
     # "Do I need a visa?" → "No" means no need; "Can't I work?" → "No" means I cannot. The question's own
     # polarity is the "yes" reading.
     return Rule(asked.subject, asked.positive if yes else not asked.positive, None, level_in(question),
-                destination, degree=(degrees_in(question) or (None,))[0])
+                destination, degree=(degrees_in(question) or (None,))[0], who=asked.who)
 
 
 # A blanket denial that names no rule ("The government of South Korea has no such policy", "There is no such
@@ -703,13 +726,15 @@ def denial_rule(sentence: str, question: str, destination: str | None, context: 
         return None
     # the question's own reading is what it asks to be true ("Can I stay ...?" → can stay): denied, not so
     return Rule(asked.subject, not asked.positive, None, level_in(question), destination,
-                degree=(degrees_in(question) or (None,))[0])
+                degree=(degrees_in(question) or (None,))[0], who=asked.who)
 
 
 def polarity_conflict(claim: Rule, fact: Rule) -> str | None:
     """Why the claim's yes/no contradicts the fact's, or None when it does not (or cannot be told)."""
     if claim.destination is None or claim.destination != fact.destination or claim.subject != fact.subject:
         return None
+    if claim.who != fact.who:
+        return None  # a rule for the student says nothing about their partner, and the other way round
     if claim.only is not None:
         return None  # the answer states a condition itself: leave it to the reader and the caveat
     if fact.origins:
@@ -754,7 +779,7 @@ def polarity_conflict(claim: Rule, fact: Rule) -> str | None:
 
 
 __all__ = ["Slot", "SlotMatch", "slot_of", "same_slot", "fact_value_slot", "figures_in", "from_question",
-           "claim_number", "level_in", "anchored_subject", "policy_subject", "POLICY_SUBJECTS", "Rule", "rule_of", "rules_of", "polarity_conflict", "clause_around", "answer_rule", "denial_rule", "degrees_in", "origin_list"]
+           "claim_number", "level_in", "anchored_subject", "policy_subject", "POLICY_SUBJECTS", "Rule", "rule_of", "rules_of", "polarity_conflict", "clause_around", "answer_rule", "denial_rule", "degrees_in", "PARTNER_WORDS", "PARTNER_SUBJECTS", "origin_list"]
 
 
 # ------------------------------------------------------------------------------------------------- choosing

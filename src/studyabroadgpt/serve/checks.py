@@ -840,6 +840,8 @@ def unsupported_rules(text: str, facts: list[Any], bounds: list[tuple[int, int]]
     no retrieved fact supports: a rule change whenever no fact shares at least RULE_SUPPORT_SHARE of its
     words, an obligation / permission / exemption likewise. Advice sentences, questions, headings, sentences
     already marked "(unverified)" and sentences citing a fact they match are left alone."""
+    from ..kb.slots import PARTNER_WORDS
+
     out: list[RuleFinding] = []
     for a, b in bounds:
         sentence = text[a:b]
@@ -851,7 +853,11 @@ def unsupported_rules(text: str, facts: list[Any], bounds: list[tuple[int, int]]
             continue
         if not change and _ADVICE.search(body):
             continue
-        share, fact = _support(re.sub(r"\[\d{1,2}\]", " ", body), facts)
+        # A rule about the student's partner or family is supported only by a fact about them: "No, your wife
+        # cannot work on a UK student visa" shared 3 of its 4 words with the student-work fact (lead's reading).
+        pool = [f for f in facts if PARTNER_WORDS.search(getattr(f, "statement", str(f)))] \
+            if PARTNER_WORDS.search(body) else facts
+        share, fact = _support(re.sub(r"\[\d{1,2}\]", " ", body), pool)
         if share >= RULE_SUPPORT_SHARE:
             continue
         kind = "rule_change" if change else "rule"
@@ -979,6 +985,20 @@ _PROMPT_LEAD_IN = re.compile(
     r"above|provided(?:\s+above)?)\s*,\s*", re.IGNORECASE)
 
 
+# "The official facts are that ..." (Netherlands health insurance, lead's reading, session 5) is the prompt's
+# own heading ("The official facts are:") read back: none of the lead-in forms above had "are that", and
+# _FACTS_SAY knows only "state"/"say"-like verbs, so it stood. The lead-in goes when the rest is what the facts
+# say, and the sentence goes when it is not.
+_FACTS_ARE = re.compile(r"(?:[-*+•]\s+|\d{1,2}[.)]\s+)?(?P<lead>(?:\*\*)?(?:the\s+)?(?:official\s+)?(?:facts?|sources?)\s+"
+                        r"(?:(?:provided|given|above|here)\s+)?(?:are|is)\s*(?:that\b|:)\s*(?:\*\*)?\s*)", re.IGNORECASE)
+
+
+def _said_by_facts(said: str, body: str, facts_by_number: dict[int, Any]) -> tuple[float, Any]:
+    """The support the facts a sentence cites (uncited: every retrieved fact) give to what it says they say."""
+    cited = [facts_by_number[int(n)] for n in re.findall(r"\[(\d{1,2})\]", body) if int(n) in facts_by_number]
+    return _support(re.sub(r"\[\d{1,2}\]", " ", said), cited or list(facts_by_number.values()))
+
+
 def prompt_talk(text: str, facts_by_number: dict[int, Any], bounds: list[tuple[int, int]]) -> list[RuleFinding]:
     """Sentences that talk about the prompt's facts rather than to the student, and sentences that say "the
     official facts state X" where no fact they cite (or, uncited, no retrieved fact) has FACTS_SAY_SUPPORT of
@@ -997,12 +1017,20 @@ def prompt_talk(text: str, facts_by_number: dict[int, Any], bounds: list[tuple[i
         if _PROMPT_TALK.search(body):
             out.append(RuleFinding((a, b), body, "prompt_talk", "talks about the prompt's facts, not to the student"))
             continue
+        start = a + len(text[a:b]) - len(text[a:b].lstrip())
+        are = _FACTS_ARE.match(text, start)
+        if are and b - are.end() > 15:
+            share, fact = _said_by_facts(text[are.end():b], body, facts_by_number)
+            if share >= FACTS_SAY_SUPPORT:
+                out.append(RuleFinding(are.span("lead"), body, "prompt_lead_in", "talks about the prompt's facts, "
+                                       "not to the student"))
+                continue
+            out.append(RuleFinding((a, b), body, "misattributed", f"attributes to the official facts what they do not "
+                                   f"say ({share:.0%} of its words in{' ' + fact.id if fact is not None else ' any retrieved fact'})"))
+            continue
         m = _FACTS_SAY.search(body)
         if m:
-            cited = [facts_by_number[int(n)] for n in re.findall(r"\[(\d{1,2})\]", body) if int(n) in facts_by_number]
-            pool = cited or list(facts_by_number.values())
-            said = re.sub(r"\[\d{1,2}\]", " ", body[m.end():])
-            share, fact = _support(said, pool)
+            share, fact = _said_by_facts(body[m.end():], body, facts_by_number)
             if share < FACTS_SAY_SUPPORT:
                 out.append(RuleFinding((a, b), body, "misattributed",
                                        f"attributes to the official facts what they do not say ({share:.0%} of its "
@@ -1019,18 +1047,41 @@ _SUPERLATIVE = re.compile(
     re.IGNORECASE)
 
 
-def unsupported_superlatives(text: str, facts: list[Any], bounds: list[tuple[int, int]]) -> list[RuleFinding]:
-    """Sentences ranking places or options ("the cheapest city in Ireland is Dublin") that no retrieved fact
-    supports (under RULE_SUPPORT_SHARE of their words in the closest fact)."""
+# "The cost of studying in Germany is significantly cheaper than in Poland" (lead's reading, session 5): a
+# comparison is a ranking of two, and needs a fact on each side. ("It is better to apply early than to wait" is
+# advice, not a comparison of places.)
+_COMPARATIVE = re.compile(
+    r"\b(?:cheaper|costlier|pricier|more\s+(?:affordable|expensive|costly|difficult|competitive|popular)|less\s+"
+    r"(?:expensive|affordable|costly|competitive|difficult)|better(?!\s+to\b)|worse|easier(?!\s+to\b)|harder|"
+    r"safer(?!\s+to\b)|lower|higher)\b"
+    r"[^.;!?]{0,80}?\b(?:than|compared\s+(?:to|with))\b", re.IGNORECASE)
+
+
+def unsupported_superlatives(text: str, facts: list[Any], bounds: list[tuple[int, int]],
+                             kb: Any = None) -> list[RuleFinding]:
+    """Sentences ranking or comparing places or options ("the cheapest city in Ireland is Dublin", "Germany is
+    cheaper than Poland") that no retrieved fact supports (under RULE_SUPPORT_SHARE of their words in the
+    closest fact): kind "superlative" / "comparison". One that ranks or compares a destination ``kb`` has no
+    facts on is "uncovered_comparison" whatever the word share: nothing official backs its other side."""
+    from ..kb.coverage import detect_scope
+
     out = []
     for a, b in bounds:
         body = text[a:b].strip()
-        if not _SUPERLATIVE.search(body) or body.endswith("?") or "(unverified)" in body or _ADVICE.search(body):
+        ranked, compared = _SUPERLATIVE.search(body), _COMPARATIVE.search(body)
+        if not (ranked or compared) or body.endswith("?") or "(unverified)" in body or _ADVICE.search(body):
+            continue
+        what = "a ranking" if ranked else "a comparison"
+        uncovered = detect_scope(body, kb).uncovered_destinations if kb is not None else []
+        if uncovered:
+            out.append(RuleFinding((a, b), body, "uncovered_comparison", f"{what} with {' and '.join(uncovered)}, "
+                                   f"on which the knowledge base has no official information"))
             continue
         share, fact = _support(re.sub(r"\[\d{1,2}\]", " ", body), facts)
         if share < RULE_SUPPORT_SHARE:
-            out.append(RuleFinding((a, b), body, "superlative", f"a ranking no retrieved official fact makes "
-                                   f"({share:.0%} of its words in the closest fact)"))
+            out.append(RuleFinding((a, b), body, "superlative" if ranked else "comparison",
+                                   f"{what} no retrieved official fact makes ({share:.0%} of its words in the "
+                                   f"closest fact)"))
     return out
 
 

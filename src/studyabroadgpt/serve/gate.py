@@ -283,16 +283,19 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
     # A follow-up ("Is there an age limit for that?") is a policy question when the turn before it was one.
     text, talk = drop_prompt_talk(text, sources)
     changes += talk
-    text, ranked = mark_superlatives(text, sources)
+    kb = kb if kb is not None else getattr(auditor, "kb", None)
+    text, ranked = mark_superlatives(text, sources, kb)
     changes += ranked
     text, unbounded = drop_unbounded_durations(text, sources, context_destination(question, sources, context))
     changes += unbounded
     if slots.policy_subject(question) is not None or (context and slots.policy_subject(context) is not None):
         text, invented = drop_unsupported_rules(text, sources)
         changes += invented
-        text, undated = mark_undated_deadlines(text, sources, f"{context} {question}")
-        changes += undated
-    kb = kb if kb is not None else getattr(auditor, "kb", None)
+    # A year or month deadline no retrieved fact gives is an invented specific in any answer, not only a policy
+    # one: "apply to French universities through Campus France" is no policy subject, and its served deadline
+    # went unmarked (lead's reading, session 5).
+    text, undated = mark_undated_deadlines(text, sources, f"{context} {question}")
+    changes += undated
     if kb is not None:
         from .checks import mark_unverified_entities, remove_foreign_urls
 
@@ -472,7 +475,8 @@ def correct_rules(text: str, question: str, sources: list[Source], context: str 
 
     from ..kb.coverage import origin_codes
     from ..kb.geo import detect_destinations
-    from ..kb.slots import answer_rule, degrees_in, denial_rule, level_in, polarity_conflict, rule_of, rules_of
+    from ..kb.slots import (PARTNER_SUBJECTS, answer_rule, degrees_in, denial_rule, level_in, polarity_conflict,
+                            rule_of, rules_of)
 
     fallback = context_destination(question, sources, context)
     fact_rules = []
@@ -483,9 +487,7 @@ def correct_rules(text: str, question: str, sources: list[Source], context: str 
             # right "you need a visa" into the exemption.
             continue
         fact_rules += [(s, rule) for rule in rules_of(s.fact.statement, s.fact.destination)]
-    if not fact_rules:
-        return text, []
-    edits = []
+    edits, unheld = [], []
     origins: tuple[str, ...] | None = None
     for i, (a, b) in enumerate(sentences(text)):
         sentence = text[a:b]
@@ -512,13 +514,29 @@ def correct_rules(text: str, question: str, sources: list[Source], context: str 
                     if why:
                         edits.append((a, b, s, rule, claim, why))
                         break
+                else:
+                    if (claim.who == "partner" or claim.subject in PARTNER_SUBJECTS) and not any(
+                            r.subject == claim.subject and r.who == claim.who for _, r in fact_rules):
+                        # A verdict on the partner's or family's rights that no retrieved fact states: "No, your
+                        # wife cannot work on a UK student visa" (false for a PhD student's dependants) stood
+                        # unmarked beside student-work facts (lead's reading, session 5).
+                        unheld.append((a, b))
     changes = []
     # The fact goes in once, at the first reversed sentence; a later sentence that reverses the same rule
     # ("No, you cannot stay ... The government of South Korea has no such policy.") goes with the fact recorded.
+    # Edits and marks are applied from the end backwards so earlier spans stay valid.
     first = {}
     for k, (_, _, s, _, _, _) in enumerate(edits):
         first.setdefault(s.fact.id, k)
-    for k, (a, b, s, rule, claim, why) in reversed(list(enumerate(edits))):
+    ops = [(a, b, k, edit) for k, (a, b, *edit) in enumerate(edits)] + [(a, b, -1, None) for a, b in unheld]
+    for a, b, k, edit in sorted(ops, key=lambda o: o[0], reverse=True):
+        if edit is None:
+            changes.append(GateChange("marked_unverified", text[a:b].strip(), kind="partner_rule",
+                                      reason="a rule about the student's partner or family that no retrieved "
+                                             "official fact states"))
+            text = _mark_sentence(text, a, b)
+            continue
+        s, rule, claim, why = edit
         slot = {"rule": rule.subject, "claim": claim.to_dict(), "fact": rule.to_dict()}
         if first[s.fact.id] != k:
             changes.append(GateChange("removed", text[a:b].strip(), fact_id=s.fact.id, citation=s.n,
@@ -589,13 +607,20 @@ def _mark_sentence(text: str, a: int, b: int) -> str:
     return _mark(text, at)
 
 
-def mark_superlatives(text: str, sources: list[Source]) -> tuple[str, list[GateChange]]:
-    """A ranking no retrieved fact makes ("The cheapest city in Ireland for students is Dublin") is marked
-    "(unverified)" at the end of its sentence."""
+def mark_superlatives(text: str, sources: list[Source], kb: Any = None) -> tuple[str, list[GateChange]]:
+    """A ranking or comparison no retrieved fact makes ("The cheapest city in Ireland for students is Dublin")
+    is marked "(unverified)" at the end of its sentence; one with a destination the KB has no facts on
+    ("Germany is cheaper than Poland") goes: the answer's "Not covered" line says what we hold on it."""
     from .checks import unsupported_superlatives
 
     changes: list[GateChange] = []
-    for f in reversed(unsupported_superlatives(text, [s.fact for s in sources], sentences(text))):
+    for f in reversed(unsupported_superlatives(text, [s.fact for s in sources], sentences(text), kb)):
+        if f.kind == "uncovered_comparison":
+            a, b = f.span
+            changes.append(GateChange("removed", f.sentence, reason=f.reason, kind=f.kind, sentence=f.sentence))
+            rest = text[b:].lstrip(" ")
+            text = (text[:a] if rest.strip() else text[:a].rstrip()) + rest
+            continue
         changes.append(GateChange("marked_unverified", f.sentence, reason=f.reason, kind=f.kind))
         text = _mark_sentence(text, *f.span)
     changes.reverse()
@@ -624,7 +649,7 @@ def drop_unbounded_durations(text: str, sources: list[Source], destination: str 
 
 
 def mark_undated_deadlines(text: str, sources: list[Source], asked: str) -> tuple[str, list[GateChange]]:
-    """In a policy answer, a deadline or dated change with a year or month that no retrieved fact (nor the
+    """In any answer, a deadline or dated change with a year or month that no retrieved fact (nor the
     student) gives ("submit your application by the end of 2025") is marked "(unverified)" where it ends."""
     from .checks import undated_deadlines
 
