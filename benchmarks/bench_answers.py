@@ -220,15 +220,25 @@ def main() -> None:
     ap.add_argument("--before-from", default=None,
                     help="reuse the old code's answers from an earlier run's before_out.json (same prompts)")
     ap.add_argument("--out", default="runs/bench_answers")
+    ap.add_argument("--shard", default=None, metavar="I/N",
+                    help="only every N-th prompt from the I-th (0-based): a 110-prompt run on 2 shared cores outlives "
+                         "the 25-minute job limit, so it runs as shards merged with --merge")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                    help="merge the shards' answers.jsonl into --out and score them together (no model)")
     ap.add_argument("--rescore", action="store_true", help="re-score the answers already in --out (no model)")
     ap.add_argument("--refinish", action="store_true", help="with --rescore: run the current answer path again on "
                     "the stored raw text first")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        return merge(out, [Path(d) for d in args.merge])
     if args.rescore:
         return rescore(out, refinish=args.refinish)
     rows = pick_prompts(args.limit)
+    if args.shard:
+        i, n = (int(x) for x in args.shard.split("/"))
+        rows = rows[i::n]
     started = {"load_start": load(), "prompts": len(rows), "max_tokens": args.max_tokens, "adapter": args.adapter}
     if args.before_from:
         stored = {b["id"]: b for b in json.loads(Path(args.before_from).read_text())}
@@ -263,6 +273,27 @@ def main() -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(markdown(summary))
     print(markdown(summary))
+
+
+def merge(out: Path, shards: list[Path]) -> None:
+    """One run from shards (``--shard``): their answers in prompt-set order, the timing and load of each kept."""
+    from studyabroadgpt.eval.prompts import load_real_style
+
+    order = {r["id"]: i for i, r in enumerate(load_real_style())}
+    recs, parts = [], []
+    for d in shards:
+        recs += [json.loads(line) for line in (d / "answers.jsonl").read_text().splitlines() if line.strip()]
+        parts.append(json.loads((d / "summary.json").read_text()))
+    recs.sort(key=lambda r: order[r["id"]])
+    with open(out / "answers.jsonl", "w") as fh:
+        for rec in recs:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    first = parts[0]
+    summary = {**first, "prompts": len(recs), "load_start": " / ".join(p["load_start"] for p in parts),
+               "load_end": " / ".join(p["load_end"] for p in parts), "shards": [str(d) for d in shards],
+               "shard_timing": [p["timing"] for p in parts]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    rescore(out)
 
 
 def rescore(out: Path, refinish: bool = False) -> None:

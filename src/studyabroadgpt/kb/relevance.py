@@ -139,6 +139,20 @@ _ASK_CUES: list[tuple[str, str]] = [
     ("scholarship", r"\bscholarships?\b|\bbursar\w*\b|\bstipend\b|\bfellowships?\b|\bfully[- ]funded\b|\bfunding\b|\bgrants?\b"),
     ("registration", r"\bregist\w*\b|\bpolice\b|\banmeldung\b|\bbrp\b|\bevisa\b|\bresidence\s+card\b|\bcollect\b"),
     ("credentials", r"\bequivalen\w*\b|\brecogni[sz]\w*\b|\benic\b|\bnaric\b|\bwes\b|\bcredentials?\b|\bevaluat\w*\b"),
+    # Settling for good: "How many years do I need to live in the UAE before I can get permanent residency?" named
+    # no subject of its own (served, lead's reading at d1ae96f: the student-visa fact composed, or the model's
+    # "12 years (unverified)"); no UAE fact is on it, and the answer must say so.
+    ("permanent_residence", r"\bpermanent(?:ly)?\s+resid\w*\b|\bcitizenship\b|\bnaturali[sz]\w*\b|\bpr\b|"
+                            r"\bgreen\s+card\b|\bindefinite\s+leave\b|\bilr\b|\bsettlement\b|\bsettle\s+(?:down\s+)?"
+                            r"(?:permanently|for\s+good)\b|\bimmigrate\b|\bbecome\s+an?\s+\w+\s+citizen\b"),
+    # What the student visa asks of the studies themselves: "What happens to my student visa in Canada if I fail
+    # some courses?" named no subject and was answered with the study permit's entry rules (lead's reading).
+    ("study_progress", r"\bfail(?:s|ed|ing)?\s+(?:\w+\s+){0,2}(?:courses?|class(?:es)?|modules?|subjects?|exams?|"
+                       r"semesters?|units?|years?|papers?|credits?)\b|\b(?:study|academic|course|satisfactory)\s+"
+                       r"(?:progress|probation|standing|performance)\b|\bdrop(?:ping)?\s+out\b|\bwithdraw\w*\s+from\s+"
+                       r"(?:my|the|a)\s+(?:course|program\w*|university|studies)\b|\bpart[- ]time\s+(?:student|studies|"
+                       r"study|enrol\w*)\b|\bleave\s+of\s+absence\b|\btake\s+a\s+(?:break|semester\s+off)\b|"
+                       r"\b(?:bad|low|poor)\s+grades\b|\brepeat\s+(?:a|the)\s+(?:year|semester|course)\b"),
 ]
 _ASK_RES = [(s, re.compile(p, re.IGNORECASE)) for s, p in _ASK_CUES]
 # The visa itself is what most questions are *through* ("... on my study permit"): it is the subject asked only
@@ -168,6 +182,24 @@ _GUIDANCE_SUBJECTS = {
 # Facts on the language programmes are taught in ("German-taught degree programmes ... while English-taught
 # programmes set their own IELTS requirement").
 _TAUGHT = re.compile(r"\b\w+-taught\b|\btaught\s+in\b", re.IGNORECASE)
+# Facts on a route to permanent residence or citizenship ("can qualify a graduate for permanent residence
+# through the Canadian Experience Class"), not ones that only name the status ("holders of a permanent
+# residence permit" study free in Denmark: a tuition rule).
+_SETTLES = re.compile(r"\b(?:for|to|towards|apply\w*\s+for|get|obtain|become)\s+(?:a\s+)?(?:permanent\s+residen\w*|"
+                      r"citizenship|naturali[sz]ation)\b(?!\s+(?:permit|status)\s+holders)", re.IGNORECASE)
+# Facts on what the visa asks of the studies: enrolment kept up and progress made ("earn less than 50% of the
+# credits", "proof of study progress", "actively pursue their programme").
+_PROGRESS = re.compile(r"\bstudy\s+progress\b|\bprogress\s+in\s+(?:their|your)\s+studies\b|\bactively\s+pursue\b|"
+                       r"\bremain\s+enrolled\b|\bcredits\s+for\s+their\s+academic\s+year\b", re.IGNORECASE)
+
+
+# The language of teaching asked about in its own right, not as a programme's qualifier ("English-taught").
+_LANGUAGE_ASKED = re.compile(r"\b(?:speak(?:ing)?|know(?:ing)?|learn(?:ing)?|without)\s+(?:any\s+)?\w+\b|"
+                             r"\blanguage\s+of\s+(?:instruction|teaching)\b|\bteach(?:es|ing)?\s+(?:only\s+)?in\b|"
+                             r"\b(?:are|is)\s+(?:there\s+)?(?:any\s+)?\w*\s*(?:programmes?|programs?|courses?|degrees?)\s+"
+                             r"(?:taught\s+)?in\s+english\b", re.IGNORECASE)
+_ENGLISH_TEST = re.compile(r"\bielts\b|\btoefl\b|\bpte\b|\bduolingo\b|\benglish\s+(?:test|requirement|level|score)s?\b",
+                           re.IGNORECASE)
 
 
 def asked_subjects(text: str) -> frozenset:
@@ -187,6 +219,11 @@ def asked_subjects(text: str) -> frozenset:
     if "post_study" in found and not re.search(r"\bpart[- ]time\b|\bwhile\s+(?:i\s+)?(?:study|studying)\b|"
                                                r"\bduring\b", text, re.IGNORECASE):
         found.discard("work_hours")  # "stay and work after my degree" asks about post-study work, not hours
+    if "language" in found and found - {"language", "english"} and not _LANGUAGE_ASKED.search(text):
+        # "How much is tuition for an English-taught master's in China?" asks about tuition; "English-taught" only
+        # says which programme (the no-fact answer read "no official fact on tuition fees or English-language
+        # requirements or the language of instruction").
+        found -= {"language", "english"} if not _ENGLISH_TEST.search(text) else {"language"}
     if not found and _CARRIER[1].search(text):
         found.add(_CARRIER[0])
     return frozenset(found)
@@ -210,11 +247,50 @@ def entry_subjects(entry) -> frozenset:
         topic = slots._TOPIC_SUBJECT.get(entry.topic)
     if topic:
         out.add(topic)
-    if _TAUGHT.search(getattr(entry, "statement", "") or ""):
+    statement = getattr(entry, "statement", "") or ""
+    if _TAUGHT.search(statement):
         out.add("language")
+    if _SETTLES.search(statement):
+        out.add("permanent_residence")
+    if _PROGRESS.search(statement) or any(str(getattr(v, "key", "")).startswith("visa.study_progress")
+                                          for v in getattr(entry, "values", []) or []):
+        out.add("study_progress")
     if "deadline" in out or "apply_timing" in out:
         out |= {"apply_timing", "deadline"}  # "the deadline" and "when to apply" are one question to a student
     return frozenset(out)
+
+
+# The kind of programme a text is about: a degree (bachelor's, master's, doctorate) or a non-degree / language /
+# foundation programme. "How much is tuition for an English-taught master's in China?" was answered with the
+# Tsinghua non-degree Chinese Language Program's fee as if it were master's tuition (lead's reading, d1ae96f).
+_NON_DEGREE = re.compile(r"\bnon-degree\b|\blanguage\s+(?:course|school|program(?:me)?|centre|center)s?\b|"
+                         r"\bfoundation\s+(?:year|course|program(?:me)?)s?\b|\belicos\b|\bbelow\s+degree\b|"
+                         r"\b(?:d-4|language)\s+students?\b", re.IGNORECASE)
+_DEGREE = re.compile(r"\bmaster'?s\b|\bbachelor'?s\b|\bundergraduates?\b|\bpostgraduates?\b|\bdoctora\w*\b|"
+                     r"\bph\.?d\b|\bmba\b|\bmsc\b|\bd-2\b|\bgraduate\s+(?:admission|study|students?|programmes?|"
+                     r"programs?)\b|(?<!non-)(?<!below\s)\bdegrees?\b", re.IGNORECASE)
+# The words before a statement's first comma, at most this many: what the fact is about ("Tsinghua University's
+# non-degree Chinese Language Program"), not a programme it mentions on the way ("at most 3 years may be on
+# English language or other non-degree programmes", of a limit on every student's permission).
+_LEAD_WORDS = 15
+
+
+def programme_kinds(text: str) -> frozenset:
+    """{"degree", "non_degree"}: the kinds of programme ``text`` names (both for a rule on each, none when it
+    names no kind)."""
+    text = text.replace("’", "'")
+    return frozenset({k for k, rx in (("degree", _DEGREE), ("non_degree", _NON_DEGREE)) if rx.search(text)})
+
+
+def other_programme(question: str, entry) -> bool:
+    """Whether ``entry`` is only about a kind of programme the question does not ask about (a non-degree
+    language programme's fee for a master's question, a master's rule for a language-school question)."""
+    asked = programme_kinds(question)
+    if not asked:
+        return False
+    lead = re.split(r"[,;:]", getattr(entry, "statement", "") or "", maxsplit=1)[0]
+    about = programme_kinds(" ".join(lead.split()[:_LEAD_WORDS]))
+    return bool(about) and not asked & about
 
 
 def gate(ctx: QueryContext, destination: str, relevance: float) -> float:

@@ -140,6 +140,8 @@ class Answerer:
                     for lp in loops]
         answer, leaks = drop_quoted_titles(answer, turn.sources)
         changes += leaks
+        answer, strays = drop_off_destination(answer, turn.question, _earlier_questions(turn.messages))
+        changes += strays
         if turn.loop_stopped and not loops:
             changes.append(GateChange("cut_loop", reason="the model was stopped when it started repeating itself"))
         # Degenerate text is judged on what the model wrote: the gate's "(unverified)" marks break up the very
@@ -192,6 +194,10 @@ class Answerer:
             # language centres abroad"). The floor says plainly that we have no official fact on it.
             claims = [answer[a:b].strip() for a, b in bounds if _BAN.search(answer[a:b])
                       or _RULE_ASSERT.search(answer[a:b]) or _VERDICT.match(answer[a:b])]
+            # A figure is no better: "How many years do I need to live in the UAE before I can get permanent
+            # residency?" was served the model's "12 years (unverified)" (lead's reading, d1ae96f); with no fact
+            # on the subject nothing can vouch for any number the model gives.
+            claims += [c.sentence.strip() for c in self._figures(answer, turn.question)]
             return [_Unsupported(c, "no retrieved official fact is on the subject asked") for c in claims[:1]]
         found = unsupported_rules(answer, facts, bounds)
         flagged = {f.span for f in found}
@@ -218,6 +224,15 @@ class Answerer:
                 found.append(_Unsupported(sentence, f"states a ban or an all/only rule no retrieved official fact "
                                                     f"states ({share:.0%} of its words in the closest fact)"))
         return found
+
+    @staticmethod
+    def _figures(answer: str, question: str) -> list[Any]:
+        """The figures (money, durations, percentages, scores, dates) the answer states that the question did
+        not give (``kb.claims``)."""
+        from ..kb.claims import ClaimKind, extract_claims, numbers_in
+
+        kinds = {ClaimKind.MONEY, ClaimKind.DURATION, ClaimKind.PERCENTAGE, ClaimKind.SCORE, ClaimKind.DATE}
+        return [c for c in extract_claims(answer, skip_numbers=numbers_in(question)) if c.kind in kinds]
 
     def _assemble(self, turn: Turn, answer: str, changes: list[GateChange], policy: bool, mode: str,
                   streamed_prefix: str = "", streamed: bool = True) -> Final:
@@ -290,12 +305,15 @@ class Answerer:
         text = compose_answer(turn.question, turn.sources, messages=turn.messages, kb=self.kb)
         if text is None:
             if not streamed or floor:  # compose mode with nothing relevant, or nonsense: say so plainly
-                from .compose import no_fact_answer
+                from .compose import no_fact_answer, related_sources
 
-                text = no_fact_answer(turn.question, self.kb, _earlier_questions(turn.messages)) or \
+                earlier = _earlier_questions(turn.messages)
+                text = no_fact_answer(turn.question, self.kb, earlier,
+                                      related=related_sources(turn.question, turn.sources, earlier)) or \
                     _no_facts_answer(turn)
             else:
                 return None
+        turn, text = _renumbered(turn, text)
         changes = [c for c in changes if c.action in ("cut_loop", "degenerate")] + \
             [GateChange("composed", reason=reason)]
         prefix = ""
@@ -368,12 +386,31 @@ def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: 
         return f"the model's answer was off topic ({off_topic})"
     if unsupported:
         return f"the model's answer states a rule no official fact supports (“{unsupported[0].sentence[:80]}”)"
-    removed = [c for c in changes if c.action in ("removed", "removed_rule", "removed_url", "removed_title")]
+    removed = [c for c in changes if c.action in ("removed", "removed_rule", "removed_url", "removed_title",
+                                                  "removed_off_topic")]
     if removed and len(answer.split()) < MIN_LEFT_WORDS:
         # What the fact check left is a stub, not an answer (lead's reading S2: "The cheapest option for an
         # Indian student in Germany is not available.").
         return f"little of the model's answer was left after the fact check removed {len(removed)} claim(s)"
     return None
+
+
+def _renumbered(turn: Turn, text: str) -> tuple[Turn, str]:
+    """The turn's sources renumbered so the composed answer cites 1, 2, … in reading order (the others after),
+    and the answer with its citations to match. The composer keeps the server's numbers, so an answer built
+    from the second retrieved fact alone cited "[2]" with no [1] anywhere (lead's reading, d1ae96f)."""
+    from dataclasses import replace
+
+    valid = {s.n for s in turn.sources}
+    order = list(dict.fromkeys(int(m.group(1)) for m in re.finditer(r"\[(\d{1,2})\]", text)
+                               if int(m.group(1)) in valid))
+    order += [s.n for s in turn.sources if s.n not in order]
+    new = {old: i for i, old in enumerate(order, start=1)}
+    if all(k == v for k, v in new.items()):
+        return turn, text
+    sources = sorted((replace(s, n=new[s.n]) for s in turn.sources), key=lambda s: s.n)
+    text = re.sub(r"\[(\d{1,2})\]", lambda m: f"[{new.get(int(m.group(1)), m.group(1))}]", text)
+    return replace(turn, sources=sources), text
 
 
 def _replace_sentences(text: str, sentences: list[str], replacement: str) -> str:
@@ -430,6 +467,25 @@ def drop_quoted_titles(text: str, sources: list[Source]) -> tuple[str, list[Gate
                 text = text[:a] + text[b:].lstrip(" ")
                 break
     changes.reverse()
+    return re.sub(r"\n{3,}", "\n\n", text).strip(), changes
+
+
+def drop_off_destination(text: str, question: str, context: str = "") -> tuple[str, list[GateChange]]:
+    """``text`` without the sentences about destinations the question does not name
+    (``checks.off_destination_sentences``), each removal recorded with the places it named."""
+    from ..kb.schema import DESTINATIONS
+    from .checks import off_destination_sentences
+    from .gate import sentences
+
+    changes: list[GateChange] = []
+    for (a, b), codes in reversed(off_destination_sentences(text, question, sentences(text), context)):
+        sentence = text[a:b].strip()
+        places = ", ".join(DESTINATIONS.get(c, c) for c in codes)
+        changes.append(GateChange("removed_off_topic", sentence, sentence=sentence,
+                                  reason=f"it is about {places}, which the question does not ask about"))
+        text = text[:a] + text[b:].lstrip(" ")
+    changes.reverse()
+    text = re.sub(r"(?m)^[ \t]*(?:[-*+•]|\d{1,2}[.)])[ \t]*$\n?", "", text)  # a list item left empty
     return re.sub(r"\n{3,}", "\n\n", text).strip(), changes
 
 
@@ -494,6 +550,7 @@ def _note(changes: list[GateChange]) -> str:
               "marked_unverified": "claim(s) marked (unverified)",
               "removed_url": "web address(es) not among our official sources removed",
               "removed_title": "source title(s) given as if they were the official fact removed",
+              "removed_off_topic": "sentence(s) about a destination you did not ask about removed",
               "cut_loop": "repetition(s) cut", "trimmed": "unfinished last sentence left out"}
     parts = [f"{n} {label}" for a, label in labels.items() if (n := sum(c.action == a for c in changes))]
     return f"> **Fact check:** {'; '.join(parts)}." if parts else ""
@@ -503,7 +560,7 @@ def _stream_note(changes: list[GateChange]) -> str:
     """For streamed text, which cannot be edited once sent, the note spells out each change."""
     lines = [f"> - {c.describe()}." for c in changes
              if c.action in ("corrected", "corrected_rule", "removed", "removed_rule", "marked_unverified",
-                             "removed_url", "removed_title", "cut_loop", "trimmed")]
+                             "removed_url", "removed_title", "removed_off_topic", "cut_loop", "trimmed")]
     return "> **Fact check:**\n" + "\n".join(lines) if lines else ""
 
 

@@ -770,6 +770,38 @@ def answer_off_topic(question: str, answer: str) -> str | None:
     return None
 
 
+def off_destination_sentences(answer: str, question: str, bounds: list[tuple[int, int]],
+                              context: str = "") -> list[tuple[tuple[int, int], list[str]]]:
+    """The sentences (bounds, with the destinations they name) that are about destinations the question does not
+    name: filler a student reads as a rule of the country they asked about. Served (lead's reading, d1ae96f): "How
+    many hours can I work per week on a student visa in New Zealand?" went on, after the corrected rule, about
+    the "Christmas holiday in Australia, Canada". A question that names no destination has none to stray from; a
+    sentence that also names one asked about (a comparison) is kept; a place the question names as the student's
+    origin counts as named."""
+    from ..kb.geo import destination_spans, detect_destinations
+
+    asked = set(detect_destinations(question, exclude_origins=True)) or set(
+        detect_destinations(context, exclude_origins=True))
+    if not asked:
+        return []
+    named = asked | set(detect_destinations(question)) | set(detect_destinations(context))
+    out = []
+    for a, b in bounds:
+        sentence = answer[a:b]
+        urls = [m.span() for m in _URLISH.finditer(sentence)]
+        # A place inside a web address or at the head of a proper name ("the Canadian Council of Scholarships",
+        # "www.denei.govt.nz") is the name's: the URL and unverified-name checks judge those, and mark them.
+        said = {code for x, y, code in destination_spans(sentence)
+                if not any(u <= x < v for u, v in urls) and not _NAME_GOES_ON.match(sentence, y)}
+        if said and not said & named:
+            out.append(((a, b), sorted(said)))
+    return out
+
+
+_URLISH = re.compile(r"https?://\S+|www\.\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:gov|govt|gc|edu|ac|org|com|net)(?:\.[a-z]{2})?\b\S*")
+_NAME_GOES_ON = re.compile(r"[ \t]+(?:of[ \t]+)?[A-Z][a-z]")
+
+
 # ------------------------------------------------------------------------------------------------- rules
 
 # What SmolLM2 wrote in policy answers under a correct, cited fact (the lead's reading, stop 18, and our own

@@ -28,6 +28,16 @@ def relevant_sources(question: str, sources: list[Source], context: str = "") ->
     subject asked); ``context``: the user turn before a follow-up (``checks.off_topic_sources``)."""
     from .checks import off_topic_sources
 
+    from ..kb.geo import detect_destinations
+
+    if not (detect_destinations(question, exclude_origins=True) or detect_destinations(context, exclude_origins=True)):
+        # A question about no destination is not answered by one destination's rule: "I'm 35, am I too old to
+        # study abroad for a master's?" was composed from Australia's 485 visa age limit alone (lead's S8, the
+        # "From the official source" line had the same fault).
+        # A scheme the question names by name is asked about wherever it is ("I'm from the United States. Which
+        # Commonwealth Scholarship should I apply for?").
+        sources = [s for s in sources if getattr(s.fact, "destination", "any") == "any"
+                   or _names_entity(f"{question} {context}", s.fact)]
     threshold = _threshold(sources)
     off = {id(s) for s in off_topic_sources(question, sources, threshold=threshold, context=context)}
     return [s for s in sources if (id(s) not in off or _on_subject(question, s, threshold, context))
@@ -52,6 +62,17 @@ def _on_subject(question: str, source: Source, threshold: float | None, context:
     return threshold is None or source.relevance is None or source.relevance >= threshold
 
 
+def _names_entity(text: str, fact: Any) -> bool:
+    """Whether ``text`` names one of the fact's entities (a scheme, visa or test), singular or plural."""
+    low = " ".join(text.lower().split())
+    for e in getattr(fact, "entities", []) or []:
+        for name in [e.name, *getattr(e, "aliases", [])]:
+            n = " ".join(name.lower().split())
+            if len(n) > 3 and re.search(r"(?<!\w)" + re.escape(n.rstrip("s")) + r"s?(?!\w)", low):
+                return True
+    return False
+
+
 def asked(question: str, context: str = "") -> frozenset:
     """What the question asks about (``kb.relevance.asked_subjects``); a follow-up that asks nothing of its own
     ("And for Canada?") asks what the turn before it did."""
@@ -73,12 +94,16 @@ def about_asked(question: str, source: Any, context: str = "") -> bool:
     """Is the source's fact about what the question asks (its values' slots or its topic)? A question that
     names no subject ("tell me about studying in Japan") accepts any; an entry whose subject is unknown does not
     answer a question that names one."""
-    from ..kb.relevance import entry_subjects
+    from ..kb.relevance import entry_subjects, other_programme, programme_kinds
 
+    fact = getattr(source, "fact", source)
+    # The kind of programme asked about, the follow-up's or else the turn before's ("And for a master's?").
+    if other_programme(question if programme_kinds(question) or not context else context, fact):
+        return False  # a non-degree language programme's fee does not answer "tuition for a master's"
     want = asked(question, context)
     if not want:
         return True
-    return bool(want & entry_subjects(getattr(source, "fact", source)))
+    return bool(want & entry_subjects(fact))
 
 
 # What each subject is, as a student would say it (kb.slots' subject names).
@@ -91,14 +116,20 @@ SUBJECT_WORDS = {
     "scholarship": "scholarships", "registration": "registering after you arrive",
     "credentials": "recognition of your qualifications", "post_study": "working after you graduate",
     "visa_rule": "the student visa", "language": "the language of instruction",
+    "permanent_residence": "permanent residence or citizenship",
+    "study_progress": "what your student visa requires of your studies (staying enrolled, study progress)",
 }
 _SUBJECT_ORDER = list(SUBJECT_WORDS)
+# Subjects each university sets for itself, rather than the government.
+_UNIVERSITY_SUBJECTS = frozenset({"tuition", "accommodation", "english", "admissions_test", "scholarship", "deadline",
+                                  "language"})
 
 
-def no_fact_answer(question: str, kb: Any = None, context: str = "") -> str | None:
+def no_fact_answer(question: str, kb: Any = None, context: str = "", related: list[Source] = ()) -> str | None:
     """The plain answer when the KB has facts for the destination but none on the point asked: which point,
     for which destination, and the official page to check (the destination's student-visa source in the KB).
-    None when the question asks no particular subject or names no destination."""
+    ``related``: retrieved facts on the destination that are near the question without answering it, listed
+    under a heading that says so. None when the question asks no particular subject or names no destination."""
     from ..kb.geo import detect_destinations
     from ..kb.schema import DESTINATIONS
 
@@ -113,13 +144,41 @@ def no_fact_answer(question: str, kb: Any = None, context: str = "") -> str | No
     from .premises import _country_name
 
     where = " and ".join(_country_name(d) for d in dests)
-    pages = [_official_page(d, kb) for d in dests] if kb is not None else []
-    pages = [p for p in pages if p]
-    check = ("; ".join(f"[{p.source_title}]({p.source_url})" for p in pages) if pages else
-             "the immigration authority's official website")
-    return (f"Our knowledge base has no official fact on {what} for {where}, so I can't give you a sourced "
-            f"answer — and I won't give you a neighbouring rule instead.\n\n"
+    if want <= _UNIVERSITY_SUBJECTS:
+        # Fees, tests, deadlines and the language of teaching are each university's own: the immigration page
+        # is no place to check them (served for master's tuition in China: a vocational college's visa page).
+        check = "the university's own programme, admissions and fees pages"
+    else:
+        pages = [_official_page(d, kb) for d in dests] if kb is not None else []
+        pages = [p for p in pages if p]
+        check = ("; ".join(f"[{p.source_title}]({p.source_url})" for p in pages) if pages else
+                 "the immigration authority's official website")
+    text = (f"Our knowledge base has no official fact on {what} for {where}, so I can't give you a sourced "
+            f"answer, and I won't guess a figure or a rule.\n\n"
             f"Check the official source before you act: {check}, and ask your university's international office.")
+    if related:
+        # Labelled for what they are: "How many years ... before I can get permanent residency" in the UAE is not
+        # answered by the student residence visa or the Golden Visa for graduates, but a student asking it wants
+        # to know they exist (lead's reading, d1ae96f: they were composed as if they were the answer).
+        text += (f"\n\n**Related official facts** (these do not answer your question about {what}):\n" +
+                 "\n".join(f"- {s.fact.statement.strip().rstrip('.')}. [{s.n}]" for s in related))
+    return text
+
+
+def related_sources(question: str, sources: list[Source], context: str = "") -> list[Source]:
+    """Retrieved facts for the destination asked that are near the question but not on the point asked (the
+    ones :func:`no_fact_answer` lists as related): not another destination's, not under the relevance
+    threshold, sharing a word with the question, and not about another kind of programme."""
+    from ..kb.relevance import other_programme, programme_kinds
+    from .checks import off_topic_sources
+
+    off = {id(s) for s in off_topic_sources(question, sources, threshold=_threshold(sources), context=context)}
+    kind_q = question if programme_kinds(question) or not context else context
+    return [s for s in sources if id(s) not in off and not other_programme(kind_q, s.fact)][:MAX_RELATED]
+
+
+# Related facts listed under a no-fact answer: enough to show what the KB does have, not a wall.
+MAX_RELATED = 2
 
 
 def _official_page(destination: str, kb: Any) -> Any:
@@ -150,7 +209,7 @@ def compose_answer(question: str, sources: list[Source], messages: list[dict[str
         # subject that the topic filter dropped — "I'm from the United States. Which Commonwealth Scholarship"
         # read the US as the destination — is no case for "we have no fact on it".)
         if sources and not any(about_asked(last, s, earlier) for s in sources):
-            return no_fact_answer(last, kb, context=earlier)
+            return no_fact_answer(last, kb, context=earlier, related=related_sources(last, sources, earlier))
         return None
     try:
         text, _ = TemplateWriter(seed=0).compose(question, [s.fact for s in chosen], numbers=[s.n for s in chosen],

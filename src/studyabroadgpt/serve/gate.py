@@ -30,7 +30,7 @@ _CITATION = re.compile(r"\s?\[(\d{1,2})\]")
 # Changes worth a visible note (adding a missing citation is bookkeeping, not a correction).
 NOTABLE = frozenset({"corrected", "corrected_rule", "removed", "removed_rule", "marked_unverified", "removed_url",
                      "corrected_premise", "unverified_premise", "cut_loop", "composed", "out_of_scope",
-                     "degenerate", "removed_title"})
+                     "degenerate", "removed_title", "removed_off_topic"})
 # Edits that change what the answer asserts (what "correction precision" is measured on).
 CORRECTIONS = frozenset({"corrected", "corrected_rule", "removed"})
 
@@ -93,7 +93,7 @@ class GateChange:
             return f"no official information in the knowledge base: {self.reason}"
         if a == "cited":
             return f"cited “{self.claim}”{cite}"
-        if a == "removed_title":
+        if a in ("removed_title", "removed_off_topic"):
             return f"removed “{_short(self.claim)}”: {self.reason}"
         if a == "trimmed":
             return f"left out the unfinished last sentence “{_short(self.claim, 50)}”: the model reached the token limit"

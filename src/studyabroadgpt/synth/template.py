@@ -8,6 +8,7 @@ answer cites. Variety comes from many phrasings, personas and the order and shap
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 from ..kb.audit import is_policy_sensitive
@@ -320,6 +321,34 @@ CITED_CAVEATS = [
     "This comes from {title} (as of {as_of}); rules may change, so double-check the official website before "
     "you apply [{n}].",
 ]
+# Closings of a composed answer to a question that asks no government rule: advice and choices ("Which country
+# is best for me?"), and what each university sets (tests, deadlines, scholarships). ``question_kind`` picks.
+CLOSINGS = {
+    "choice": "Which of these matters most depends on your own plans and budget; tell me the countries or "
+              "programmes you are considering and I can give you their official rules, with sources.",
+    "university": "Each university and scheme sets its own dates and requirements, so confirm them on the "
+                  "programme's own official page.",
+}
+CITED_RULE_CHECK = "The rule in [{n}] can change, so check its official page before you rely on it."
+
+
+def question_kind(question: str) -> str:
+    """``rule`` (a government rule: visa, work, funds, fees, dependants...), ``university`` (what a university or
+    scheme sets, for a destination named) or ``choice`` (advice that names no destination)."""
+    from ..kb.geo import detect_destinations
+    from ..kb.slots import policy_subject
+
+    if policy_subject(question):
+        return "rule"
+    if _CHOICE.search(question) or not detect_destinations(question, exclude_origins=True):
+        return "choice"
+    return "university"
+
+
+_CHOICE = re.compile(r"\b(?:should\s+i|which|best|better|worth|compare|too\s+(?:old|late|young)|am\s+i|recommend\w*|"
+                     r"advice|my\s+chances|good\s+(?:idea|choice|option))\b|\bor\b[^?]*\?", re.IGNORECASE)
+
+
 NOT_COVERED = [  # each one passes serve/checks.says_no_information: it says so AND points to an official source
     "The official facts I have here do not include information on {label} in {country}, so I won't guess "
     "figures or rules. Please check the official website of the {country} government, or your university's "
@@ -369,7 +398,16 @@ def compose(rng: random.Random, question: str, facts: list, numbers=None, source
     if cautions:
         parts.append("**Watch out:**\n" + "\n".join(cautions))
     sensitive = [(f, n) for f, n in zip(facts, numbers) if getattr(f, "policy_sensitive", False)]
-    if sensitive or topic in POLICY_SENSITIVE or is_policy_sensitive("\n".join([question, *parts])):
+    kind = question_kind(question)
+    if kind != "rule":
+        # The closing fits the question: "Which country is best for me with a low GPA?" and "I'm 35, am I too
+        # old...?" ended "confirm them on the official page ... before you apply", which reads as boilerplate
+        # under advice (lead's reading, d1ae96f). A rule the answer cites still gets its one check-the-page line.
+        closing = [CLOSINGS[kind]]
+        if sensitive:
+            closing.insert(0, CITED_RULE_CHECK.format(n=sensitive[0][1]))
+        parts.append(" ".join(closing))
+    elif sensitive or topic in POLICY_SENSITIVE or is_policy_sensitive("\n".join([question, *parts])):
         f, n = sensitive[0] if sensitive else (first, numbers[0])
         parts.append(rng.choice(CITED_CAVEATS).format(title=f.source_title, n=n, as_of=f.as_of))
     if sources:

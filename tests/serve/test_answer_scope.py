@@ -1,0 +1,135 @@
+"""What the lead read in served answers at d1ae96f (default SmolLM2-135M, hf engine, auto mode), each made
+right in general and checked through the answer path: filler about a destination not asked about, a composed
+fact about another kind of programme, a generated figure where the KB has no fact on the subject, the study
+permit's enrolment conditions, and a composed answer's closing that fits the question."""
+from __future__ import annotations
+
+import pytest
+
+from studyabroadgpt.serve.generation import ScriptedGenerator
+
+from .engine_helpers import answer_turn
+
+
+def served(answerer, question, raw, mode="auto"):
+    """``raw`` streamed through the answer path for ``question`` in ``mode``: what the student reads."""
+    turn = answerer.prepare([{"role": "user", "content": question}], mode=mode)
+    text, _ = answer_turn(ScriptedGenerator(raw, piece_chars=7), turn) if turn.generates else ("", None)
+    return turn, answerer.finish(turn, text)
+
+
+NZ_WORK = "How many hours can I work per week on a student visa in New Zealand?"
+# The shape of the served answer: the (corrected) rule, then filler about other destinations.
+NZ_RAW = ("On a New Zealand student visa you can work up to 25 hours a week during term and full time in scheduled "
+          "holidays.\n\nDuring the Christmas holiday in Australia and Canada, students can work full time.\n\n"
+          "Make sure your visa conditions allow work before you start a job.")
+
+
+@pytest.mark.parametrize("mode", ["generate", "auto"])
+def test_sentences_about_a_destination_not_asked_about_are_dropped(answerer, mode):
+    _, final = served(answerer, NZ_WORK, NZ_RAW, mode=mode)
+    assert final.mode == "generate"
+    assert "Christmas" not in final.content and "Australia" not in final.content.split("**Sources**")[0]
+    assert "25 hours a week" in final.content and "Make sure your visa conditions" in final.content
+    gone = [c for c in final.gate["changes"] if c["action"] == "removed_off_topic"]
+    assert len(gone) == 1 and "Australia, Canada" in gone[0]["reason"] and "Christmas" in gone[0]["claim"]
+    assert "about a destination you did not ask about removed" in final.content
+
+
+def test_a_comparison_and_a_question_naming_no_destination_keep_their_sentences(answerer):
+    from studyabroadgpt.serve.answer import drop_off_destination
+
+    both = "Unlike Australia, New Zealand lets you work 25 hours a week. Canada allows 24 hours."
+    text, changes = drop_off_destination(both, NZ_WORK)
+    assert text.startswith("Unlike Australia, New Zealand") and "Canada allows" not in text and len(changes) == 1
+    text, changes = drop_off_destination(both, "How many hours can I work while studying?")
+    assert text == both and not changes
+    # a place the question names as the student's origin is no stray
+    text, changes = drop_off_destination("As a German citizen you need no visa.", "I'm from Germany. Do I need a "
+                                         "visa for the UK?")
+    assert not changes
+
+
+CHINA_TUITION = "How much is tuition for an English-taught master's in China?"
+
+
+def test_a_non_degree_programme_fee_is_not_composed_as_masters_tuition(answerer):
+    from studyabroadgpt.kb.relevance import other_programme
+
+    tsinghua = answerer.kb.by_id["cn.tuition.tsinghua-chinese-language-program"]
+    assert other_programme(CHINA_TUITION, tsinghua)
+    assert not other_programme("How much is Tsinghua's Chinese language programme?", tsinghua)
+    # a rule for every student that mentions a non-degree limit on the way is about a master's student too
+    assert not other_programme("How long can I stay in Ireland on a master's?",
+                               answerer.kb.by_id["ie.student-visa.time-limits"])
+    turn, final = served(answerer, CHINA_TUITION, "", mode="compose")
+    assert any(s.fact.id == tsinghua.id for s in turn.sources), "the fee is retrieved, and must not be used"
+    assert "10,500" not in final.content and "Chinese Language Program" not in final.content
+    assert "no official fact on tuition fees for China" in final.content
+    assert "the university's own programme, admissions and fees pages" in final.content
+    # the scholarship that waives master's tuition is there, labelled as related, not as the answer
+    related = final.content.split("**Related official facts**")[1]
+    assert "waives tuition" in related and "do not answer your question about tuition fees" in related
+    # the composed answer cites 1..n in reading order, and the sources agree (it cited "[2]" with no [1])
+    csc = next(s for s in final.sources if s["id"] == "cn.scholarship.csc-university-program")
+    assert csc["index"] == 1 and csc["cited"] and "waives tuition" in related.split("[1]")[0]
+    assert "[2]" not in final.content and sorted(s["index"] for s in final.sources) == list(
+        range(1, len(final.sources) + 1))
+
+
+def test_auto_does_not_serve_a_generated_figure_where_no_fact_is_on_the_subject(answerer):
+    _, final = served(answerer, CHINA_TUITION, "Tuition for an English-taught master's in China is about $4,000 "
+                      "a year at most universities, and you can pay it in two instalments.")
+    assert final.mode == "compose" and "$4,000" not in final.content
+    assert "no official fact on tuition fees for China" in final.content
+
+
+UAE_PR = ("How many years do I need to live in the UAE before I can get permanent residency as a former student?")
+
+
+def test_no_fact_on_permanent_residence_is_said_plainly_with_related_facts_labelled(answerer):
+    from studyabroadgpt.kb.relevance import asked_subjects, entry_subjects
+
+    assert asked_subjects(UAE_PR) == {"permanent_residence"}
+    assert "permanent_residence" in asked_subjects("Can I get citizenship in Australia after studying there?")
+    # served (d1ae96f): the model's figure, marked once, and junk after it
+    turn, final = served(answerer, UAE_PR, "You need to live in the UAE for a minimum of 12 years before you can "
+                         "apply for permanent residency as a former student. This is a great opportunity.")
+    assert final.mode == "compose" and "12 years" not in final.content
+    assert final.content.startswith("Our knowledge base has no official fact on permanent residence or "
+                                    "citizenship for the United Arab Emirates")
+    assert "icp.gov.ae" in final.content
+    related = final.content.split("**Related official facts** (these do not answer your question about "
+                                  "permanent residence or citizenship):")[1]
+    assert "Golden Visa" in related and "[" in related
+    # the one fact on a route to permanent residence is about it (Canada's Express Entry class)
+    assert "permanent_residence" in entry_subjects(answerer.kb.by_id["ca.psw.cec"])
+
+
+CANADA_FAIL = "What happens to my student visa in Canada if I fail some courses?"
+
+
+def test_study_permit_conditions_answer_a_failing_courses_question(answerer):
+    from studyabroadgpt.kb.relevance import asked_subjects, entry_subjects
+
+    assert asked_subjects(CANADA_FAIL) == {"study_progress"}
+    assert "study_progress" not in asked_subjects("What if I fail the IELTS?")
+    fact = answerer.kb.by_id["ca.study-permit.conditions"]
+    assert "study_progress" in entry_subjects(fact) and str(fact.source_url).startswith("https://www.canada.ca/")
+    assert "study_progress" in entry_subjects(answerer.kb.by_id["nl.student-visa.study-progress"])
+    turn, final = served(answerer, CANADA_FAIL, "", mode="compose")
+    assert turn.sources[0].fact.id == fact.id
+    assert "actively pursue their programme" in final.content and "part-time status" in final.content
+    assert "Student Direct Stream" not in final.content  # the entry rules composed before are not the answer
+
+
+def test_a_soft_advice_composed_answer_ends_with_a_closing_that_fits(answerer):
+    turn, final = served(answerer, "Which country is best for me with a low GPA?", "", mode="compose")
+    assert "before you apply" not in final.content and "tell me the countries or programmes" in final.content
+    # a question about no destination is not composed from one destination's rule
+    turn, final = served(answerer, "I'm 35, am I too old to study abroad for a master's?", "", mode="compose")
+    assert "485" not in final.content and "Australia" not in final.content
+    # a rule question keeps its check-the-official-page caveat
+    turn, final = served(answerer, "How many hours can I work on a UK Student visa during my master's?", "",
+                         mode="compose")
+    assert "official" in final.content.split("**Sources**")[0].lower() and "20 hours" in final.content
