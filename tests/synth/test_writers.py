@@ -90,7 +90,7 @@ def test_grounded_conversations_carry_the_server_system_prompt_and_cite_it(kb, r
         system = conv.turns[0]
         assert system.role == "system" and system.text.startswith(SYSTEM_PROMPT)
         assert conv.source == "synth-template+grounded"
-        numbered = dict(re.findall(r"^\[(\d+)\] \([^)]*\) (.+?) Source: ", system.text, re.MULTILINE))
+        numbered = dict(re.findall(r"^\[(\d+)\] \([^)]*\) (.+)$", system.text, re.MULTILINE))
         g = conv.metadata["grounding"]
         assert len(numbered) == len(g["prompt_facts"]) >= 3
         assert set(g["distractors"]) <= set(g["prompt_facts"]) and g["distractors"]

@@ -86,12 +86,18 @@ def retrieve(searcher: Searcher, messages: list[dict[str, str]], k: int) -> list
 
 
 def facts_block(sources: list[Source]) -> str:
-    lines = []
-    for s in sources:
-        f = s.fact
-        lines.append(f"[{s.n}] ({f.country}, {f.topic.replace('_', ' ')}, as of {f.as_of.isoformat()}) "
-                     f"{f.statement} Source: {f.source_title}.")
-    return "\n".join(lines)
+    """One line per fact: ``[n] (Country, topic, as of YYYY-MM-DD) statement``.
+
+    The source's title is not repeated here (the answer's sources list and the gate's caveat carry it,
+    ``Source.markdown``): every prompt token no slot has cached is prefill the engine pays per request, and
+    the title was ~15 of a fact line's ~90 tokens (SmolLM2's tokenizer, real-style set) — prefill is what bounds
+    llama.cpp at 16 clients (docs/serving.md). The country, topic and date stay: without them the default model
+    copied fewer of the facts' specifics and wrote more unsourced answers that the gate let through (the lead's
+    32 questions, llama.cpp engine, auto: 10 answers served as generated instead of 5, Berlin rents and Swedish
+    fees invented). Without the title alone: 20 of the 32 answers identical, 4 served as generated (5 before),
+    4 marks "(unverified)" (6 before)."""
+    return "\n".join(f"[{s.n}] ({s.fact.country}, {s.fact.topic.replace('_', ' ')}, as of "
+                     f"{s.fact.as_of.isoformat()}) {s.fact.statement}" for s in sources)
 
 
 OUT_OF_SCOPE_PROMPT = (
