@@ -317,3 +317,29 @@ def test_a_rule_about_the_partner_takes_no_student_fact(gate):
     r = gate("Your husband can work full time while you do your master's in Australia.",
              "Can my husband work full time in Australia?", ["au.dependants.family"])
     assert not r.changes
+
+
+def test_a_citation_whose_fact_is_about_something_else_goes(gate):
+    """Served (session 5, Kenya/Ireland): "This takes around one year [2] after high school graduation" cited the
+    GOI-IES scholarship's one year of study; "Chevening Scholarships [1].com" had a citation glued into a name."""
+    q = "I'm from Kenya and want to do a master's in Ireland. What do I need?"
+    r = gate("This takes around one year [2] after high school graduation.", q,
+             ["ie.student-visa.eea-exempt", "ie.scholarships.goi-ies"])
+    assert r.text == "This takes around one year (unverified) after high school graduation."
+    dropped = next(c for c in r.changes if c.action == "dropped_citation")
+    assert dropped.citation == 2 and dropped.fact_id == "ie.scholarships.goi-ies" and "does not say" in dropped.reason
+    assert next(c for c in r.changes if c.action == "marked_unverified").fact_id == "ie.scholarships.goi-ies"
+    # the fact's own subject keeps its citation, the model's and the gate's
+    r = gate("The GOI-IES scholarship gives a stipend for one year of study.", "Scholarships in Ireland?",
+             ["ie.scholarships.goi-ies"])
+    assert r.text == "The GOI-IES scholarship gives a stipend for one year [1] of study."
+    ok = "Students can work up to 20 hours a week during term time. [1]"
+    assert gate(ok, "How many hours can I work in the UK?", ["gb.work.term-time"]).text == ok  # no second [1]
+    # a figure in a fact about another destination is no source for this one
+    r = gate("In Canada a master's usually takes one year of study.", "How long is a master's in Canada?",
+             ["ie.scholarships.goi-ies"])
+    assert "[1]" not in r.text and "one year (unverified)" in r.text
+    # no citation inside a word or an address
+    r = gate("You can apply for Chevening Scholarships.com to fund your master's.", "What scholarships can I get "
+             "to study in the UK as an international student?", ["gb.scholarships.chevening"])
+    assert "[1].com" not in r.text and ".com" not in r.text

@@ -98,7 +98,7 @@ class GateChange:
         if a == "trimmed":
             return f"left out the unfinished last sentence “{_short(self.claim, 50)}”: the model reached the token limit"
         if a == "dropped_citation":
-            return f"dropped citation [{self.citation}], which points at no source"
+            return f"dropped citation [{self.citation}]: {self.reason or 'it points at no source'}"
         return a
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,6 +182,75 @@ def context_destination(question: str, sources: list[Source], context: str = "")
     return next(iter(dests)) if len(dests) == 1 else None
 
 
+def _fact_elsewhere(claim: Any, text: str, question: str, sources: list[Source], context: str) -> str | None:
+    """Why the fact that supports ``claim`` is no source for it: it is about another destination than the
+    claim's sentence (or, naming none, the conversation); None when it may be."""
+    from ..kb.geo import detect_destinations
+    from ..kb.schema import DESTINATIONS
+
+    fact = next((s.fact for s in sources if s.fact.id == claim.fact_id), None)
+    if fact is None or getattr(fact, "destination", "any") in (None, "any"):
+        return None
+    s0, s1 = _sentence(text, claim.span[0])
+    named = detect_destinations(text[s0:s1], exclude_origins=True)
+    where = named or [d for d in [context_destination(question, [], context)] if d]
+    if not where or fact.destination in where:
+        return None
+    return (f"the official fact {fact.id} gives this figure for {DESTINATIONS.get(fact.destination, fact.destination)}, "
+            f"not {DESTINATIONS.get(where[0], where[0])}")
+
+
+# A citation the model wrote after a sentence its fact does not say: "This takes around one year [2] after high
+# school graduation" on a scholarship fact (session 5). Below this share of the sentence's content words in the
+# cited fact, the citation goes (the claims in it are then checked like any uncited ones).
+CITATION_SUPPORT = 0.2
+_CITED_SENTENCE_MIN_WORDS = 4
+
+
+# Words a figure brings with it: they are the claim, not what the sentence says about it.
+_FIGURE_WORDS = frozenset("hour hours day days week weeks month months year years per term semester".split())
+
+
+def _says(sentence: str, fact: Any) -> tuple[bool, float]:
+    """Whether ``fact`` is about what ``sentence`` says (CITATION_SUPPORT of its content words besides places,
+    figures and their units); a sentence under _CITED_SENTENCE_MIN_WORDS such words is given the benefit."""
+    from .checks import _content_words, _place_words
+
+    words = {w for w in _content_words(_CITATION.sub(" ", sentence)) - _place_words() - _FIGURE_WORDS
+             if not any(ch.isdigit() for ch in w)}
+    if len(words) < _CITED_SENTENCE_MIN_WORDS:
+        return True, 1.0
+    share = len(words & _content_words(fact.search_text())) / len(words)
+    return share >= CITATION_SUPPORT, share
+
+
+def drop_unsupported_citations(text: str, sources: list[Source]) -> tuple[str, list[GateChange]]:
+    """``text`` without the "[n]" markers whose fact shares under CITATION_SUPPORT of their sentence's words."""
+    by_n = {s.n: s.fact for s in sources}
+    drops: list[tuple[int, int, int, str]] = []
+    bounds = sentences(text)
+    for i, (a, b) in enumerate(bounds):
+        sentence = text[a:b]
+        for m in _CITATION.finditer(sentence):
+            fact = by_n.get(int(m.group(1)))
+            if fact is None:
+                continue  # pointing at no source: drop_unknown_citations' job
+            # "... school fees. [1]" ends the sentence before it (the next one starts at "[")
+            said = text[bounds[i - 1][0]:bounds[i - 1][1]] if i and not sentence[:m.start()].strip(" [],0123456789") \
+                else sentence
+            ok, share = _says(said, fact)
+            if not ok:
+                drops.append((a + m.start(), a + m.end(), int(m.group(1)),
+                              f"fact {fact.id} does not say what the sentence says ({share:.0%} of its words in it)"))
+    changes = []
+    for s0, s1, n, why in reversed(drops):
+        text = text[:s0] + text[s1:]
+        changes.append(GateChange("dropped_citation", citation=n, reason=why,
+                                  fact_id=by_n[n].id))
+    changes.reverse()
+    return text, changes
+
+
 def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source], kb: Any = None,
              context: str = "") -> GateResult:
     """Audit ``answer`` against ``sources`` and return the corrected text with the list of changes."""
@@ -189,6 +258,7 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
 
     number = {s.fact.id: s.n for s in sources}
     by_id = {s.fact.id: s.fact for s in sources}
+    answer, unsupported_cites = drop_unsupported_citations(answer, sources)
     result = auditor.audit_answer(answer, question=question, facts=[s.fact for s in sources])
     # Apply edits from the end of the text backwards so earlier spans stay valid; skip overlapping claims.
     claims = sorted((c for c in result.claims if c.span is not None), key=lambda c: c.span[0], reverse=True)
@@ -273,11 +343,30 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
                 floor = start
                 continue
             left, right = _sentence(text, start)
-            if cite not in _cited_in(text[left:right]):
+            figure = str(claim.kind) != "entity"  # a name the fact has is its own check (the audit's)
+            other = _fact_elsewhere(claim, text, question, sources, context) if figure else None
+            if other is not None:
+                # The figure is in a fact about another destination ("two-year [1]" on an Irish fact in a
+                # Canadian answer, session 5): that fact says nothing about this one.
+                text = _mark(text, end)
+                changes.append(GateChange("marked_unverified", claim.text, fact_id=claim.fact_id, kind=str(claim.kind),
+                                          reason=other))
+            elif re.match(r"[\w'’]|\.\w", text[end:end + 2]):
+                pass  # glued into a longer token ("Chevening Scholarships.com"): "[1]" inside it broke the address
+            elif figure and not _says(text[left:right], by_id[claim.fact_id])[0]:
+                # The fact has the figure, but for something else: "This takes around one year after high school
+                # graduation" is no GOI-IES scholarship year (session 5, Kenya/Ireland: "one year [2]").
+                share = _says(text[left:right], by_id[claim.fact_id])[1]
+                text = _mark(text, end)
+                changes.append(GateChange("marked_unverified", claim.text, fact_id=claim.fact_id, kind=str(claim.kind),
+                                          reason=f"the official fact {claim.fact_id} gives this figure for something "
+                                                 f"else ({share:.0%} of the sentence's words in it)"))
+            elif cite not in _cited_in(text[left:right]) and not re.match(rf"\s*\[{cite}\]", text[right:]):
                 text = text[:end] + f" [{cite}]" + text[end:]
                 changes.append(GateChange("cited", claim.text, fact_id=claim.fact_id, citation=cite))
             floor = start
     changes.reverse()  # report in reading order
+    changes = unsupported_cites + changes
     text, rule_changes = correct_rules(text, question, sources, context)
     changes += rule_changes
     # A follow-up ("Is there an age limit for that?") is a policy question when the turn before it was one.
