@@ -34,11 +34,13 @@ def inputs(dtype, length=20, b=2, hq=6, hkv=2, d=8, seed=0):
     return make(hq), make(hkv), make(hkv), torch.randn(b, hq, length, d, generator=g, dtype=torch.float64).to(dtype)
 
 
+@pytest.mark.parametrize("block", [64, 8, 7])  # one block; query blocks that meet only the keys up to their end
 @pytest.mark.parametrize("lengths", [[20], [7, 9, 4]])
-def test_grouped_attention_matches_float64_reference(lengths):
+def test_grouped_attention_matches_float64_reference(lengths, block):
     keep = block_diagonal(lengths)
     q, k, v, do = inputs(torch.float64)
-    out = GroupedAttention.apply(q, k, v, ~keep, 0.3)
+    # a plain causal row may take the causal-only masking (only each block's diagonal square is masked)
+    out = GroupedAttention.apply(q, k, v, ~keep, 0.3, block, len(lengths) == 1).transpose(1, 2)
     out.backward(do)
     got = [out.detach(), q.grad, k.grad, v.grad]
     q2, k2, v2 = (t.detach().clone().requires_grad_() for t in (q, k, v))
@@ -48,9 +50,11 @@ def test_grouped_attention_matches_float64_reference(lengths):
         assert torch.allclose(a, b, atol=1e-10), name
 
 
-def test_grouped_attention_bf16_close_to_sdpa():
+@pytest.mark.parametrize("block", [64, 16])
+def test_grouped_attention_bf16_close_to_sdpa(block):
     q, k, v, do = inputs(torch.bfloat16, length=64, seed=3)
-    out = GroupedAttention.apply(q, k, v, torch.ones(64, 64, dtype=torch.bool).triu(1), 8 ** -0.5)
+    out = GroupedAttention.apply(q, k, v, torch.ones(64, 64, dtype=torch.bool).triu(1), 8 ** -0.5, block,
+                                 True).transpose(1, 2)
     out.backward(do)
     got = [out.detach(), q.grad, k.grad, v.grad]
     q2, k2, v2 = (t.detach().clone().requires_grad_() for t in (q, k, v))
@@ -84,9 +88,11 @@ def test_used_only_where_measured(monkeypatch, tiny_model):
     assert not calls and name == attention.NAME
 
 
-def test_tiny_model_packed_loss_and_lora_grads_match_sdpa(monkeypatch):
+@pytest.mark.parametrize("block", [attention.BLOCK, 8])  # one block for the 21-token row; three query blocks
+def test_tiny_model_packed_loss_and_lora_grads_match_sdpa(monkeypatch, block):
     """Two examples packed in one row, bf16 base under bf16 autocast (as the CPU recipe trains), train mode: the
     same loss and LoRA gradients as SDPA."""
+    monkeypatch.setattr(attention, "BLOCK", block)
     from peft import LoraConfig, get_peft_model
 
     from studyabroadgpt import models
