@@ -133,3 +133,18 @@ def test_a_soft_advice_composed_answer_ends_with_a_closing_that_fits(answerer):
     turn, final = served(answerer, "How many hours can I work on a UK Student visa during my master's?", "",
                          mode="compose")
     assert "official" in final.content.split("**Sources**")[0].lower() and "20 hours" in final.content
+
+
+def test_auto_serves_the_facts_when_the_fact_check_had_to_edit_a_rule_answer(answerer):
+    # 110-prompt run at d1ae96f: served as generated with one mark, and wrong (10 hours is the below-degree limit)
+    q = "How many hours can I work per week on a UK Student visa during my master's?"
+    _, final = served(answerer, q, "The UK Student visa is a full-time student, and the maximum hours worked per "
+                      "week are 10. So, you can work up to 25 hours per month during your master's degree program "
+                      "for full time study purposes.")
+    assert final.mode == "compose" and "the fact check had to edit" in final.gate["fallback_reason"]
+    assert "20 hours a week during term time" in final.content and "25 hours per month" not in final.content
+    # a clean answer is kept, and soft advice with one mark is not replaced by a neighbouring guidance entry
+    _, final = served(answerer, q, "At degree level you can work up to 20 hours a week during term time and full "
+                      "time in the official vacations. Check your CAS and your university's rules before you "
+                      "take a job.")
+    assert final.mode == "generate"

@@ -63,7 +63,9 @@ def test_planted_wrong_number_is_corrected_with_citation(grounded, client_for):
 
 def test_gate_in_stream_sends_corrections_in_the_last_chunk(grounded, client_for):
     base, _ = grounded(WRONG + " " + INVENTED)
-    chunks = list(client_for(base).chat.completions.create(model="m", messages=FUNDS_Q, stream=True))
+    # generate mode: in auto a corrected and marked answer is replaced by the composed one (FALL_BACK_ON_ONE_DOUBT)
+    chunks = list(client_for(base).chat.completions.create(model="m", messages=FUNDS_Q, stream=True,
+                                                           extra_body={"answer_mode": "generate"}))
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
     last = chunks[-1].model_extra
     assert last["gate"]["changed"] is True and last["sources"]
