@@ -289,6 +289,7 @@ def build_engine(name: str, args, rss: PeakRSS):
 
         return load_hf_generator(args.model, adapter=args.adapter, dtype=args.dtype, max_batch=max(args.clients_list),
                                  threads=args.threads)
+    name = name.split(":api", 1)[0]
     if name.split("@", 1)[0] in ("llamacpp", "llamacpp-native"):
         from studyabroadgpt.serve.llamacpp_engine import NATIVE_SERVER_ENV, load_llamacpp_generator
 
@@ -335,7 +336,8 @@ def build_engine(name: str, args, rss: PeakRSS):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--engines", default="hf,llamacpp", help="comma-separated: hf, llamacpp, llamacpp@THREADS, llamacpp-native, openai, vllm")
+    p.add_argument("--engines", default="hf,llamacpp", help="comma-separated: hf, llamacpp, llamacpp@THREADS, "
+                   "llamacpp-native, openai, vllm; a llamacpp name may end in :apiN (this process's torch threads)")
     p.add_argument("--model", default="default")
     p.add_argument("--adapter", default=None)
     p.add_argument("--clients", default="1,4,16", help="comma-separated concurrent client counts")
@@ -392,7 +394,15 @@ def main(argv: list[str] | None = None) -> int:
     partial.write_text("")
     with PeakRSS() as rss:
         base_rss = rss.proc.memory_info().rss  # grounding stack only, before any in-process model
+        import torch
+
+        torch_default = torch.get_num_threads()
         generators = {name: build_engine(name, args, rss) for name in engine_names}
+        # This process's torch threads per engine (the retrieval encoder, the gate; hf's model too): hf's setting
+        # for every engine, unless the name ends in ":apiN" ("llamacpp:api1"), to compare within one run what
+        # the API's threads beside a subprocess engine cost (quiet, 2 cores, 2026-12-02: 1 vs 2 within noise).
+        api_threads = {name: int(name.split(":api", 1)[1]) if ":api" in name else (args.threads or torch_default)
+                       for name in engine_names}
         pids = {}
         for name, gen in generators.items():
             asyncio.run(gen.start())  # the llama.cpp server starts once, for all repeats
@@ -416,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
             overall = progress.add_task("configurations", total=len(plan))
             for rep, rag, clients, name in plan:
                 gen = generators[name]
+                # This process's torch threads (retrieval encoder, gate; the hf engine's model too) for the row.
+                torch.set_num_threads(api_threads[name])
                 total = max(clients, args.requests)
                 asked = slice_for(qs, starts[(rep, rag, clients)], total)
                 settings = ServeSettings(rag=rag, gate=rag, max_concurrency=max(args.clients_list),
@@ -460,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"uptime_before": uptime_before, "uptime_after": uptime_after, "distinct_questions": len(qs),"model": args.model, "adapter": args.adapter, "engines": engine_names,
             "model_names": {n: g.model_name for n, g in generators.items()}, "max_tokens": args.max_tokens,
             "requests_at_1_client": args.requests, "repeats": args.repeats, "answer_mode": "generate",
-            "max_concurrency": max(args.clients_list), "hf_threads": args.threads,
+            "max_concurrency": max(args.clients_list), "hf_threads": args.threads, "api_torch_threads": api_threads,
             "llamacpp_threads": args.llamacpp_threads, "ctx_per_slot": args.ctx_per_slot, "cpu_count": os.cpu_count(),
             "api_rss_before_models_mb": round(base_rss / 2**20),
             "hf_mean_batch": round(statistics.fmean(hf_gen.batches), 2) if hf_gen and hf_gen.batches else None,
