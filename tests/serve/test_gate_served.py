@@ -225,8 +225,10 @@ def test_talk_about_the_prompt_goes(gate):
              "their home country and return there within six months [1]; however, you can apply.",
              "Can I stay in South Korea to look for a job after I graduate?", ["kr.psw.d10-job-seeker"])
     assert "only granted when" not in r.text and r.changes[0].kind == "misattributed"
+    # where it does, only the lead-in goes (session 5: "The official facts say that ..." at a sentence's start)
     ok = "The official facts state that graduates who want to stay to look for a job can change to the D-10 visa [1]."
-    assert gate(ok, "Can I stay in South Korea to look for a job after I graduate?", ["kr.psw.d10-job-seeker"]).text == ok
+    assert gate(ok, "Can I stay in South Korea to look for a job after I graduate?", ["kr.psw.d10-job-seeker"]).text \
+        == "Graduates who want to stay to look for a job can change to the D-10 visa [1]."
 
 
 def test_a_ranking_no_fact_makes_is_marked(gate):
@@ -343,3 +345,29 @@ def test_a_citation_whose_fact_is_about_something_else_goes(gate):
     r = gate("You can apply for Chevening Scholarships.com to fund your master's.", "What scholarships can I get "
              "to study in the UK as an international student?", ["gb.scholarships.chevening"])
     assert "[1].com" not in r.text and ".com" not in r.text
+
+
+def test_adapter_reading_small_ones(gate):
+    """The quickstart adapter's reading at c339546 (lead, session 5): each of these passed unmarked."""
+    # the instructions read back as advice
+    r = gate("You are a StudyAbroad Assistant. Your role is to assist the user in planning their trip abroad. Apply "
+             "early for housing.", "How do I prepare to study in the UK?", ["gb.work.term-time"])
+    assert r.text == "Apply early for housing."
+    # a ranking in other words
+    r = gate("For a low GPA, the most suitable destination is often Australia or New Zealand.",
+             "Which country is best for me if I have a low GPA?", ["guide.any.choosing.destination"])
+    assert r.text.endswith("(unverified).")
+    # a consequence for the visa no fact states, in a policy answer
+    r = gate("If you fail a course, your student visa will be cancelled.",
+             "What happens to my student visa in Canada if I fail some courses?", ["ca.work.off-campus"])
+    assert r.text == "If you fail a course, your student visa will be cancelled (unverified)."
+    # a duration before permanent residency is a claim
+    r = gate("It is generally recommended to live in the UAE for at least 10 years before applying for permanent "
+             "residency as a former student.", "How many years do I need to live in the UAE before I can get "
+             "permanent residency as a former student?", ["ae.student-visa.university-sponsored"])
+    assert "10 years (unverified)" in r.text
+    # lettered citation markers copied from an earlier turn point at no source
+    r = gate("Doctoral students are exempt from tuition fees [1a]. Check each university [1b].",
+             "What about PhD programmes?", ["se.tuition.fees-liable"])
+    assert "[1a]" not in r.text and "[1b]" not in r.text
+

@@ -130,7 +130,10 @@ _DOMAIN_CUES = re.compile(
     r"\w*|processing|arriv\w*|enrol\w*|entry|graduat\w*|post-study|insurance|cover|surcharge|funds?|maintenance|"
     r"blocked|deposit|tuition|fees?|cost\w*|scholarship\w*|stipend|tax|acceptance|admission\w*|deadline|apply|"
     r"application|intake|course|programme|program|degree|study|studies|studying|term|semester|holiday|vacation|"
-    r"break|dependant\w*|spouse|partner|biometric\w*|passport|register\w*|registration|residence)(?:s|es)?\b",
+    # "live in the UAE for at least 10 years before applying for permanent residency" (quickstart adapter,
+    # session 5) was no claim: neither "residency" nor "applying" was a cue
+    r"break|dependant\w*|spouse|partner|biometric\w*|passport|register\w*|registration|residen\w*|citizenship|"
+    r"naturali[sz]\w*|applying|applied)(?:s|es)?\b",
     re.IGNORECASE)
 
 

@@ -829,7 +829,10 @@ _RULE_ASSERT = re.compile(
     r"(?:will|'ll|would)\s+(?:also\s+)?need\s+(?:an?|the|your|to)|"
     r"(?:you|students?|applicants?)\s+(?:also\s+)?(?:need|have)\s+to\s+(?:have|show|provide|submit|get|obtain|sign|"
     r"present|prove|pay|pass|speak|be)|can(?:not|'t|\s+not)\s+(?:study|work|bring|apply|stay|enter|get|be|use|"
-    r"switch|extend))\b",
+    r"switch|extend)|"
+    # a consequence for the student's visa ("If you fail a course, your student visa will be cancelled", adapter)
+    r"(?:will|would|could|can|may|might)\s+(?:be\s+)?(?:cancell?ed|revoked|refused|terminated|curtailed|deported)|"
+    r"(?:lose|losing)\s+(?:your|their|the)\s+(?:student\s+)?(?:visa|permit|status))\b",
     re.IGNORECASE)
 # Advice, not a rule: "Check the university's page", "You should contact the international office", "It's a
 # good idea to apply early", "Make sure you keep copies".
@@ -1021,8 +1024,16 @@ _PROMPT_LEAD_IN = re.compile(
 # own heading ("The official facts are:") read back: none of the lead-in forms above had "are that", and
 # _FACTS_SAY knows only "state"/"say"-like verbs, so it stood. The lead-in goes when the rest is what the facts
 # say, and the sentence goes when it is not.
+# (Also "The official facts say that ..." at a sentence's start, quickstart adapter on New Zealand: a lead-in like
+# the others, where what follows is what the facts say.)
 _FACTS_ARE = re.compile(r"(?:[-*+•]\s+|\d{1,2}[.)]\s+)?(?P<lead>(?:\*\*)?(?:the\s+)?(?:official\s+)?(?:facts?|sources?)\s+"
-                        r"(?:(?:provided|given|above|here)\s+)?(?:are|is)\s*(?:that\b|:)\s*(?:\*\*)?\s*)", re.IGNORECASE)
+                        r"(?:(?:provided|given|above|here)\s+)?(?:are|is|say|says|state|states|show|shows|indicate|"
+                        r"indicates|confirm|confirms)\s*(?:that\b|:)\s*(?:\*\*)?\s*)", re.IGNORECASE)
+# The instructions read back as advice ("You are a StudyAbroad Assistant. Your role is to assist the user in
+# planning their trip", quickstart adapter, session 5): the student is "you", never "the user".
+_ROLE_ECHO = re.compile(r"\bYou\s+are\s+(?:a|an)\s+(?:[\w-]+\s+){0,3}(?:assistant|advis[eo]r|chatbot|AI|language\s+model)\b|"
+                        r"\b(?:your|my)\s+role\s+is\s+to\b|\b(?:assist|help|answer|advise)\s+the\s+user\b|"
+                        r"\bthe\s+user'?s\s+question\b", re.IGNORECASE)
 
 
 def _said_by_facts(said: str, body: str, facts_by_number: dict[int, Any]) -> tuple[float, Any]:
@@ -1046,7 +1057,7 @@ def prompt_talk(text: str, facts_by_number: dict[int, Any], bounds: list[tuple[i
             out.append(RuleFinding(lead.span(), body, "prompt_lead_in", "talks about the prompt's facts, not to the "
                                    "student"))
             continue
-        if _PROMPT_TALK.search(body):
+        if _PROMPT_TALK.search(body) or _ROLE_ECHO.search(body):
             out.append(RuleFinding((a, b), body, "prompt_talk", "talks about the prompt's facts, not to the student"))
             continue
         start = a + len(text[a:b]) - len(text[a:b].lstrip())
@@ -1075,7 +1086,7 @@ def prompt_talk(text: str, facts_by_number: dict[int, Any], bounds: list[tuple[i
 # its words.
 _SUPERLATIVE = re.compile(
     r"\b(?:the|is|are)\s+(?:single\s+)?(?:cheapest|most\s+affordable|least\s+expensive|most\s+expensive|best|safest|"
-    r"easiest|hardest|fastest|top|most\s+popular|largest|biggest)\b(?:\s+[\w'-]+){0,4}?\s+(?:is|are|in|for|to|of)\b",
+    r"easiest|hardest|fastest|top|most\s+popular|largest|biggest|most\s+suitable|best[- ]suited|ideal)\b(?:\s+[\w'-]+){0,4}?\s+(?:is|are|in|for|to|of)\b",
     re.IGNORECASE)
 
 

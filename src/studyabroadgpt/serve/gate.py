@@ -751,8 +751,16 @@ def mark_undated_deadlines(text: str, sources: list[Source], asked: str) -> tupl
     return text, changes
 
 
+_LETTERED_CITATION = re.compile(r"\s?\[\d{1,2}[a-z]\]")
+
+
 def drop_unknown_citations(text: str, known: set[int]) -> tuple[str, list[int]]:
+    """``text`` without citation markers that point at no source: numbers no source has, and lettered ones
+    ("[1a]", "[1b]": copied from an earlier turn, served as if they were sources)."""
     dropped: list[int] = []
+    for m in reversed(list(_LETTERED_CITATION.finditer(text))):
+        dropped.append(int(re.sub(r"\D", "", m.group(0))))
+        text = text[:m.start()] + text[m.end():]
 
     def keep(m: re.Match) -> str:
         if int(m.group(1)) in known:
