@@ -148,3 +148,18 @@ def test_auto_serves_the_facts_when_the_fact_check_had_to_edit_a_rule_answer(ans
                       "time in the official vacations. Check your CAS and your university's rules before you "
                       "take a job.")
     assert final.mode == "generate"
+
+
+def test_invented_specifics_with_nothing_to_compose_get_the_plain_no_facts_answer(answerer):
+    # served at cc92e21 (generate, five marks): no retrieved fact is about language schools
+    _, final = served(answerer, "How much does a Japanese language school cost in Tokyo?",
+                      "The average tuition for a 12-year high school Japanese language course is around $3,059. "
+                      "The University Language School (JLTS) has over 70 years' experience teaching Japanese.")
+    assert final.mode == "compose" and "$3,059" not in final.content and "JLTS" not in final.content
+    assert "no official fact" in final.content
+
+
+def test_a_permanent_residence_answer_closes_as_a_rule(answerer):
+    _, final = served(answerer, "Can I get PR in Canada after my master's there?", "", mode="compose")
+    assert "Canadian Experience Class" in final.content
+    assert "Each university and scheme sets its own" not in final.content and "official" in final.content

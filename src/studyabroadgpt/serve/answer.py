@@ -170,8 +170,12 @@ class Answerer:
                     changes.append(GateChange("degenerate", degenerate[0].sample, reason=degenerate[0].reason,
                                               kind=degenerate[0].kind))
                 # Nonsense is never served: with nothing relevant to compose from, the plain no-facts answer.
+                # So are invented specifics (2+ marked or removed): "How much does a Japanese language school
+                # cost in Tokyo?" was served "a 12-year (unverified) high school Japanese language course is around
+                # $3,059 (unverified)" with five marks, because no retrieved fact was about language schools.
+                many = sum(c.action in _DOUBTS for c in changes) >= MAX_UNVERIFIED
                 final = self._composed(turn, changes, reason=why, streamed=True,
-                                       floor=bool(degenerate) or bool(unsupported))
+                                       floor=bool(degenerate) or bool(unsupported) or many)
                 if final is not None:
                     return final
         return self._assemble(turn, answer, changes, policy, mode="generate")

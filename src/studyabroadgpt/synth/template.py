@@ -338,7 +338,11 @@ def question_kind(question: str) -> str:
     from ..kb.geo import detect_destinations
     from ..kb.slots import policy_subject
 
-    if policy_subject(question):
+    from ..kb.relevance import asked_subjects
+
+    # Permanent residence and what the visa asks of the studies are government rules too ("Can I get PR in
+    # Canada after my master's?" closed with "Each university and scheme sets its own dates").
+    if policy_subject(question) or asked_subjects(question) & {"permanent_residence", "study_progress"}:
         return "rule"
     if _CHOICE.search(question) or not detect_destinations(question, exclude_origins=True):
         return "choice"
