@@ -18,6 +18,10 @@ QUERIES = Path(__file__).parent / "queries.yaml"
     ("How early can I apply for my Canadian study permit?", {"apply_timing"}),
     ("how many hours can i work part time while studying in the UK", {"work_hours"}),
     ("can i stay in britain to work after my degree? graduate route length", {"post_study"}),
+    # lead's reading, session 5: read as work hours, the during-study work-rights fact was composed
+    ("Can I stay in Australia after my master's to work? How long?", {"post_study"}),
+    ("Can I work in the UK after my bachelor's?", {"post_study"}),
+    ("Can I work during my master's in Canada?", {"work_hours"}),
     ("which visa do i need for a masters in london", {"visa_rule"}),        # the visa only when nothing else
     ("how much money in my bank account for a uk student visa", {"funds"}),
     ("my husband wants to work full time in australia", {"dependants", "work_hours"}),

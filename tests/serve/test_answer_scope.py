@@ -163,3 +163,13 @@ def test_a_permanent_residence_answer_closes_as_a_rule(answerer):
     _, final = served(answerer, "Can I get PR in Canada after my master's there?", "", mode="compose")
     assert "Canadian Experience Class" in final.content
     assert "Each university and scheme sets its own" not in final.content and "official" in final.content
+
+
+def test_working_after_a_masters_is_answered_with_the_post_study_visa(answerer):
+    # Lead's reading, session 5: "after my master's" was not a post-study cue, so the composed answer was the
+    # during-study rule "master's by research or doctoral students have unlimited work rights".
+    turn, final = served(answerer, "Can I stay in Australia after my master's to work? How long?", "", mode="compose")
+    assert final.mode == "compose"
+    body = final.content.split("**Sources**")[0]
+    assert "Temporary Graduate visa (subclass 485)" in body and "up to 2 years" in body
+    assert "unlimited work rights" not in body

@@ -112,7 +112,10 @@ _ASK_CUES: list[tuple[str, str]] = [
     ("deadline", r"\bdeadlines?\b|\bclos(?:e|es|ing)\s+dates?\b|\blast\s+date\b|\bby\s+when\b|\bapplication\s+round\b"),
     ("arrival", r"\bwhen\s+can\s+i\s+(?:fly|travel|arrive|enter|land)\b|\barriv\w*\b|\benter\s+the\b|\bfly\b"),
     ("post_study", r"\bpost[- ]?(?:study|graduation)\b|\bgraduate\s+(?:visa|route)\b|\bpgwp\b|\bopt\b|\b485\b|"
-                   r"\bstamp\s+1g\b|\bafter\s+(?:i\s+)?(?:graduat\w*|finish\w*)\b|\bafter\s+my\s+(?:degree|studies|course|program\w*)\b|"
+                   r"\bstamp\s+1g\b|\bafter\s+(?:i\s+)?(?:graduat\w*|finish\w*)\b|\bafter\s+(?:my|the|a)\s+(?:degree|studies|course|program\w*|"
+                   # "Can I stay in Australia after my master's to work?" read as work hours and got the
+                   # during-study work-rights fact (lead's reading, session 5)
+                   r"master'?s|bachelor'?s|ph\.?d|doctorate|mba)\b|"
                    r"\bjob[- ]search\b|\borientation\s+year\b|\bstay\s+(?:on\s+)?(?:and|to)\s+work\b"),
     ("work_hours", r"\bwork(?:ing)?\b(?!\s+experience)|\bjobs?\b|\bpart[- ]time\b|\bhours\b|\bearn\b|\bemploy\w*"),
     ("funds", r"\bfunds?\b|\bbank\b|\bmoney\b|\bsavings\b|\bfinancial\b|\bblocked\s+account\b|\bsperrkonto\b|\bgic\b|"
