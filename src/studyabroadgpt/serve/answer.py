@@ -37,7 +37,10 @@ MIN_LEFT_WORDS = 25
 # were retrieved (the lead's reading at d1ae96f: all 5 generate-mode answers of 32 turns carried a mark or a rule
 # correction, and each was confidently wrong). Measured on the 110-prompt real-style set: see docs/serving.md.
 FALL_BACK_ON_ONE_DOUBT = True
-_DOUBTS = ("marked_unverified", "removed", "removed_rule", "removed_url", "removed_title", "corrected_rule")
+# The change kinds, named once: each new kind was being added by hand to four lists in this module.
+_REMOVALS = ("removed", "removed_rule", "removed_url", "removed_title")   # the gate took a claim out
+_UNVERIFIED = ("marked_unverified",) + _REMOVALS                           # a specific nothing vouches for
+_DOUBTS = _UNVERIFIED + ("corrected_rule",)
 
 
 @dataclass
@@ -404,16 +407,14 @@ def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: 
     if degenerate:
         d = degenerate[0]
         return f"the model's answer degenerated into nonsense ({d.reason}: “{d.sample}”)"
-    doubtful = [c for c in changes if c.action in ("marked_unverified", "removed", "removed_url", "removed_rule",
-                                                   "removed_title")]
+    doubtful = [c for c in changes if c.action in _UNVERIFIED]
     if len(doubtful) >= MAX_UNVERIFIED:
         return f"{len(doubtful)} specifics in the model's answer could not be verified"
     if off_topic:
         return f"the model's answer was off topic ({off_topic})"
     if unsupported:
         return f"the model's answer states a rule no official fact supports (“{unsupported[0].sentence[:80]}”)"
-    removed = [c for c in changes if c.action in ("removed", "removed_rule", "removed_url", "removed_title",
-                                                  "removed_off_topic")]
+    removed = [c for c in changes if c.action in _REMOVALS + ("removed_off_topic",)]
     if removed and len(answer.split()) < MIN_LEFT_WORDS:
         # What the fact check left is a stub, not an answer (lead's reading S2: "The cheapest option for an
         # Indian student in Germany is not available.").
@@ -585,8 +586,8 @@ def _note(changes: list[GateChange]) -> str:
 def _stream_note(changes: list[GateChange]) -> str:
     """For streamed text, which cannot be edited once sent, the note spells out each change."""
     lines = [f"> - {c.describe()}." for c in changes
-             if c.action in ("corrected", "corrected_rule", "removed", "removed_rule", "marked_unverified",
-                             "removed_url", "removed_title", "removed_off_topic", "cut_loop", "trimmed")]
+             if c.action in ("corrected", "corrected_rule") + _UNVERIFIED
+             + ("removed_off_topic", "cut_loop", "trimmed")]
     return "> **Fact check:**\n" + "\n".join(lines) if lines else ""
 
 
