@@ -173,3 +173,65 @@ def test_working_after_a_masters_is_answered_with_the_post_study_visa(answerer):
     body = final.content.split("**Sources**")[0]
     assert "Temporary Graduate visa (subclass 485)" in body and "up to 2 years" in body
     assert "unlimited work rights" not in body
+
+
+# Session 5, lead's final reading: composed answers on another subject than the one asked, and an origin read as a
+# destination. Each asked through the answer path with a generated "yes" that passes the checks.
+VAGUE_YES = "Yes, you can. Many students do this and it is usually allowed with a few conditions."
+
+
+def test_an_internship_question_is_not_answered_with_a_work_or_post_study_rule(answerer):
+    from studyabroadgpt.kb.relevance import asked_subjects, entry_subjects
+
+    q = "Can I do an internship in France as a student?"
+    assert asked_subjects(q) == {"internship"}
+    assert asked_subjects("How many hours can I work part-time in Canada?") == {"work_hours"}
+    assert "internship" in entry_subjects(answerer.kb.by_id["ca.work.coop"])
+    _, final = served(answerer, q, VAGUE_YES)
+    assert final.mode == "compose" and "Yes, you can" not in final.content
+    assert final.content.startswith("Our knowledge base has no official fact on internships and work placements "
+                                    "for France")
+    assert "APS" not in final.content and "graduat" not in final.content.lower()
+    # where the KB has the rule, it is the answer (Canada's co-op work permit)
+    _, final = served(answerer, "Can I do an internship in Canada as part of my programme?", VAGUE_YES)
+    assert "co-op work permit" in final.content
+
+
+def test_part_time_study_is_not_part_time_work(answerer):
+    from studyabroadgpt.kb.relevance import asked_subjects
+
+    q = "Can I do a part-time master's in the UK?"
+    assert asked_subjects(q) == {"study_progress"}
+    assert asked_subjects("Can I work part-time while studying a master's?") == {"work_hours"}
+    _, final = served(answerer, q, VAGUE_YES)
+    assert final.mode == "compose"
+    answer = final.content.split("**Related official facts**")[0]
+    assert "no official fact on what your student visa requires of your studies (full- or part-time study" in answer
+    assert "job" not in answer.lower() and "hours" not in answer
+
+
+def test_no_fact_headings_name_what_was_asked(answerer):
+    from studyabroadgpt.kb.relevance import asked_subjects
+
+    moving = "Can I change universities after arriving in the UK on a student visa?"
+    assert asked_subjects(moving) == {"change_provider"}
+    assert asked_subjects("What should I do after I arrive in Germany?") == {"arrival"}  # still an arrival question
+    _, final = served(answerer, moving, VAGUE_YES)
+    assert final.mode == "compose" and "when you can arrive" not in final.content
+    assert "new CAS" in final.content  # the transfer guidance, on the point asked
+    bank = "How do I open a bank account in Singapore as a student?"
+    assert asked_subjects(bank) == {"banking"}
+    assert asked_subjects("How do I open a blocked account for Germany?") == {"funds"}
+    assert asked_subjects("How much money do I need in my bank account for a UK visa?") == {"funds"}
+    _, final = served(answerer, bank, VAGUE_YES)
+    assert "money you must show" not in final.content
+    assert final.content.startswith("Our knowledge base has no official fact on opening a bank account for Singapore")
+
+
+def test_the_country_a_student_is_a_refugee_in_is_the_origin(answerer):
+    from studyabroadgpt.kb.coverage import detect_scope
+
+    scope = detect_scope("I'm a refugee in Turkey, can I study in Germany?", answerer.kb)
+    assert scope.covered == ["DE"] and scope.uncovered == [] and "Turkey" in scope.origins
+    _, final = served(answerer, "I'm a refugee in Turkey, can I study in Germany?", VAGUE_YES)
+    assert "Not covered" not in final.content and final.mode != "out_of_scope"

@@ -250,6 +250,8 @@ _RESIDENCE_BEFORE = re.compile(
     r"doctor|nurse)|\b(?:i|we|i'?m|i\s+am|i\s+was|we\s+were)\s+(?:\w+\s+){0,3}?(?:grew\s+up|raised|brought\s+up|lived|living|"
     r"based|studied|graduated)|"
     r"\b(?:my\s+(?:family|parents|home|husband|wife|children|kids))\s+(?:lives?|is|are)|"
+    # "I'm a refugee in Turkey, can I study in Germany?" answered "Not covered: Turkey" (lead's reading, session 5)
+    r"\b(?:refugees?|asylum[- ]seekers?|(?:legal\s+|permanent\s+)?residents?|displaced|stateless)|"
     r"\b(?:finished|completed|did)\s+(?:my\s+)?(?:high\s+|secondary\s+)?(?:school|schooling|a-levels|bachelor'?s|"
     r"degree|undergrad\w*)|\b(?:high|secondary)\s+school)\s+in\s+(?:the\s+)?$", re.IGNORECASE)
 

@@ -102,6 +102,12 @@ def features(ctx: QueryContext, index: int, rank: int, destination: str, kind: s
 # words around a *figure* in an answer; these cues read how students *ask* ("how early can I apply", "can my
 # wife come"), which its cues do not cover (measured: "How early can I apply for my Canadian study permit?"
 # named no slots subject, and the funds rule ranked first).
+_INTERNSHIP = (r"\binternships?\b|\bintern(?:ing)?\b|\bwork\s+placements?\b|\bplacement\s+(?:year|semester)\b|"
+               r"\bco-?op\b|\bpracticum\b|\bsandwich\s+(?:year|course|degree)\b|\bwork\s+terms?\b|\bstage\s+en\b|"
+               r"\bpraktikum\b|\bstages?\b(?=\s+(?:in|en)\s+(?:france|entreprise))")
+_CHANGE_PROVIDER = (r"\b(?:change|changes|changing|switch|switches|switching|transfer|transfers|transferring|move|moving)"
+                    r"\s+(?:to\s+)?(?:an?other\s+|a\s+(?:new|different)\s+|my\s+|the\s+)?(?:universit(?:y|ies)|colleges?|"
+                    r"schools?|institutions?|providers?|courses?|programmes?|programs?|majors?|dli)\b")
 _ASK_CUES: list[tuple[str, str]] = [
     ("dependants", r"\b(?:wife|husband|spouses?|partners?|fianc[ée]e?|girlfriend|boyfriend|children|child|kids?|sons?|"
                    r"daughters?|family|dependants?|dependents?|f-2|parents|mother|father|mom|mum|dad)\b"),
@@ -117,7 +123,21 @@ _ASK_CUES: list[tuple[str, str]] = [
                    # during-study work-rights fact (lead's reading, session 5)
                    r"master'?s|bachelor'?s|ph\.?d|doctorate|mba)\b|"
                    r"\bjob[- ]search\b|\borientation\s+year\b|\bstay\s+(?:on\s+)?(?:and|to)\s+work\b"),
-    ("work_hours", r"\bwork(?:ing)?\b(?!\s+experience)|\bjobs?\b|\bpart[- ]time\b|\bhours\b|\bearn\b|\bemploy\w*"),
+    # "part-time" before a programme is how one studies, not a job: "Can I do a part-time master's in the UK?" was
+    # composed from the part-time jobs guidance (lead's reading, session 5).
+    ("work_hours", r"\bwork(?:ing)?\b(?!\s+(?:experience|placements?|terms?))|\bjobs?\b|\bpart[- ]time\b(?!\s+"
+                   r"(?:master|bachelor|degree|ph\.?d|doctora|mba|course|programme|program|stud|enrol|basis\s+stud))|"
+                   r"\bhours\b|\bearn\b|\bemploy\w*"),
+    # Work that is part of the programme: "Can I do an internship in France as a student?" was composed from the
+    # post-graduation APS permit fact, and would otherwise be read as the student's own work hours.
+    ("internship", _INTERNSHIP),
+    # Opening an everyday account, not the funds the visa asks to see: "How do I open a bank account in Singapore
+    # as a student?" got "no official fact on the money you must show" (lead's reading, session 5).
+    ("banking", r"\bopen\w*\s+(?:up\s+)?(?:a|an|my)\s+(?:\w+\s+)?(?:bank\s+)?accounts?\b|\bbank(?:ing)?\s+"
+                r"(?:account\s+)?(?:as\s+a\s+student|for\s+(?:international\s+)?students)\b|\bstudent\s+bank\s+accounts?\b"),
+    # Moving to another university or course: "Can I change universities after arriving in the UK on a student
+    # visa?" was read as arrival ("no official fact on when you can arrive").
+    ("change_provider", _CHANGE_PROVIDER),
     ("funds", r"\bfunds?\b|\bbank\b|\bmoney\b|\bsavings\b|\bfinancial\b|\bblocked\s+account\b|\bsperrkonto\b|\bgic\b|"
               r"\bproof\s+of\s+(?:funds|finance|income)\b|\bmaintenance\b|\bhow\s+much\b[^?]{0,30}\b(?:show|have|account)\b"),
     ("visa_fee", r"\b(?:visa|application|permit|sevis|biometrics?)\s+(?:fee|charge|cost)s?\b|\bfees?\s+for\s+(?:the|a|my)\s+"
@@ -155,7 +175,9 @@ _ASK_CUES: list[tuple[str, str]] = [
                        r"(?:progress|probation|standing|performance)\b|\bdrop(?:ping)?\s+out\b|\bwithdraw\w*\s+from\s+"
                        r"(?:my|the|a)\s+(?:course|program\w*|university|studies)\b|\bpart[- ]time\s+(?:student|studies|"
                        r"study|enrol\w*)\b|\bleave\s+of\s+absence\b|\btake\s+a\s+(?:break|semester\s+off)\b|"
-                       r"\b(?:bad|low|poor)\s+grades\b|\brepeat\s+(?:a|the)\s+(?:year|semester|course)\b"),
+                       r"\b(?:bad|low|poor)\s+grades\b|\brepeat\s+(?:a|the)\s+(?:year|semester|course)\b|"
+                       r"\bpart[- ]time\s+(?:master'?s|bachelor'?s|degrees?|ph\.?d|doctorate|mba|courses?|programmes?|"
+                       r"programs?)\b|\bstudy(?:ing)?\s+part[- ]time\b"),
 ]
 _ASK_RES = [(s, re.compile(p, re.IGNORECASE)) for s, p in _ASK_CUES]
 # The visa itself is what most questions are *through* ("... on my study permit"): it is the subject asked only
@@ -176,9 +198,9 @@ _STUDENT_WORKS = re.compile(r"\b(?:can|could|may)\s+i\s+(?:also\s+)?work\b|\bi\s
 _GUIDANCE_SUBJECTS = {
     "family_planning": {"dependants"}, "part_time_jobs": {"work_hours"}, "scholarship_search": {"scholarship"},
     "test_preparation": {"english", "admissions_test"}, "budgeting": {"living_costs", "funds"},
-    "banking": {"funds"}, "accommodation_search": {"accommodation"}, "credential_evaluation": {"credentials"},
+    "banking": {"banking", "funds"}, "transferring": {"change_provider"}, "accommodation_search": {"accommodation"}, "credential_evaluation": {"credentials"},
     "health_registration": {"health", "registration"}, "arrival_checklist": {"arrival", "registration"},
-    "visa_interview": {"visa_rule"}, "careers": {"post_study"}, "internships": {"work_hours"},
+    "visa_interview": {"visa_rule"}, "careers": {"post_study"}, "internships": {"internship", "work_hours"},
     "pre_departure": {"arrival"}, "taxes": {"work_hours"}, "deferral": {"apply_timing"},
     "phd_applications": {"deadline"}, "application_strategy": {"deadline"}, "language_support": {"language"},
 }
@@ -205,6 +227,19 @@ _ENGLISH_TEST = re.compile(r"\bielts\b|\btoefl\b|\bpte\b|\bduolingo\b|\benglish\
                            re.IGNORECASE)
 
 
+# A time clause ("after arriving", "once I arrive", "when I land") is when the question's point applies, not the
+# point itself; what is left must still ask about arrival for it to be the subject.
+_ARRIVAL_WHEN = re.compile(r"\b(?:after|once|when|before|since|upon|on)\s+(?:i\s+|we\s+|you\s+)?(?:have\s+)?"
+                           r"(?:arriv\w*|land\w*|get\s+there|enter\w*|fly\s+in)\b", re.IGNORECASE)
+_ARRIVAL_ASKED = re.compile(dict(_ASK_CUES)["arrival"], re.IGNORECASE)
+_FUNDS_ASKED = re.compile(r"\bfunds?\b|\bproof\b|\bshow\b|\bmaintenance\b|\bblocked\b|\bsperrkonto\b|\bgic\b|"
+                          r"\bfinancial\s+(?:requirement|evidence|proof)s?\b|\bhow\s+much\b", re.IGNORECASE)
+# Entries on work that is part of the programme, or on moving to another university or course.
+_INTERNSHIP_RE = re.compile(_INTERNSHIP, re.IGNORECASE)
+_CHANGE_PROVIDER_RE = re.compile(_CHANGE_PROVIDER + r"|\bnew\s+(?:cas|i-20|school)\b|\bchange\s+of\s+(?:provider|"
+                                 r"institution|course|school)\b", re.IGNORECASE)
+
+
 def asked_subjects(text: str) -> frozenset:
     """The subjects a question asks about ("can my wife come" → dependants; "how early can I apply for my study
     permit" → apply_timing; "which visa do I need" → visa_rule)."""
@@ -227,6 +262,14 @@ def asked_subjects(text: str) -> frozenset:
         # says which programme (the no-fact answer read "no official fact on tuition fees or English-language
         # requirements or the language of instruction").
         found -= {"language", "english"} if not _ENGLISH_TEST.search(text) else {"language"}
+    if "arrival" in found and len(found) > 1 and not _ARRIVAL_ASKED.search(_ARRIVAL_WHEN.sub(" ", text)):
+        # "after arriving in the UK" says when another point applies ("Can I change universities after arriving"),
+        # while "What should I do after I arrive?" still asks about arrival.
+        found.discard("arrival")
+    if "banking" in found and re.search(r"\bblocked\b|\bsperrkonto\b|\bgic\b", text, re.IGNORECASE):
+        found.discard("banking")  # Germany's blocked account and Canada's GIC are the visa's proof of funds
+    elif "banking" in found and not _FUNDS_ASKED.search(text):
+        found.discard("funds")  # "open a bank account" is not the visa's proof of funds
     if not found and _CARRIER[1].search(text):
         found.add(_CARRIER[0])
     return frozenset(found)
@@ -258,6 +301,10 @@ def entry_subjects(entry) -> frozenset:
     if _PROGRESS.search(statement) or any(str(getattr(v, "key", "")).startswith("visa.study_progress")
                                           for v in getattr(entry, "values", []) or []):
         out.add("study_progress")
+    if _INTERNSHIP_RE.search(statement):
+        out.add("internship")
+    if _CHANGE_PROVIDER_RE.search(statement):
+        out.add("change_provider")
     if "deadline" in out or "apply_timing" in out:
         out |= {"apply_timing", "deadline"}  # "the deadline" and "when to apply" are one question to a student
     return frozenset(out)

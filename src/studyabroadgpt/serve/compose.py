@@ -117,7 +117,10 @@ SUBJECT_WORDS = {
     "credentials": "recognition of your qualifications", "post_study": "working after you graduate",
     "visa_rule": "the student visa", "language": "the language of instruction",
     "permanent_residence": "permanent residence or citizenship",
-    "study_progress": "what your student visa requires of your studies (staying enrolled, study progress)",
+    "study_progress": "what your student visa requires of your studies (full- or part-time study, staying "
+                      "enrolled, study progress)",
+    "internship": "internships and work placements", "banking": "opening a bank account",
+    "change_provider": "changing university or course",
 }
 _SUBJECT_ORDER = list(SUBJECT_WORDS)
 # Subjects each university sets for itself, rather than the government.
