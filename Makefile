@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(VENV)/bin/pip
 STAMP   = $(VENV)/.installed
 
-.PHONY: install quickstart test test-all bench clean
+.PHONY: install quickstart test test-all bench clean llama-server-native
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -m ''
+
+# Optional: llama-server built for this CPU (AVX512/AMX) from the llama-cpp-python sdist, ~20-40 min; the shipped
+# engine stays xllamacpp's prebuilt server. Then: export SAGPT_LLAMA_SERVER=<the path it prints>.
+llama-server-native: $(STAMP)
+	PYTHON=$(PY) scripts/build_llama_server.sh
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

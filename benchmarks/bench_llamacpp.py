@@ -12,6 +12,10 @@ shipped Q4_1 model's (transformers dequantises each GGUF), because a faster type
     python benchmarks/bench_llamacpp.py --configs "q41=Q4_1|--threads 1;q80=Q8_0|--threads 1 --threads-batch 2" \
         --repeats 3 --per-repeat 2 --burst 16
     python benchmarks/bench_llamacpp.py --configs "q41=Q4_1;q80=Q8_0;q40=Q4_0" --quality-only
+    python benchmarks/bench_llamacpp.py --configs "prebuilt=Q8_0;native=Q8_0@/path/to/llama-server" --burst 16
+
+``TYPE@PATH`` runs that configuration on a llama-server binary built for this CPU (what ``SAGPT_LLAMA_SERVER``
+selects in the engine) instead of xllamacpp's prebuilt one, so both are measured in the same interleaved run.
 
 Types: Q4_1 is the embedded file; other types are requantised from it once (publish.gguf.requantize) into
 ``--out``. Writes ``results.json`` there.
@@ -96,11 +100,21 @@ def quality(paths: dict[str, Path], n_convs: int = 24, max_len: int = 512) -> di
     return out
 
 
-def start_server(path: Path, flags: list[str], parallel: int, log: Path):
-    """One configuration's server, started exactly as the engine starts it (``llamacpp_process``) plus its flags."""
-    from studyabroadgpt.serve.llamacpp_engine import GGUFModel, llamacpp_process
+def start_server(path: Path, flags: list[str], parallel: int, log: Path, binary: str | None = None):
+    """One configuration's server, started exactly as the engine starts it (``llamacpp_process``) plus its flags;
+    ``binary``: a native llama-server instead of xllamacpp's (the engine's ``SAGPT_LLAMA_SERVER``, set only while
+    the command line is built, so the other configurations keep the prebuilt one)."""
+    from studyabroadgpt.serve.llamacpp_engine import NATIVE_SERVER_ENV, GGUFModel, llamacpp_process
 
-    proc = llamacpp_process(GGUFModel(path), parallel=parallel, ctx_per_slot=2048, extra=flags, log_path=log)
+    saved = os.environ.pop(NATIVE_SERVER_ENV, None)
+    if binary:
+        os.environ[NATIVE_SERVER_ENV] = binary
+    try:
+        proc = llamacpp_process(GGUFModel(path), parallel=parallel, ctx_per_slot=2048, extra=flags, log_path=log)
+    finally:
+        os.environ.pop(NATIVE_SERVER_ENV, None)
+        if saved is not None:
+            os.environ[NATIVE_SERVER_ENV] = saved
     proc.start()
     return proc
 
@@ -127,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     import httpx
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", required=True, help="';'-separated NAME=TYPE|server flags (TYPE: Q4_1, Q8_0, Q4_0…)")
+    p.add_argument("--configs", required=True, help="';'-separated NAME=TYPE[@LLAMA_SERVER]|server flags (TYPE: Q4_1, Q8_0, Q4_0…)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--per-repeat", type=int, default=2, help="one-client questions per configuration per repeat")
     p.add_argument("--burst", type=int, default=0, help="clients at once per repeat (0: none)")
@@ -140,14 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    configs = []
+    configs, binaries = [], {}
     for item in filter(None, (c.strip() for c in args.configs.split(";"))):
         name, _, spec = item.partition("=")
         qtype, _, flags = spec.partition("|")
+        qtype, _, binary = qtype.partition("@")
         configs.append((name, qtype.strip().upper(), flags.split()))
+        binaries[name] = binary.strip() or None
     paths = {q: gguf_for(q, out) for _, q, _ in configs}
     uptime = lambda: subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()  # noqa: E731
-    meta = {"uptime_before": uptime(), "configs": {n: {"type": q, "flags": f} for n, q, f in configs},
+    meta = {"uptime_before": uptime(), "configs": {n: {"type": q, "flags": f, "server": binaries[n] or "xllamacpp"}
+                                                        for n, q, f in configs},
             "repeats": args.repeats, "per_repeat": args.per_repeat, "burst": args.burst, "max_tokens": args.max_tokens}
     print(meta["uptime_before"], flush=True)
     results: dict = {"meta": meta}
@@ -160,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                  for n, _, _ in configs}
         try:
             for n, q, f in configs:
-                servers[n] = start_server(paths[q], f, max(1, args.burst), out / f"server-{n}.log")
+                servers[n] = start_server(paths[q], f, max(1, args.burst), out / f"server-{n}.log", binaries[n])
             for name, proc in servers.items():
                 url = proc.base_url
                 # The same warm-up everywhere: allocates buffers, fills the slot's cache with the system prefix.

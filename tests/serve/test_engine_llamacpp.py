@@ -209,6 +209,7 @@ def test_llamacpp_slots_start_with_the_grounding_prompt_cached(caplog):
 
 
 def test_native_llama_server_gets_the_same_settings(tmp_path, monkeypatch):
+    from studyabroadgpt.models import default_gguf_path
     from studyabroadgpt.serve.llamacpp_engine import NATIVE_SERVER_ENV
 
     binary = tmp_path / "llama-server"
@@ -216,6 +217,7 @@ def test_native_llama_server_gets_the_same_settings(tmp_path, monkeypatch):
     binary.chmod(0o755)
     monkeypatch.setenv(NATIVE_SERVER_ENV, str(binary))
     gguf = resolve_gguf("default")
+    assert gguf.path == default_gguf_path().resolve()  # the native server serves the embedded Q4_1 as it ships
     cmd = server_command(gguf, port=9999, parallel=4, ctx_per_slot=1024, threads=1, extra=["--ubatch-size", "256"])
     assert cmd[0] == str(binary) and cmd[cmd.index("--model") + 1] == str(gguf.path)
     assert cmd[cmd.index("--ctx-size") + 1] == "4096"  # per slot × slots, as the xllamacpp server splits it
