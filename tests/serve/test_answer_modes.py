@@ -71,18 +71,35 @@ def test_auto_falls_back_when_specifics_cannot_be_verified(answerer):
     assert "denei" not in final.content and "Canadian Council" not in final.content
 
 
+def test_auto_gives_the_fact_check_reason_when_it_removed_the_whole_answer(answerer):
+    # An answer whose only sentence is invented (a mark, no cited fact) is emptied by the gate: the student is
+    # told the fact check removed it, not that the model wrote nothing.
+    reply = "The Canadian Council of Scholarships decides how many hours international students may work."
+    final = answerer.finish(answerer.prepare(WORK_Q, mode="auto"), reply)
+    why = final.gate["fallback_reason"]
+    assert final.mode == "compose" and "empty" not in why and "nothing of the model's answer was left" in why
+    assert "Canadian Council" not in final.content and "20 hours a week" in final.content
+    # a model that really wrote nothing is still told so
+    final = answerer.finish(answerer.prepare(WORK_Q, mode="auto"), "  ")
+    assert final.gate["fallback_reason"] == "the model's answer was empty"
+
+
 def test_generate_mode_marks_invented_names_and_removes_fake_urls(answerer):
     reply = ("You can work 20 hours a week during term. The Canadian Council of Scholarships can help; see "
              "www.denei.govt.nz for details.")
     turn = answerer.prepare(WORK_Q, mode="generate")
     final = answerer.finish(turn, reply)
     assert "denei" not in final.content
-    assert "Canadian Council of Scholarships (unverified)" in final.content
+    # the invented council's sentence cites no fact: the student reads the cited work rule only
+    assert final.content.startswith("You can work 20 hours a week [1] during term.\n\n> **Fact check:**")
+    assert "Canadian Council" not in final.content.split("> **Fact check:**")[0]
     a = assess(final.content, WORK_Q[0]["content"], answerer.kb)
     assert a.foreign_urls == [] and a.unverified_entities == []
     actions = {c["action"] for c in final.gate["changes"]}
-    assert {"removed_url", "marked_unverified"} <= actions
-    reasons = [c["reason"] for c in final.gate["changes"] if c["action"] in ("removed_url", "marked_unverified")]
+    assert {"removed_url", "removed_unverified"} <= actions
+    gone = next(c for c in final.gate["changes"] if c["action"] == "removed_unverified")
+    assert gone["claim"] == "Canadian Council of Scholarships" and "Canadian Council" in gone["sentence"]
+    reasons = [c["reason"] for c in final.gate["changes"] if c["action"] in ("removed_url", "removed_unverified")]
     assert all(reasons)                                   # every removal or mark says why
 
 
@@ -222,8 +239,11 @@ def test_auto_replaces_degenerate_text_with_the_composed_answer(answerer):
     assert deg["kind"] == "letter_chain" and deg["text"].startswith("the model's text degenerated")
     assert "FASB" not in final.content and re.search(r"\[\d\]", final.content)
     assert "did not pass our checks" in final.tail
-    # generate mode serves what the model wrote (the student asked for the model), auto never does
-    assert "FASB" in answerer.finish(answerer.prepare(q, mode="generate"), F1_NONSENSE).content
+    # generate mode serves what the model wrote (the student asked for the model) less what the gate removes:
+    # the nonsense sentence carries an unverified name and cites no fact, so it goes there too, recorded
+    gen = answerer.finish(answerer.prepare(q, mode="generate"), F1_NONSENSE)
+    assert gen.mode == "generate" and "FASB" not in gen.content
+    assert any(c["action"] == "removed_unverified" and "FASB" in c["sentence"] for c in gen.gate["changes"])
 
 
 def test_auto_never_serves_nonsense_even_with_nothing_to_compose(answerer):

@@ -113,9 +113,9 @@ def test_a_source_title_is_not_served_as_the_official_fact(answerer):
     assert "The official facts say" not in body and "Your partner and children" not in body
     leak = next(c for c in final.gate["changes"] if c["action"] == "removed_title")
     assert leak["fact_id"] == "gb.dependants.restriction" and "title" in leak["reason"]
-    # the invented requirement is marked as a rule no official fact supports
-    assert "who looks after them (unverified)" in body
-    assert any(c["action"] == "marked_unverified" and "agreement between parents" in c["claim"]
+    # the invented requirement is a rule no official fact supports, and its sentence cites none: it goes
+    assert "who looks after them" not in body
+    assert any(c["action"] == "removed_unverified" and "agreement between parents" in c["claim"]
                for c in final.gate["changes"])
     # auto does not serve it at all: the composed answer from the dependants rule instead
     auto = _final(answerer, CHILDREN_Q, CHILDREN_A, mode="auto")

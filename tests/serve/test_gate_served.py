@@ -194,15 +194,18 @@ def test_opt_any_length_goes_and_names_the_fact_that_bounds_it(gate):
 def test_an_unbounded_stay_no_fact_bounds_is_marked(gate):
     r = gate("You can stay in the country indefinitely after your studies.", "Can I stay in Singapore after I graduate?",
              [])
-    assert r.text == "You can stay in the country indefinitely after your studies (unverified)."
+    # a student reads nothing invented: the sentence with the mark and no cited fact goes, recorded with its kind
+    assert r.text == ""
+    gone = next(c for c in r.changes if c.action == "removed_unverified")
+    assert gone.kind == "unbounded_duration" and gone.sentence.startswith("You can stay in the country indefinitely")
 
 
 def test_an_invented_deadline_in_a_policy_answer_is_marked(gate):
     r = gate("You should submit your application by the end of 2025 to be safe. You can apply up to 6 months before "
              "your course starts.", "How do I apply for a UK student visa?", ["gb.student-visa.timing"])
-    assert r.text.startswith("You should submit your application by the end of 2025 (unverified) to be safe.")
+    assert r.text == "You can apply up to 6 months [1] before your course starts."
     mark = next(c for c in r.changes if c.kind == "undated_deadline")
-    assert mark.claim == "by the end of 2025" and mark.action == "marked_unverified"
+    assert mark.claim == "by the end of 2025" and mark.action == "removed_unverified" and "cites no fact" in mark.reason
     # a year the fact gives, and the student's own year, stay as written
     r = gate("Since January 2024, only research students can bring dependants.", "When did the UK dependants rule "
              "change?", ["gb.dependants.restriction"])
@@ -234,8 +237,8 @@ def test_talk_about_the_prompt_goes(gate):
 def test_a_ranking_no_fact_makes_is_marked(gate):
     r = gate("The cheapest city in Ireland for students is Dublin, which has the highest rents in Ireland.",
              "What is the cheapest city in Ireland for students?", ["ie.funds.living"])
-    assert r.text.endswith("highest rents in Ireland (unverified).")
-    assert next(c for c in r.changes if c.kind == "superlative").action == "marked_unverified"
+    assert "Dublin" not in r.text
+    assert next(c for c in r.changes if c.kind == "superlative").action == "removed_unverified"
     ok = "Check the best options for you on the university's accommodation page."
     assert gate(ok, "What is the cheapest city in Ireland for students?", ["ie.funds.living"]).text == ok
 
@@ -264,8 +267,8 @@ def test_a_comparison_with_an_uncovered_destination_goes(gate):
     # two covered destinations and no fact that compares them: marked, not removed
     r = gate("Germany is cheaper than the UK for most students.", "Is Germany cheaper than the UK?",
              ["de.tuition.public-free"])
-    assert r.text == "Germany is cheaper than the UK for most students (unverified)."
-    assert r.changes[0].kind == "comparison"
+    assert r.text == ""
+    assert r.changes[0].kind == "comparison" and r.changes[0].action == "removed_unverified"
     # advice that compares two actions is no comparison of places
     ok = "It is better to apply early than to wait for the last week."
     assert gate(ok, "When should I apply to German universities?", ["de.tuition.public-free"]).text == ok
@@ -289,9 +292,10 @@ def test_a_date_no_fact_gives_is_marked_in_any_answer(gate):
     dates were all blanked as "as of" stamps, and year deadlines were checked only in policy answers."""
     q = "What is the deadline to apply to French universities through Campus France?"
     r = gate("The deadline to apply for a visa in France through Campus France is 2025-12-31.", q, ["fr.funds.monthly"])
-    assert r.text == "The deadline to apply for a visa in France through Campus France is 2025-12-31 (unverified)."
-    r = gate("Submit your Campus France application by March 2026.", q, ["fr.funds.monthly"])
-    assert "by March 2026 (unverified)" in r.text
+    assert r.text == "" and r.changes[0].action == "removed_unverified" and r.changes[0].claim == "2025-12-31"
+    r = gate("Submit your Campus France application by March 2026. You need €615 a month.", q, ["fr.funds.monthly"])
+    assert "March 2026" not in r.text and "€615 a month [1]" in r.text
+    assert next(c for c in r.changes if "March 2026" in (c.claim or "")).action == "removed_unverified"
     # an ISO date a fact gives is checked like any date, and a source's "as of" stamp is no claim
     r = gate("The change applies to courses starting from 2023-01-01.", "When did the UK dependants rule change?",
              ["gb.dependants.restriction"])
@@ -308,9 +312,8 @@ def test_a_rule_about_the_partner_takes_no_student_fact(gate):
     r = gate("No, your wife cannot work on a UK student visa. She must be self-employed or have full-time "
              "employment to apply for a visa.", q, ["gb.work.below-degree", "gb.dependants.restriction"])
     assert not [c for c in r.changes if c.action == "corrected_rule"]
-    assert r.text == ("No, your wife cannot work on a UK student visa (unverified). She must be self-employed or have "
-                      "full-time employment to apply for a visa (unverified).")
-    assert [c.kind for c in r.changes] == ["partner_rule", "partner_rule"]
+    assert r.text == ""
+    assert [(c.kind, c.action) for c in r.changes] == [("partner_rule", "removed_unverified")] * 2
     # the student's own self-employment claim is still corrected by the student fact
     r = gate("Students below degree level may be self-employed.", "Can I be self-employed on a UK student visa?",
              ["gb.work.below-degree"])
@@ -327,10 +330,11 @@ def test_a_citation_whose_fact_is_about_something_else_goes(gate):
     q = "I'm from Kenya and want to do a master's in Ireland. What do I need?"
     r = gate("This takes around one year [2] after high school graduation.", q,
              ["ie.student-visa.eea-exempt", "ie.scholarships.goi-ies"])
-    assert r.text == "This takes around one year (unverified) after high school graduation."
+    # its citation dropped, the sentence has nothing official left and goes
+    assert r.text == ""
     dropped = next(c for c in r.changes if c.action == "dropped_citation")
     assert dropped.citation == 2 and dropped.fact_id == "ie.scholarships.goi-ies" and "does not say" in dropped.reason
-    assert next(c for c in r.changes if c.action == "marked_unverified").fact_id == "ie.scholarships.goi-ies"
+    assert next(c for c in r.changes if c.action == "removed_unverified").fact_id == "ie.scholarships.goi-ies"
     # the fact's own subject keeps its citation, the model's and the gate's
     r = gate("The GOI-IES scholarship gives a stipend for one year of study.", "Scholarships in Ireland?",
              ["ie.scholarships.goi-ies"])
@@ -340,7 +344,7 @@ def test_a_citation_whose_fact_is_about_something_else_goes(gate):
     # a figure in a fact about another destination is no source for this one
     r = gate("In Canada a master's usually takes one year of study.", "How long is a master's in Canada?",
              ["ie.scholarships.goi-ies"])
-    assert "[1]" not in r.text and "one year (unverified)" in r.text
+    assert r.text == "" and r.changes[0].action == "removed_unverified" and r.changes[0].claim == "one year"
     # no citation inside a word or an address
     r = gate("You can apply for Chevening Scholarships.com to fund your master's.", "What scholarships can I get "
              "to study in the UK as an international student?", ["gb.scholarships.chevening"])
@@ -356,18 +360,40 @@ def test_adapter_reading_small_ones(gate):
     # a ranking in other words
     r = gate("For a low GPA, the most suitable destination is often Australia or New Zealand.",
              "Which country is best for me if I have a low GPA?", ["guide.any.choosing.destination"])
-    assert r.text.endswith("(unverified).")
+    assert r.text == "" and r.changes[0].kind == "superlative" and r.changes[0].action == "removed_unverified"
     # a consequence for the visa no fact states, in a policy answer
     r = gate("If you fail a course, your student visa will be cancelled.",
              "What happens to my student visa in Canada if I fail some courses?", ["ca.work.off-campus"])
-    assert r.text == "If you fail a course, your student visa will be cancelled (unverified)."
+    assert r.text == "" and r.changes[0].action == "removed_unverified" and "cancelled" in r.changes[0].sentence
     # a duration before permanent residency is a claim
     r = gate("It is generally recommended to live in the UAE for at least 10 years before applying for permanent "
              "residency as a former student.", "How many years do I need to live in the UAE before I can get "
              "permanent residency as a former student?", ["ae.student-visa.university-sponsored"])
-    assert "10 years (unverified)" in r.text
+    assert "10 years" not in r.text
+    assert next(c for c in r.changes if c.claim and "10 years" in c.claim).action == "removed_unverified"
     # lettered citation markers copied from an earlier turn point at no source
     r = gate("Doctoral students are exempt from tuition fees [1a]. Check each university [1b].",
              "What about PhD programmes?", ["se.tuition.fees-liable"])
     assert "[1a]" not in r.text and "[1b]" not in r.text
 
+
+
+def test_a_sentence_whose_only_specifics_are_unverified_goes(gate):
+    """Lead's reading (session 5, Kenya/Ireland, generate mode): nonsense sentences served with "(unverified)"
+    marks. A marked sentence that cites no fact goes, its marks recorded as removed_unverified."""
+    q = "I'm from Kenya and want to do a master's in Ireland. What do I need?"
+    r = gate("Apply to the university first. It requires a minimum of three years of study under the guidance of "
+             "a Master of Fine Arts (FFA). Once accepted into the University of Dublin, you will begin your journey.",
+             q, ["ie.student-visa.eea-exempt", "ie.scholarships.goi-ies"])
+    assert r.text == "Apply to the university first."
+    gone = [c for c in r.changes if c.action == "removed_unverified"]
+    assert {c.claim for c in gone} >= {"FFA", "University of Dublin"} and all(c.sentence for c in gone)
+    assert not [c for c in r.changes if c.action == "marked_unverified"]
+    # a sentence that also cites a fact keeps its marks
+    r = gate("The GOI-IES scholarship gives a stipend for one year of study and covers 3 months of rent.",
+             "Scholarships in Ireland?", ["ie.scholarships.goi-ies"])
+    assert "(unverified)" in r.text and "[1]" in r.text
+    # list items go whole, the list stays a list
+    r = gate("Bring these:\n- your passport\n- a letter from the Irish Student Council (ISC)\n- your offer letter",
+             "What documents do I need for Ireland?", ["ie.student-visa.eea-exempt"])
+    assert "Student Council" not in r.text and "- your passport\n- your offer letter" in r.text

@@ -75,7 +75,13 @@ def test_gate_in_stream_sends_corrections_in_the_last_chunk(grounded, client_for
     # Our page swaps in the corrected answer carried by the gate field.
     corrected = last["gate"]["content"]
     assert "1,900" not in corrected.split("> **Fact check:**")[0]
-    assert "Royal Commonwealth Golden Scholarship (unverified)" in corrected
+    # The invented scholarship's sentence (a mark, no cited fact) is not in the answer the page swaps in; the
+    # streamed text already carried it, so the last chunk's note says it was removed and why.
+    assert "Royal Commonwealth" not in corrected.split("> **Fact check:**")[0]
+    assert streamed.count("Royal Commonwealth") == 2
+    assert "removed “You should also apply for the Royal Commonwealth" in streamed.split(WRONG, 1)[1]
+    gone = next(c for c in last["gate"]["changes"] if c["action"] == "removed_unverified")
+    assert gone["sentence"] == INVENTED.replace("Scholarship,", "Scholarship (unverified),")
 
 
 def test_policy_sensitive_answer_ends_with_dated_official_caveat(grounded, client_for):

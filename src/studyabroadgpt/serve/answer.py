@@ -38,7 +38,8 @@ MIN_LEFT_WORDS = 25
 # correction, and each was confidently wrong). Measured on the 110-prompt real-style set: see docs/serving.md.
 FALL_BACK_ON_ONE_DOUBT = True
 # The change kinds, named once: each new kind was being added by hand to four lists in this module.
-_REMOVALS = ("removed", "removed_rule", "removed_url", "removed_title")   # the gate took a claim out
+_REMOVALS = ("removed", "removed_rule", "removed_url", "removed_title",   # the gate took a claim out
+             "removed_unverified")
 _UNVERIFIED = ("marked_unverified",) + _REMOVALS                           # a specific nothing vouches for
 _DOUBTS = _UNVERIFIED + ("corrected_rule",)
 
@@ -402,7 +403,11 @@ def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: 
     """Why a generated answer must not be served as it is (auto mode), or None."""
     if loops or any(c.action == "cut_loop" for c in changes):
         return "the model's answer was stuck in a repetition loop"
-    if len(answer.strip()) < 20:
+    removed = [c for c in changes if c.action in _REMOVALS + ("removed_off_topic",)]
+    # An answer the fact check emptied is not one the model left empty: its reason (nonsense, unverified
+    # specifics) is the one the student is told. The sentences an "(unverified)" mark made go (gate's
+    # drop_unverified_sentences) can be all the model wrote.
+    if len(answer.strip()) < 20 and not removed:
         return "the model's answer was empty"
     if degenerate:
         d = degenerate[0]
@@ -410,11 +415,12 @@ def _fails(answer: str, changes: list[GateChange], loops: list[Any], off_topic: 
     doubtful = [c for c in changes if c.action in _UNVERIFIED]
     if len(doubtful) >= MAX_UNVERIFIED:
         return f"{len(doubtful)} specifics in the model's answer could not be verified"
+    if removed and len(answer.strip()) < 20:  # nothing left to be on or off topic
+        return f"nothing of the model's answer was left after the fact check removed {len(removed)} claim(s)"
     if off_topic:
         return f"the model's answer was off topic ({off_topic})"
     if unsupported:
         return f"the model's answer states a rule no official fact supports (“{unsupported[0].sentence[:80]}”)"
-    removed = [c for c in changes if c.action in _REMOVALS + ("removed_off_topic",)]
     if removed and len(answer.split()) < MIN_LEFT_WORDS:
         # What the fact check left is a stub, not an answer (lead's reading S2: "The cheapest option for an
         # Indian student in Germany is not available.").
@@ -575,6 +581,7 @@ def _note(changes: list[GateChange]) -> str:
               "removed": "claim(s) contradicting the official sources removed",
               "removed_rule": "rule statement(s) no official source supports removed",
               "marked_unverified": "claim(s) marked (unverified)",
+              "removed_unverified": "unverified claim(s) removed with their sentence",
               "removed_url": "web address(es) not among our official sources removed",
               "removed_title": "source title(s) given as if they were the official fact removed",
               "removed_off_topic": "sentence(s) about a destination you did not ask about removed",

@@ -224,7 +224,10 @@ async def _sse(generator: Generator, answerer: Answerer, turn: Turn, params: Gen
     The gate needs the whole answer, so corrections cannot be applied to text already sent. The last chunk
     therefore carries (a) as delta content, a fact-check note, the caveat and the sources list, so a plain
     OpenAI client that just concatenates deltas still gets them, and (b) ``gate.content``: the full corrected
-    answer, which our web page swaps in for the streamed text.
+    answer, which our web page swaps in for the streamed text. A sentence the gate removes (a contradicted claim,
+    a sentence whose only specifics are "(unverified)" and that cites no fact) was already streamed: the note
+    names it ("removed “…”: its sentence's specifics are unverified …") and ``gate.changes`` records it, so the
+    streamed and the non-streamed answer never differ without the difference being recorded.
     """
     model = generator.model_name
 

@@ -30,7 +30,7 @@ _CITATION = re.compile(r"\s?\[(\d{1,2})\]")
 # Changes worth a visible note (adding a missing citation is bookkeeping, not a correction).
 NOTABLE = frozenset({"corrected", "corrected_rule", "removed", "removed_rule", "marked_unverified", "removed_url",
                      "corrected_premise", "unverified_premise", "cut_loop", "composed", "out_of_scope",
-                     "degenerate", "removed_title", "removed_off_topic"})
+                     "degenerate", "removed_title", "removed_off_topic", "removed_unverified"})
 # Edits that change what the answer asserts (what "correction precision" is measured on).
 CORRECTIONS = frozenset({"corrected", "corrected_rule", "removed"})
 
@@ -77,6 +77,8 @@ class GateChange:
             return f"removed “{_short(self.claim)}”: {self.reason or 'contradicts the official sources'}"
         if a == "removed_rule":
             return f"removed “{_short(self.claim)}”: {self.reason}"
+        if a == "removed_unverified":
+            return f"removed “{_short(self.sentence or self.claim)}”: {self.reason}"
         if a == "marked_unverified":
             return f"marked “{_short(self.claim)}” unverified" + (f": {self.reason}" if self.reason else "")
         if a == "removed_url":
@@ -393,7 +395,48 @@ def run_gate(auditor: Auditor, answer: str, question: str, sources: list[Source]
         changes += [GateChange(**c) for c in url_changes + entity_changes]
     text, dropped = drop_unknown_citations(text, {s.n for s in sources})
     changes += [GateChange("dropped_citation", citation=n) for n in dropped]
+    text = drop_unverified_sentences(text, changes)
     return GateResult(text, changes, bool(getattr(result, "policy_sensitive", False)))
+
+
+def drop_unverified_sentences(text: str, changes: list[GateChange]) -> str:
+    """``text`` without the sentences whose only specifics are unverified: a "(unverified)" mark and no cited
+    fact. Their marked changes become ``removed_unverified`` (in place, with the sentence recorded).
+
+    Read on the real-style set (110 prompts, default model, generate mode at d1ae96f): of the 190 served
+    sentences that carried a mark, the ones with no citation were, to a sentence, invented or nonsense ("The
+    Canadian government does not allow students to work in Canada while they are studying (unverified).",
+    "It requires a minimum of three years (unverified) of study under the guidance of a Master of Fine Arts
+    (FFA (unverified))."); a mark tells a student which word to doubt, not that the whole sentence is made up.
+    A sentence that also cites a fact keeps its marks: part of it is the fact's."""
+    cut = []
+    for a, b in sentences(text):
+        body = text[a:b].strip()
+        if UNVERIFIED.strip() in body and not _CITATION.search(body) and not body.startswith(("#", ">")):
+            cut.append((a, b, body))
+    if not cut:
+        return text
+    plain = [(body, body.replace(UNVERIFIED, "").replace(UNVERIFIED.strip(), "")) for _, _, body in cut]
+    for c in changes:
+        if c.action != "marked_unverified" or not c.claim:
+            continue
+        claim = c.claim.replace(UNVERIFIED, "").strip()
+        hit = next((body for body, bare in plain if claim in bare or bare.strip() in claim), None)
+        if hit is not None:
+            c.action, c.sentence = "removed_unverified", hit
+            c.reason = (f"its sentence's specifics are unverified and it cites no fact ({c.reason})" if c.reason
+                        else "its sentence's specifics are unverified and it cites no fact")
+    for a, b, _ in reversed(cut):
+        rest = text[b:].lstrip(" ")
+        head = text[:a]
+        if head.rstrip(" \t").endswith("\n") and rest.startswith("\n"):
+            # the sentence was a whole line (a list item with its marker): the line goes, not just its text,
+            # so no blank line is left inside the list
+            head, rest = head.rstrip(" \t"), rest[1:]
+        text = (head if rest.strip() else head.rstrip()) + rest
+    # a list item or line left with nothing but its marker goes with it
+    text = re.sub(r"(?m)^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]*(?:\n|$)", "", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
 # Only these qualifiers turn a supported figure into a wrong one: a level or applicant group the student
