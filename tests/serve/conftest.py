@@ -60,3 +60,13 @@ def llamacpp():
     yield gen
     asyncio.run(gen.close())
     assert not gen.process.running()
+
+
+@pytest.fixture()
+def generated_rule_answers(monkeypatch):
+    """Serve the generated answer to a rule question in auto (``answer.COMPOSE_POLICY_RULES`` off), for tests of
+    what the gate, the citations and the caveat do to generated text: with the rule on, auto answers such a
+    question from the facts and the generated text they check is not what is served."""
+    from studyabroadgpt.serve import answer as answer_mod
+
+    monkeypatch.setattr(answer_mod, "COMPOSE_POLICY_RULES", False)

@@ -54,9 +54,17 @@ def test_compose_mode_needs_no_model(answerer):
     assert cited and all(s["url"].startswith("https://") for s in cited)
 
 
-def test_auto_keeps_a_good_generated_answer(answerer):
+def test_auto_keeps_a_good_generated_answer(answerer, monkeypatch):
+    from studyabroadgpt.serve import answer as answer_mod
+
     reply = "At degree level you can work up to 20 hours a week during term time and full time in vacations."
     turn = answerer.prepare(WORK_Q, mode="auto")
+    # a rule question with facts on it is answered from the facts (answer.COMPOSE_POLICY_RULES) ...
+    final = answerer.finish(turn, reply)
+    assert final.mode == "compose" and "asks a rule (work_hours)" in final.gate["fallback_reason"]
+    assert re.search(r"20 hours a week during term time.*\[\d\]", final.content)
+    # ... and without that rule a good generated answer is kept, cited
+    monkeypatch.setattr(answer_mod, "COMPOSE_POLICY_RULES", False)
     final = answerer.finish(turn, reply)
     assert final.mode == "generate" and "fallback_reason" not in final.gate
     assert re.search(r"20 hours a week \[\d\]", final.content)

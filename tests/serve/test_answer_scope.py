@@ -26,7 +26,10 @@ NZ_RAW = ("On a New Zealand student visa you can work up to 25 hours a week duri
 
 
 @pytest.mark.parametrize("mode", ["generate", "auto"])
-def test_sentences_about_a_destination_not_asked_about_are_dropped(answerer, mode):
+def test_sentences_about_a_destination_not_asked_about_are_dropped(answerer, mode, monkeypatch):
+    from studyabroadgpt.serve import answer as answer_mod
+
+    monkeypatch.setattr(answer_mod, "COMPOSE_POLICY_RULES", False)  # the generated answer is what is checked here
     _, final = served(answerer, NZ_WORK, NZ_RAW, mode=mode)
     assert final.mode == "generate"
     assert "Christmas" not in final.content and "Australia" not in final.content.split("**Sources**")[0]
@@ -135,7 +138,10 @@ def test_a_soft_advice_composed_answer_ends_with_a_closing_that_fits(answerer):
     assert "official" in final.content.split("**Sources**")[0].lower() and "20 hours" in final.content
 
 
-def test_auto_serves_the_facts_when_the_fact_check_had_to_edit_a_rule_answer(answerer):
+def test_auto_serves_the_facts_when_the_fact_check_had_to_edit_a_rule_answer(answerer, monkeypatch):
+    from studyabroadgpt.serve import answer as answer_mod
+
+    monkeypatch.setattr(answer_mod, "COMPOSE_POLICY_RULES", False)  # the one-edit rule alone
     # 110-prompt run at d1ae96f: served as generated with one mark, and wrong (10 hours is the below-degree limit)
     q = "How many hours can I work per week on a UK Student visa during my master's?"
     _, final = served(answerer, q, "The UK Student visa is a full-time student, and the maximum hours worked per "
@@ -236,3 +242,20 @@ def test_the_country_a_student_is_a_refugee_in_is_the_origin(answerer):
     assert scope.covered == ["DE"] and scope.uncovered == [] and "Turkey" in scope.origins
     _, final = served(answerer, "I'm a refugee in Turkey, can I study in Germany?", VAGUE_YES)
     assert "Not covered" not in final.content and final.mode != "out_of_scope"
+
+
+def test_auto_serves_the_facts_for_a_rule_question_even_when_the_generated_answer_passed(answerer, monkeypatch):
+    from studyabroadgpt.serve import answer as answer_mod
+
+    monkeypatch.setattr(answer_mod, "COMPOSE_POLICY_RULES", True)
+    # served at 658aaec with the quickstart adapter: the rule reversed, the F-1 fact cited under it
+    q = "Can I work off campus in my first year on an F-1 visa in the US?"
+    _, final = served(answerer, q, "Yes, a US F-1 student may work off campus in the first year.")
+    assert final.mode == "compose" and "Yes, a US F-1 student may work off campus" not in final.content
+    assert "the question asks a rule" in final.gate["fallback_reason"]
+    # soft advice naming no destination keeps the model's answer
+    advice = ("A strong statement of purpose says what you want to study and why, what you have done that "
+              "prepares you for it, and what you plan to do afterwards. Keep it specific and honest, and ask "
+              "someone who knows your field to read a draft before you send it.")
+    _, final = served(answerer, "How do I write a strong statement of purpose for an MBA?", advice)
+    assert final.mode == "generate" and final.content.startswith("A strong statement of purpose")

@@ -35,7 +35,10 @@ WORK_Q = [{"role": "user", "content": "How many hours can I work per week on a U
 
 
 @pytest.mark.parametrize("mode", ["generate", "auto"])
-def test_the_unfinished_last_sentence_at_the_token_limit_is_left_out(answerer, mode):
+def test_the_unfinished_last_sentence_at_the_token_limit_is_left_out(answerer, mode, monkeypatch):
+    from studyabroadgpt.serve import answer as answer_mod
+
+    monkeypatch.setattr(answer_mod, "COMPOSE_POLICY_RULES", False)  # the generated answer is what is trimmed
     turn = answerer.prepare(WORK_Q, mode=mode)
     raw, last = run(AtTokenLimit(CUT_OFF, piece_chars=5), turn)
     assert last.finish_reason == "length" and turn.trimmed.strip() == "In my opinion,"
@@ -263,7 +266,10 @@ def test_an_unsupported_verdict_is_not_served(answerer, question, raw):
     assert raw.split(".")[0] not in final.content
 
 
-def test_a_supported_verdict_is_kept(answerer):
+def test_a_supported_verdict_is_kept(answerer, monkeypatch):
+    from studyabroadgpt.serve import answer as answer_mod
+
+    monkeypatch.setattr(answer_mod, "COMPOSE_POLICY_RULES", False)  # the verdict check alone
     final = _final(answerer, "How many hours can I work per week on a UK Student visa during my master's?",
                    "Yes, at degree level you can work up to 20 hours a week during term time and full time in "
                    "vacations.", mode="auto")

@@ -14,6 +14,9 @@ from studyabroadgpt.serve.app import create_app
 from studyabroadgpt.serve.generation import ScriptedGenerator
 from studyabroadgpt.serve.settings import ServeSettings
 
+# Checks what is done to generated text: auto would answer these rule questions from the facts.
+pytestmark = pytest.mark.usefixtures("generated_rule_answers")
+
 
 REPLY = ("For a course in **London** you must show £1,900 per month for up to 9 months, and the money must "
          "have been held for 28 consecutive days.\n\n- keep your bank statements\n- apply early")

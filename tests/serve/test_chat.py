@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
 from studyabroadgpt.serve.answer import Answerer
 from studyabroadgpt.serve.chat import run_chat
 from studyabroadgpt.serve.generation import GenParams, ScriptedGenerator
+
+# Checks what is done to generated text: auto would answer these rule questions from the facts.
+pytestmark = pytest.mark.usefixtures("generated_rule_answers")
 
 
 def test_chat_grounds_and_gates_each_turn(answerer):

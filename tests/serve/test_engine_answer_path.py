@@ -29,7 +29,8 @@ from studyabroadgpt.serve.settings import ServeSettings
 
 from .engine_helpers import FUNDS_Q, LOOP, WORK_Q, answer_turn, busy_slots, two_facts
 
-pytestmark = pytest.mark.integration
+# Checks what is done to generated text: auto would answer these rule questions from the facts.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("generated_rule_answers")]
 
 WRONG = "For a course in London you must show £1,900 per month for up to 9 months."
 # vLLM (its CPU build here) runs only where it is installed in its own venv (--vllm-bin / SAGPT_VLLM, or on

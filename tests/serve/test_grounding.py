@@ -8,6 +8,9 @@ from studyabroadgpt.serve.app import create_app
 from studyabroadgpt.serve.generation import ScriptedGenerator
 from studyabroadgpt.serve.settings import ServeSettings
 
+# Checks what is done to generated text: auto would answer these rule questions from the facts.
+pytestmark = pytest.mark.usefixtures("generated_rule_answers")
+
 FUNDS_Q = [{"role": "user", "content": "How much money do I need to show for a UK student visa if I study in London?"}]
 RIGHT = "For a course in London you must show £1,483 per month for up to 9 months."
 WRONG = "For a course in London you must show £1,900 per month for up to 9 months."

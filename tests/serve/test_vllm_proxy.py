@@ -16,6 +16,9 @@ from studyabroadgpt.serve.vllm_engine import (ADAPTER_NAME, OpenAICompatGenerato
 from .serve_fake_upstream import make_upstream  # noqa: E402
 from .conftest import free_port  # noqa: E402
 
+# Checks what is done to generated text: auto would answer these rule questions from the facts.
+pytestmark = pytest.mark.usefixtures("generated_rule_answers")
+
 FUNDS_Q = [{"role": "user", "content": "How much money do I need for a UK student visa in London?"}]
 WRONG = "In London you need £1,900 per month for up to 9 months."
 

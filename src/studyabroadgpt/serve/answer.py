@@ -37,6 +37,21 @@ MIN_LEFT_WORDS = 25
 # were retrieved (the lead's reading at d1ae96f: all 5 generate-mode answers of 32 turns carried a mark or a rule
 # correction, and each was confidently wrong). Measured on the 110-prompt real-style set: see docs/serving.md.
 FALL_BACK_ON_ONE_DOUBT = True
+# Serve the composed answer to a question on a rule (visa, work, fees, funds, family, post-study, deadlines) whenever
+# official facts on it were retrieved, even when the generated answer passed every check: the checks cannot see a
+# wrong verdict in the model's own words ("Yes, she can ... students with disabilities"). Measured on the 110-prompt
+# real-style set (raw answers of d1ae96f re-finished): default model 8 answers move to compose (4 were wrong:
+# "The orientation year in the Netherlands is 2025-14", ...; 4 right ones now say the same from the facts), the
+# quickstart adapter 12 (8 wrong: "No, you do not need a residence permit to study in the Netherlands", "The
+# official US visa for studying in Toronto is the F-1", ...); none became worse.
+COMPOSE_POLICY_RULES = True
+POLICY_SUBJECTS = frozenset({"visa_rule", "work_hours", "internship", "visa_fee", "tuition", "funds", "dependants",
+                             "post_study", "deadline", "apply_timing", "permanent_residence", "study_progress"})
+# A question in the form of a rule or a figure: yes/no, "is it true", how much / long / many.
+_RULE_FORM = re.compile(r"^\s*(?:can|could|may|do|does|must)\b|"
+                        r"\b(?:can|could|may|must)\s+(?:i|we|she|he|they|my\s+\w+)\b|\bdo\s+i\s+(?:need|have\s+to)\b|"
+                        r"\bis\s+it\s+(?:true|possible|allowed|legal)\b|\bam\s+i\s+allowed\b|"
+                        r"\bhow\s+(?:much|long|many|early|soon)\b", re.IGNORECASE)
 # The change kinds, named once: each new kind was being added by hand to four lists in this module.
 _REMOVALS = ("removed", "removed_rule", "removed_url", "removed_title",   # the gate took a claim out
              "removed_unverified")
@@ -169,6 +184,8 @@ class Answerer:
             why = _fails(answer, changes, loops, answer_off_topic(turn.question, answer), degenerate, unsupported)
             if not why and FALL_BACK_ON_ONE_DOUBT:
                 why = self._doubt_with_facts(turn, changes)
+            if not why and COMPOSE_POLICY_RULES:
+                why = self._rule_with_facts(turn)
             if why:
                 if degenerate:
                     changes.append(GateChange("degenerate", degenerate[0].sample, reason=degenerate[0].reason,
@@ -198,6 +215,21 @@ class Answerer:
             return None
         return (f"the fact check had to edit the model's answer ({doubtful[0].describe()}), and official facts "
                 "on the question were retrieved")
+
+    def _rule_with_facts(self, turn: Turn) -> str | None:
+        """Why the composed answer beats a generated one that passed the checks (``COMPOSE_POLICY_RULES``): the
+        question asks a rule and official facts on it were retrieved; or None."""
+        from .compose import asked, relevant_sources
+
+        earlier = _earlier_questions(turn.messages)
+        subjects = asked(turn.question, earlier) & POLICY_SUBJECTS
+        # A yes/no or a figure asked of a destination we cover is a rule question too ("My daughter is 16, can
+        # she study in Canada?" names no subject); advice that names no destination is not.
+        form = bool(_RULE_FORM.search(turn.question)) and bool(getattr(turn.scope, "covered", None))
+        if not (subjects or form) or not relevant_sources(turn.question, turn.sources, earlier):
+            return None
+        what = ", ".join(sorted(subjects)) or "a yes/no or a figure"
+        return f"the question asks a rule ({what}) and official facts on it were retrieved"
 
     def _unsupported_rules(self, turn: Turn, answer: str, changes: list[GateChange]) -> list[Any]:
         """Rule statements in a generated answer to a question on a subject for a covered destination that no
